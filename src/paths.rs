@@ -1,0 +1,320 @@
+//! Path handling for profile rules: validation, canonicalisation, escaping and the host policy.
+//!
+//! AppArmor mediates the *resolved* path a process opens, so a rule must name the path after
+//! symlinks are followed; and a rule is a pattern, so every character AppArmor treats specially
+//! must be escaped or a hostile disk name (`/images/*`) would widen access. Both are done here,
+//! once, for every path that reaches a profile.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+use thiserror::Error;
+
+/// Longest path we accept (Linux PATH_MAX).
+pub const MAX_PATH_BYTES: usize = 4096;
+/// Symlinks followed while resolving one path before we give up (the kernel's limit is 40).
+const MAX_SYMLINKS: usize = 40;
+
+/// Why a path cannot be granted.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum PathError {
+    #[error("{0:?} is not an absolute path")]
+    NotAbsolute(String),
+    #[error("{0:?} contains a control character (newline, NUL, ...)")]
+    ControlChar(String),
+    #[error("path is longer than {MAX_PATH_BYTES} bytes")]
+    TooLong,
+    #[error("{0} resolves through too many symbolic links")]
+    SymlinkLoop(String),
+    #[error("{path} is a host system path and cannot be granted {perms}")]
+    Refused { path: String, perms: String },
+}
+
+/// Check the raw string from the XML: absolute, no control characters, bounded length.
+pub fn validate(raw: &str) -> Result<(), PathError> {
+    if raw.len() > MAX_PATH_BYTES {
+        return Err(PathError::TooLong);
+    }
+    if raw.chars().any(|c| c.is_control()) {
+        return Err(PathError::ControlChar(raw.to_string()));
+    }
+    if !raw.starts_with('/') {
+        return Err(PathError::NotAbsolute(raw.to_string()));
+    }
+    Ok(())
+}
+
+/// Lexically normalise an absolute path: drop `.`, collapse `//`, apply `..` (never above `/`).
+pub fn normalize_lexically(p: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in p.components() {
+        match c {
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+        }
+    }
+    out
+}
+
+/// Resolve a path the way the kernel will when QEMU opens it: symlinks in the existing part are
+/// followed (component by component, so `link/..` means the link target's parent), the
+/// non-existent remainder is normalised lexically. The result is absolute and clean.
+pub fn resolve(raw: &str) -> Result<PathBuf, PathError> {
+    validate(raw)?;
+    let mut pending: Vec<std::ffi::OsString> = Path::new(raw)
+        .components()
+        .rev()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect();
+    let mut out = PathBuf::from("/");
+    let mut exists = true;
+    let mut links = 0usize;
+    while let Some(comp) = pending.pop() {
+        if comp == ".." {
+            out.pop();
+            continue;
+        }
+        out.push(&comp);
+        if !exists {
+            continue;
+        }
+        match std::fs::symlink_metadata(&out) {
+            Ok(m) if m.file_type().is_symlink() => {
+                links += 1;
+                if links > MAX_SYMLINKS {
+                    return Err(PathError::SymlinkLoop(raw.to_string()));
+                }
+                let target = match std::fs::read_link(&out) {
+                    Ok(t) => t,
+                    Err(_) => {
+                        exists = false;
+                        continue;
+                    }
+                };
+                out.pop();
+                if target.is_absolute() {
+                    out = PathBuf::from("/");
+                }
+                for c in target.components().rev() {
+                    match c {
+                        Component::Normal(n) => pending.push(n.to_os_string()),
+                        Component::ParentDir => pending.push("..".into()),
+                        _ => {}
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(_) => exists = false,
+        }
+    }
+    if out.as_os_str().len() > MAX_PATH_BYTES {
+        return Err(PathError::TooLong);
+    }
+    Ok(out)
+}
+
+/// Escape a literal path for use inside a double-quoted AppArmor rule, so it matches exactly
+/// itself: every pattern metacharacter (`* ? [ ] { } ^ , " \`, and so `@{`) gets a backslash.
+pub fn escape(p: &str) -> String {
+    let mut s = String::with_capacity(p.len() + 8);
+    for c in p.chars() {
+        if matches!(
+            c,
+            '*' | '?' | '[' | ']' | '{' | '}' | '^' | ',' | '"' | '\\' | '@' | '#'
+        ) {
+            s.push('\\');
+        }
+        s.push(c);
+    }
+    s
+}
+
+/// Escape a path that is only ever a *string* (the caller has already checked it is valid UTF-8).
+pub fn escape_path(p: &Path) -> String {
+    escape(&p.to_string_lossy())
+}
+
+/// True when `path` is `prefix` or lies below it, comparing whole components (so `/lib` does not
+/// cover `/library`).
+pub fn is_under(path: &Path, prefix: &str) -> bool {
+    path.starts_with(prefix)
+}
+
+/// Host locations a guest may never write (and, outside [`READ_ONLY_OK`], never read either).
+/// Component-wise, so `/lib` does not catch `/library`.
+pub const REFUSED: &[&str] = &[
+    "/bin",
+    "/boot",
+    "/etc",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/lost+found",
+    "/proc",
+    "/sbin",
+    "/selinux",
+    "/sys",
+    "/usr",
+    "/var/lib/dpkg",
+    "/var/lib/rpm",
+    "/var/lib/apt",
+    "/var/lib/virt-aa-hook",
+    "/dev/mem",
+    "/dev/kmem",
+    "/dev/port",
+    "/etc/apparmor.d",
+    "/root/.ssh",
+    "/var/log/libvirt/virt-aa-hook.log",
+];
+
+/// Inside [`REFUSED`], the places real distributions keep firmware, kernels and other things a
+/// guest legitimately *reads*: Debian/Ubuntu, Fedora, Arch and SUSE OVMF/AAVMF/edk2 builds,
+/// SeaBIOS, iPXE ROMs, u-boot, OpenSBI, host kernels and initrds, smartcard NSS databases.
+pub const READ_ONLY_OK: &[&str] = &[
+    "/boot",
+    "/vmlinuz",
+    "/vmlinuz.old",
+    "/initrd.img",
+    "/initrd.img.old",
+    "/usr/share/AAVMF",
+    "/usr/share/OVMF",
+    "/usr/share/ovmf",
+    "/usr/share/edk2",
+    "/usr/share/edk2-ovmf",
+    "/usr/share/edk2-armvirt",
+    "/usr/share/qemu",
+    "/usr/share/qemu-efi",
+    "/usr/share/qemu-efi-aarch64",
+    "/usr/share/seabios",
+    "/usr/share/ipxe",
+    "/usr/share/ipxe.efi",
+    "/usr/share/sgabios",
+    "/usr/share/misc/sgabios.bin",
+    "/usr/share/vgabios",
+    "/usr/share/slof",
+    "/usr/share/openbios",
+    "/usr/share/opensbi",
+    "/usr/share/u-boot",
+    "/usr/lib/u-boot",
+    "/usr/lib/riscv64-linux-gnu/opensbi",
+    "/usr/lib/ipxe",
+    "/usr/lib/firmware",
+    "/usr/lib/modules",
+    "/lib/modules",
+    "/etc/pki/nssdb",
+    "/etc/pki/qemu",
+    "/etc/pki/libvirt",
+];
+
+/// Places inside [`REFUSED`] that are device interfaces a guest is explicitly given, read-write:
+/// PCI device sysfs files for hostdevs and the vhost-scsi configfs.
+pub const RW_OVERRIDE: &[&str] = &["/sys/kernel/config/target/vhost"];
+
+/// Apply the host policy to a resolved path. `writes` says whether the grant includes `w`.
+pub fn check_policy(path: &Path, writes: bool, perms: &str) -> Result<(), PathError> {
+    if RW_OVERRIDE.iter().any(|p| is_under(path, p)) || is_pci_sysfs(path) {
+        return Ok(());
+    }
+    if !REFUSED.iter().any(|p| is_under(path, p)) {
+        return Ok(());
+    }
+    if !writes && READ_ONLY_OK.iter().any(|p| is_under(path, p)) {
+        return Ok(());
+    }
+    Err(PathError::Refused {
+        path: path.to_string_lossy().into_owned(),
+        perms: perms.to_string(),
+    })
+}
+
+/// `/sys/devices/pci<domain>:<bus>/...`: the real location of PCI device files.
+fn is_pci_sysfs(path: &Path) -> bool {
+    let mut it = path.components();
+    matches!(
+        (it.next(), it.next(), it.next(), it.next()),
+        (Some(Component::RootDir), Some(Component::Normal(a)), Some(Component::Normal(b)), Some(Component::Normal(c)))
+            if a == OsStr::new("sys") && b == OsStr::new("devices") && c.as_bytes().starts_with(b"pci")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lexical_normalisation() {
+        assert_eq!(
+            normalize_lexically(Path::new("/a//b/./c/../d")),
+            PathBuf::from("/a/b/d")
+        );
+        assert_eq!(
+            normalize_lexically(Path::new("/../../x")),
+            PathBuf::from("/x")
+        );
+    }
+
+    #[test]
+    fn validation_rejects_bad_strings() {
+        assert!(matches!(validate("rel/x"), Err(PathError::NotAbsolute(_))));
+        assert!(matches!(validate("/a\nb"), Err(PathError::ControlChar(_))));
+        assert!(matches!(validate("/a\0b"), Err(PathError::ControlChar(_))));
+        assert!(validate("/a b/ü").is_ok());
+    }
+
+    #[test]
+    fn resolve_follows_symlinks_then_lexical() {
+        let d = tempfile::tempdir().unwrap();
+        let real = d.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        std::os::unix::fs::symlink(&real, d.path().join("link")).unwrap();
+        std::os::unix::fs::symlink("/etc", d.path().join("etc-link")).unwrap();
+        let base = d.path().canonicalize().unwrap();
+        let got = resolve(&format!("{}/link/./x//y/../z.img", d.path().display())).unwrap();
+        assert_eq!(got, base.join("real/x/z.img"));
+        let got = resolve(&format!("{}/etc-link/shadow", d.path().display())).unwrap();
+        assert_eq!(got, PathBuf::from("/etc/shadow"));
+        // `..` after a symlink applies to the target, as in the kernel.
+        let got = resolve(&format!("{}/etc-link/../tmp/q", d.path().display())).unwrap();
+        assert_eq!(got, PathBuf::from("/tmp/q"));
+        std::os::unix::fs::symlink("loop2", d.path().join("loop1")).unwrap();
+        std::os::unix::fs::symlink("loop1", d.path().join("loop2")).unwrap();
+        assert!(matches!(
+            resolve(&format!("{}/loop1/x", d.path().display())),
+            Err(PathError::SymlinkLoop(_))
+        ));
+    }
+
+    #[test]
+    fn escaping_covers_every_metacharacter() {
+        assert_eq!(
+            escape(r#"/a*b?c[d]e{f}g^h,i"j\k@{l}#m"#),
+            r#"/a\*b\?c\[d\]e\{f\}g\^h\,i\"j\\k\@\{l\}\#m"#
+        );
+        assert_eq!(escape("/plain/path.qcow2"), "/plain/path.qcow2");
+    }
+
+    #[test]
+    fn policy_is_component_wise() {
+        assert!(check_policy(Path::new("/library/x.img"), true, "rw").is_ok());
+        assert!(check_policy(Path::new("/lib/x.img"), true, "rw").is_err());
+        assert!(check_policy(Path::new("/usr/libexec/x"), true, "rw").is_err());
+        assert!(check_policy(Path::new("/etc/shadow"), false, "r").is_err());
+        assert!(check_policy(Path::new("/usr/share/OVMF/OVMF_CODE.fd"), false, "rk").is_ok());
+        assert!(check_policy(Path::new("/usr/share/OVMF/OVMF_CODE.fd"), true, "rwk").is_err());
+        assert!(check_policy(Path::new("/usr/lib/modules/6.1.0/vmlinuz"), false, "r").is_ok());
+        assert!(check_policy(Path::new("/boot/vmlinuz"), true, "rw").is_err());
+        assert!(check_policy(Path::new("/sys/devices/pci0000:00/0000:00:02.0/config"), true, "rw").is_ok());
+        assert!(check_policy(Path::new("/sys/kernel/debug"), false, "r").is_err());
+        assert!(check_policy(Path::new("/var/lib/libvirt/images/a"), true, "rwk").is_ok());
+        assert!(check_policy(Path::new("/dev/mem"), false, "r").is_err());
+        assert!(check_policy(Path::new("/dev/sdb"), true, "rwk").is_ok());
+    }
+}

@@ -1,0 +1,255 @@
+//! A small read-only element tree built with quick-xml.
+//!
+//! libvirt domain XML is small (kilobytes, a few MiB for guests with thousands of disks) and the
+//! rule derivation needs random access (a `<console>` may refer to the first `<serial>`, the
+//! `<os>` block decides what `<loader>` means), so a tree is simpler and safer than a streaming
+//! state machine. Names are stored as *local* names: libvirt's own elements carry no prefix and
+//! the namespaced parts (`<metadata>`, `qemu:commandline`) are matched by local name plus, where it
+//! matters (our own metadata), by namespace URI.
+
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::name::ResolveResult;
+use thiserror::Error;
+
+/// Largest document we accept; virt-aa-helper uses the same 10 MiB cap.
+pub const MAX_XML_BYTES: usize = 10 * 1024 * 1024;
+/// Deepest nesting we accept. Real domain XML nests about 8 levels; this stops stack and memory
+/// abuse from hostile input without ever rejecting a real definition.
+pub const MAX_DEPTH: usize = 64;
+
+/// Why a document could not be turned into a tree. Each variant renders as one line.
+#[derive(Debug, Error)]
+pub enum XmlError {
+    #[error("domain XML is larger than {MAX_XML_BYTES} bytes")]
+    TooLarge,
+    #[error("domain XML is not valid UTF-8 (byte offset {0})")]
+    NotUtf8(usize),
+    #[error("domain XML is malformed at byte {pos}: {msg}")]
+    Malformed { pos: u64, msg: String },
+    #[error("domain XML nests deeper than {MAX_DEPTH} levels")]
+    TooDeep,
+    #[error("domain XML has no root element")]
+    Empty,
+}
+
+/// One element: local name, namespace URI (if any), attributes (unescaped), children and the
+/// concatenated text directly inside it (entity references resolved, so `/a&amp;b` stays whole).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Element {
+    pub name: String,
+    pub ns: Option<String>,
+    pub attrs: Vec<(String, String)>,
+    pub children: Vec<Element>,
+    pub text: String,
+}
+
+impl Element {
+    /// Attribute value by local name.
+    pub fn attr(&self, name: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Attribute value, treating an empty string like an absent attribute (libvirt does the same
+    /// for paths: `file=''` means "no media").
+    pub fn attr_nonempty(&self, name: &str) -> Option<&str> {
+        self.attr(name).filter(|v| !v.is_empty())
+    }
+
+    /// `yes`/`on` style boolean attribute.
+    pub fn attr_yes(&self, name: &str) -> bool {
+        matches!(self.attr(name), Some("yes" | "on" | "true" | "1"))
+    }
+
+    /// First child with this local name.
+    pub fn child(&self, name: &str) -> Option<&Element> {
+        self.children.iter().find(|c| c.name == name)
+    }
+
+    /// All children with this local name.
+    pub fn children_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Element> + 'a {
+        self.children.iter().filter(move |c| c.name == name)
+    }
+
+    /// Follow a path of child names (first match at each step).
+    pub fn path(&self, names: &[&str]) -> Option<&Element> {
+        let mut cur = self;
+        for n in names {
+            cur = cur.child(n)?;
+        }
+        Some(cur)
+    }
+
+    /// Trimmed text content, `None` when empty.
+    pub fn text_nonempty(&self) -> Option<&str> {
+        let t = self.text.trim();
+        (!t.is_empty()).then_some(t)
+    }
+}
+
+/// Parse a document into its root element.
+pub fn parse(input: &[u8]) -> Result<Element, XmlError> {
+    if input.len() > MAX_XML_BYTES {
+        return Err(XmlError::TooLarge);
+    }
+    let text = std::str::from_utf8(input).map_err(|e| XmlError::NotUtf8(e.valid_up_to()))?;
+    parse_str(text)
+}
+
+fn malformed(reader_pos: u64, msg: impl std::fmt::Display) -> XmlError {
+    XmlError::Malformed {
+        pos: reader_pos,
+        msg: msg.to_string().replace('\n', " "),
+    }
+}
+
+/// Parse an already-decoded document.
+pub fn parse_str(text: &str) -> Result<Element, XmlError> {
+    if text.len() > MAX_XML_BYTES {
+        return Err(XmlError::TooLarge);
+    }
+    let mut reader = quick_xml::reader::NsReader::from_str(text);
+    reader.config_mut().check_end_names = true;
+    let mut stack: Vec<Element> = Vec::new();
+    let mut root: Option<Element> = None;
+    loop {
+        let pos = reader.buffer_position();
+        let ev = reader.read_resolved_event().map_err(|e| malformed(pos, e));
+        let (ns, ev) = match ev {
+            Ok(v) => v,
+            Err(e) => return Err(e),
+        };
+        match ev {
+            Event::Start(ref s) | Event::Empty(ref s) => {
+                if root.is_some() {
+                    return Err(malformed(pos, "content after the root element"));
+                }
+                if stack.len() >= MAX_DEPTH {
+                    return Err(XmlError::TooDeep);
+                }
+                let el = element_from_start(s, ns, pos)?;
+                if matches!(ev, Event::Empty(_)) {
+                    close(&mut stack, &mut root, el);
+                } else {
+                    stack.push(el);
+                }
+            }
+            Event::End(_) => {
+                let el = stack
+                    .pop()
+                    .ok_or_else(|| malformed(pos, "unexpected end tag"))?;
+                close(&mut stack, &mut root, el);
+            }
+            Event::Text(t) => {
+                if let Some(top) = stack.last_mut() {
+                    top.text.push_str(&t.xml10_content());
+                } else if !t.xml10_content().trim().is_empty() {
+                    return Err(malformed(pos, "text outside the root element"));
+                }
+            }
+            Event::CData(c) => {
+                if let Some(top) = stack.last_mut() {
+                    top.text.push_str(&c.xml10_content());
+                }
+            }
+            Event::GeneralRef(r) => {
+                let name: &str = &r;
+                let resolved = quick_xml::escape::unescape(&format!("&{name};"))
+                    .map_err(|e| malformed(pos, e))?
+                    .into_owned();
+                match stack.last_mut() {
+                    Some(top) => top.text.push_str(&resolved),
+                    None => return Err(malformed(pos, "entity outside the root element")),
+                }
+            }
+            Event::DocType(_) => {
+                return Err(malformed(pos, "DOCTYPE declarations are not accepted"));
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    if !stack.is_empty() {
+        return Err(malformed(text.len() as u64, "unexpected end of document"));
+    }
+    root.ok_or(XmlError::Empty)
+}
+
+fn close(stack: &mut Vec<Element>, root: &mut Option<Element>, el: Element) {
+    match stack.last_mut() {
+        Some(parent) => parent.children.push(el),
+        None => *root = Some(el),
+    }
+}
+
+fn element_from_start(
+    s: &BytesStart<'_>,
+    ns: ResolveResult<'_>,
+    pos: u64,
+) -> Result<Element, XmlError> {
+    let name = s.local_name().as_ref().to_string();
+    let ns = match ns {
+        ResolveResult::Bound(n) => Some(n.as_ref().to_string()),
+        _ => None,
+    };
+    let mut attrs = Vec::new();
+    for a in s.attributes() {
+        let a = a.map_err(|e| malformed(pos, e))?;
+        let key = a.key.local_name().as_ref().to_string();
+        if a.key.as_ref().starts_with("xmlns") {
+            continue;
+        }
+        let value = a
+            .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+            .map_err(|e| malformed(pos, e))?
+            .into_owned();
+        attrs.push((key, value));
+    }
+    Ok(Element {
+        name,
+        ns,
+        attrs,
+        children: Vec::new(),
+        text: String::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entity_in_text_does_not_truncate() {
+        let e = parse_str("<a><b>/x&amp;y/z&#x41;</b></a>").unwrap();
+        assert_eq!(e.child("b").unwrap().text, "/x&y/zA");
+    }
+
+    #[test]
+    fn attributes_are_unescaped() {
+        let e = parse_str(r#"<a p="/q&quot;r&lt;"/>"#).unwrap();
+        assert_eq!(e.attr("p"), Some("/q\"r<"));
+    }
+
+    #[test]
+    fn namespaces_resolve() {
+        let e = parse_str(r#"<d><metadata><v:x xmlns:v="urn:t" m="1"/></metadata></d>"#).unwrap();
+        let x = e.path(&["metadata", "x"]).unwrap();
+        assert_eq!(x.ns.as_deref(), Some("urn:t"));
+        assert_eq!(x.attr("m"), Some("1"));
+    }
+
+    #[test]
+    fn malformed_and_deep_inputs_fail_cleanly() {
+        assert!(matches!(
+            parse_str("<a><b></a>"),
+            Err(XmlError::Malformed { .. })
+        ));
+        assert!(matches!(parse_str(""), Err(XmlError::Empty)));
+        let deep = "<a>".repeat(100) + &"</a>".repeat(100);
+        assert!(matches!(parse_str(&deep), Err(XmlError::TooDeep)));
+        assert!(matches!(parse(b"<a>\xff</a>"), Err(XmlError::NotUtf8(3))));
+        assert!(parse_str("<!DOCTYPE x [<!ENTITY e 'v'>]><a>&e;</a>").is_err());
+    }
+}

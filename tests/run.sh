@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The whole test suite of virt-aa-hook, from a fresh Debian 12 machine, as root:
+#
+#     sudo tests/run.sh            # everything
+#     sudo tests/run.sh cargo e2e  # only some suites (names: deps cargo e2e aavm fuzz)
+#
+# Installs what the tests need (apt), builds, runs `cargo test` (unit + integration, which compile
+# every generated profile with the real apparmor_parser), then the end-to-end suites against a real
+# libvirtd + QEMU and the AppArmor-kernel VM suite. Prints one line per suite and a final
+# `N passed, M failed` line; exits non-zero on any failure. Leaves no guest or daemon running and
+# restores the host's own libvirt hook.
+set -u
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+export ROOT
+. tests/lib/common.sh
+
+want() { [ $# -eq 0 ] && return 0; for s in "${SUITES[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
+SUITES=("$@")
+[ ${#SUITES[@]} -eq 0 ] && SUITES=(deps cargo e2e aavm fuzz)
+
+TOTAL_PASS=0
+TOTAL_FAIL=0
+SUMMARY=()
+
+# record NAME PASSED FAILED SECONDS [NOTE]
+record() {
+  TOTAL_PASS=$((TOTAL_PASS + $2)); TOTAL_FAIL=$((TOTAL_FAIL + $3))
+  local status=ok; [ "$3" -gt 0 ] && status=FAIL
+  SUMMARY+=("$(printf 'suite %-8s %-4s %4d passed, %3d failed  (%ss)%s' "$1" "$status" "$2" "$3" "$4" "${5:+  $5}")")
+}
+
+# run_suite NAME SCRIPT...: the script prints `RESULT passed=N failed=M [skipped=K]` as its last such line.
+run_suite() {
+  local name=$1; shift
+  local log="$LOGDIR/$name.log" t0=$SECONDS
+  echo "=== suite $name: $*"
+  "$@" 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]}
+  local line; line=$(grep -E '^RESULT passed=' "$log" | tail -n1)
+  local p f note
+  p=$(sed -nE 's/^RESULT passed=([0-9]+).*/\1/p' <<<"$line"); p=${p:-0}
+  f=$(sed -nE 's/.*failed=([0-9]+).*/\1/p' <<<"$line"); f=${f:-0}
+  note=$(sed -nE 's/.*skipped=(.*)$/skipped: \1/p' <<<"$line")
+  if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; note="exit status $rc"; fi
+  record "$name" "$p" "$f" "$((SECONDS - t0))" "$note"
+}
+
+LOGDIR=$(mktemp -d /tmp/virt-aa-hook-tests.XXXXXX)
+
+if want deps; then
+  t0=$SECONDS
+  if tests/lib/install-deps.sh; then record deps 1 0 $((SECONDS - t0)); else record deps 0 1 $((SECONDS - t0)); fi
+fi
+
+if want cargo; then
+  t0=$SECONDS
+  echo "=== suite cargo: cargo test"
+  cargo test --release --all-targets 2>&1 | tee "$LOGDIR/cargo.log"
+  rc=${PIPESTATUS[0]}
+  p=$(awk '/^test result:/ {for (i=1;i<=NF;i++) if ($(i)=="passed;") s+=$(i-1)} END {print s+0}' "$LOGDIR/cargo.log")
+  f=$(awk '/^test result:/ {for (i=1;i<=NF;i++) if ($(i)=="failed;") s+=$(i-1)} END {print s+0}' "$LOGDIR/cargo.log")
+  [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
+  record cargo "$p" "$f" $((SECONDS - t0))
+fi
+
+if want e2e && [ -x tests/e2e/run.sh ]; then run_suite e2e tests/e2e/run.sh; fi
+if want aavm && [ -x tests/aavm/suite.sh ]; then run_suite aavm tests/aavm/suite.sh; fi
+if want fuzz && [ -x tests/fuzz/short.sh ]; then run_suite fuzz tests/fuzz/short.sh; fi
+
+echo
+echo "=== summary (logs in $LOGDIR)"
+for l in "${SUMMARY[@]}"; do echo "$l"; done
+echo "$TOTAL_PASS passed, $TOTAL_FAIL failed"
+[ "$TOTAL_FAIL" -eq 0 ]
