@@ -1,10 +1,28 @@
-//! virt-aa-hook: per-guest AppArmor profiles for libvirt/QEMU guests.
+//! virt-aa-hook: per-guest AppArmor profiles (sVirt) for libvirt/QEMU guests.
 //!
-//! The library is split so each module owns one step: parse the domain XML ([`xml`], [`domain`]),
-//! derive access rules ([`derive`], [`rules`], [`paths`], [`backing`]), render the profile
-//! ([`profile`]). The binary's hook, wrapper and admin code sit on top.
+//! Each module owns one step, so a newcomer finds their room from the file list:
+//! - parse: [`xml`] (element tree), [`domain`] (identity, labels, our metadata);
+//! - derive: [`derive`] (device → grants), [`rules`] (dedup/merge), [`paths`] (resolve, escape,
+//!   host policy), [`backing`] (image headers);
+//! - render: [`profile`] (template), [`generate`] (the pure pipeline);
+//! - act: [`store`] (atomic files, locks), [`aaparser`] (apparmor_parser with timeouts),
+//!   [`apparmorfs`] (kernel state), [`log`] (the admin's log), [`caps`] (capability cache),
+//!   [`config`] (the TOML file);
+//! - entry points: [`hook`] (libvirt events), [`wrapper`] (emulator wrapper).
 
+pub mod aaparser;
+pub mod apparmorfs;
 pub mod backing;
+pub mod caps;
+pub mod config;
+pub mod derive;
+pub mod domain;
+pub mod generate;
+pub mod hook;
+pub mod log;
 pub mod paths;
+pub mod profile;
 pub mod rules;
+pub mod store;
+pub mod wrapper;
 pub mod xml;

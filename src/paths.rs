@@ -311,7 +311,14 @@ mod tests {
         assert!(check_policy(Path::new("/usr/share/OVMF/OVMF_CODE.fd"), true, "rwk").is_err());
         assert!(check_policy(Path::new("/usr/lib/modules/6.1.0/vmlinuz"), false, "r").is_ok());
         assert!(check_policy(Path::new("/boot/vmlinuz"), true, "rw").is_err());
-        assert!(check_policy(Path::new("/sys/devices/pci0000:00/0000:00:02.0/config"), true, "rw").is_ok());
+        assert!(
+            check_policy(
+                Path::new("/sys/devices/pci0000:00/0000:00:02.0/config"),
+                true,
+                "rw"
+            )
+            .is_ok()
+        );
         assert!(check_policy(Path::new("/sys/kernel/debug"), false, "r").is_err());
         assert!(check_policy(Path::new("/var/lib/libvirt/images/a"), true, "rwk").is_ok());
         assert!(check_policy(Path::new("/dev/mem"), false, "r").is_err());

@@ -248,17 +248,29 @@ mod tests {
     #[test]
     fn duplicate_grants_merge() {
         let mut s = RuleSet::new();
-        s.grant("disk 'a'", "/var/lib/libvirt/images/base.img", Perms::RK, Scope::File)
-            .unwrap();
-        s.grant("disk 'b'", "/var/lib/libvirt/images/base.img", Perms::RK, Scope::File)
-            .unwrap();
-        s.grant("disk 'c'", "/var/lib/libvirt/images//./base.img", Perms::RWK, Scope::File)
-            .unwrap();
+        s.grant(
+            "disk 'a'",
+            "/var/lib/libvirt/images/base.img",
+            Perms::RK,
+            Scope::File,
+        )
+        .unwrap();
+        s.grant(
+            "disk 'b'",
+            "/var/lib/libvirt/images/base.img",
+            Perms::RK,
+            Scope::File,
+        )
+        .unwrap();
+        s.grant(
+            "disk 'c'",
+            "/var/lib/libvirt/images//./base.img",
+            Perms::RWK,
+            Scope::File,
+        )
+        .unwrap();
         assert_eq!(s.len(), 1);
-        assert_eq!(
-            s.render(),
-            "  \"/var/lib/libvirt/images/base.img\" rwk,\n"
-        );
+        assert_eq!(s.render(), "  \"/var/lib/libvirt/images/base.img\" rwk,\n");
     }
 
     #[test]
@@ -274,14 +286,22 @@ mod tests {
             e.to_string(),
             "disk 'vda': /etc/shadow is a host system path and cannot be granted rwk"
         );
-        assert!(s.grant("disk 'vdb'", "/a\nb", Perms::R, Scope::File).is_err());
+        assert!(
+            s.grant("disk 'vdb'", "/a\nb", Perms::R, Scope::File)
+                .is_err()
+        );
     }
 
     #[test]
     fn tree_scope_adds_dir_rule() {
         let mut s = RuleSet::new();
-        s.grant("filesystem 'share'", "/srv/share/", Perms::RW.with(Perms::L), Scope::Tree)
-            .unwrap();
+        s.grant(
+            "filesystem 'share'",
+            "/srv/share/",
+            Perms::RW.with(Perms::L),
+            Scope::Tree,
+        )
+        .unwrap();
         assert_eq!(
             s.render(),
             "  \"/srv/share/\" r,\n  \"/srv/share/**\" rwl,\n"

@@ -1,0 +1,243 @@
+//! The configuration file (`/etc/libvirt/virt-aa-hook.conf`, TOML).
+//!
+//! Every path we own is rooted in `root`, so the whole product runs against a temporary
+//! directory in tests (`VIRT_AA_HOOK_ROOT=/tmp/x` or `root = "/tmp/x"`). Paths taken from domain
+//! XML are host paths and are never rooted.
+
+use crate::domain::Enforcement;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use thiserror::Error;
+
+/// Where the configuration is read from unless `VIRT_AA_HOOK_CONFIG` says otherwise.
+pub const DEFAULT_CONFIG: &str = "/etc/libvirt/virt-aa-hook.conf";
+/// Config files larger than this are refused (it is a handful of lines).
+pub const MAX_CONFIG_BYTES: u64 = 64 * 1024;
+
+/// Why the configuration cannot be used.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {path} is larger than {MAX_CONFIG_BYTES} bytes")]
+    TooLarge { path: PathBuf },
+    #[error("config {path}: {msg}")]
+    Parse { path: PathBuf, msg: String },
+}
+
+/// Which mode the hook runs in; `auto` decides from the capability cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModeSetting {
+    #[default]
+    Auto,
+    Libvirt,
+    Standalone,
+}
+
+/// The settings. Field docs are the reference for `install/virt-aa-hook.conf`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Prefix for every path below (tests); `/` in production.
+    pub root: PathBuf,
+    /// Where generated profiles go (`libvirt-<uuid>`), shared with libvirt's helper.
+    pub profile_dir: PathBuf,
+    /// AppArmor's policy directory: the include search base for `apparmor_parser -I`.
+    pub apparmor_dir: PathBuf,
+    /// Admin-owned per-guest rule files (`<local_dir>/libvirt-<uuid>`), included, never written.
+    pub local_dir: PathBuf,
+    /// The profile template.
+    pub template: PathBuf,
+    /// The log file admins read.
+    pub log_file: PathBuf,
+    /// Locks, the capability cache and apparmor_parser's binary cache.
+    pub state_dir: PathBuf,
+    /// `apparmor_parser` binary; found at its usual places when unset.
+    pub apparmor_parser: Option<PathBuf>,
+    /// `auto`, `libvirt` or `standalone`.
+    pub mode: ModeSetting,
+    /// Default enforcement for guests that do not choose in their metadata.
+    pub enforcement: Enforcement,
+    /// Seconds an `apparmor_parser` run may take before it is killed.
+    pub parser_timeout: u64,
+    /// Seconds to wait for another event of the same guest to finish.
+    pub lock_timeout: u64,
+    /// Fail the `started` event (which kills the guest) when the profile is not in place.
+    pub fail_on_started: bool,
+    /// Refresh the capability cache when it is older than this many seconds.
+    pub caps_max_age: u64,
+    /// Read image headers to find backing chains when the XML has none.
+    pub probe_backing: bool,
+    /// Honour `<vah:guest manage="no"/>` in a domain's metadata.
+    pub allow_opt_out: bool,
+    /// libvirt connection URI for the admin commands and the capability refresh.
+    pub connect: String,
+    /// Directory of the real emulators the wrapper execs (`/usr/bin/<wrapper suffix>`).
+    pub emulator_dir: PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            root: PathBuf::from("/"),
+            profile_dir: "/etc/apparmor.d/libvirt".into(),
+            apparmor_dir: "/etc/apparmor.d".into(),
+            local_dir: "/etc/apparmor.d/local/libvirt".into(),
+            template: "/etc/libvirt/virt-aa-hook.template".into(),
+            log_file: "/var/log/libvirt/virt-aa-hook.log".into(),
+            state_dir: "/var/lib/virt-aa-hook".into(),
+            apparmor_parser: None,
+            mode: ModeSetting::Auto,
+            enforcement: Enforcement::Enforce,
+            parser_timeout: 60,
+            lock_timeout: 90,
+            fail_on_started: false,
+            caps_max_age: 24 * 3600,
+            probe_backing: true,
+            allow_opt_out: true,
+            connect: "qemu:///system".into(),
+            emulator_dir: "/usr/bin".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Parse TOML text.
+    pub fn from_toml(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_path_buf(),
+            msg: e.message().replace('\n', " "),
+        })
+    }
+
+    /// Load from `VIRT_AA_HOOK_CONFIG` or the default path; a missing file means defaults.
+    /// `VIRT_AA_HOOK_ROOT` overrides `root` (tests).
+    pub fn load() -> Result<Config, ConfigError> {
+        let path = std::env::var_os("VIRT_AA_HOOK_CONFIG")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| DEFAULT_CONFIG.into());
+        let mut cfg = Self::load_from(&path)?;
+        if let Some(r) = std::env::var_os("VIRT_AA_HOOK_ROOT") {
+            cfg.root = r.into();
+        }
+        Ok(cfg)
+    }
+
+    /// Load one file; missing → defaults.
+    pub fn load_from(path: &Path) -> Result<Config, ConfigError> {
+        use std::io::Read;
+        let f = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.into(),
+                    source,
+                });
+            }
+        };
+        let mut text = String::new();
+        f.take(MAX_CONFIG_BYTES + 1)
+            .read_to_string(&mut text)
+            .map_err(|source| ConfigError::Read {
+                path: path.into(),
+                source,
+            })?;
+        if text.len() as u64 > MAX_CONFIG_BYTES {
+            return Err(ConfigError::TooLarge { path: path.into() });
+        }
+        Self::from_toml(&text, path)
+    }
+
+    /// A configured path under `root`.
+    pub fn rooted(&self, p: &Path) -> PathBuf {
+        match p.strip_prefix("/") {
+            Ok(rel) => self.root.join(rel),
+            Err(_) => self.root.join(p),
+        }
+    }
+
+    /// The main profile file of a guest.
+    pub fn profile_path(&self, profile_name: &str) -> PathBuf {
+        self.rooted(&self.profile_dir).join(profile_name)
+    }
+
+    /// libvirt's helper's include file for a guest.
+    pub fn files_path(&self, profile_name: &str) -> PathBuf {
+        self.rooted(&self.profile_dir)
+            .join(format!("{profile_name}.files"))
+    }
+
+    /// The admin's per-guest rule file.
+    pub fn local_path(&self, profile_name: &str) -> PathBuf {
+        self.rooted(&self.local_dir).join(profile_name)
+    }
+
+    /// `apparmor_parser -I` directories: our policy dir (under root), then the host's, so the
+    /// distribution's tunables and abstractions are found in tests too.
+    pub fn include_dirs(&self) -> Vec<PathBuf> {
+        let mut v = vec![self.rooted(&self.apparmor_dir)];
+        let host = PathBuf::from("/etc/apparmor.d");
+        if !v.contains(&host) {
+            v.push(host);
+        }
+        v
+    }
+
+    /// Timeout for one parser run.
+    pub fn parser_timeout(&self) -> Duration {
+        Duration::from_secs(self.parser_timeout.max(1))
+    }
+
+    /// The capability cache file.
+    pub fn caps_path(&self) -> PathBuf {
+        self.rooted(&self.state_dir).join("caps.json")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_rooting() {
+        let mut c = Config::default();
+        assert_eq!(
+            c.profile_path("libvirt-x"),
+            PathBuf::from("/etc/apparmor.d/libvirt/libvirt-x")
+        );
+        c.root = "/tmp/r".into();
+        assert_eq!(
+            c.files_path("libvirt-x"),
+            PathBuf::from("/tmp/r/etc/apparmor.d/libvirt/libvirt-x.files")
+        );
+        assert_eq!(
+            c.include_dirs(),
+            vec![
+                PathBuf::from("/tmp/r/etc/apparmor.d"),
+                PathBuf::from("/etc/apparmor.d")
+            ]
+        );
+    }
+
+    #[test]
+    fn toml_parses_and_rejects_unknown_keys() {
+        let c = Config::from_toml(
+            "mode = \"standalone\"\nparser_timeout = 5\nenforcement = \"complain\"\n",
+            Path::new("t"),
+        )
+        .unwrap();
+        assert_eq!(c.mode, ModeSetting::Standalone);
+        assert_eq!(c.parser_timeout, 5);
+        assert_eq!(c.enforcement, Enforcement::Complain);
+        let e = Config::from_toml("bogus = 1\n", Path::new("t")).unwrap_err();
+        assert!(e.to_string().contains("unknown field"), "{e}");
+        let e = Config::from_toml("mode = \"x\"\n", Path::new("t")).unwrap_err();
+        assert!(!e.to_string().contains('\n'));
+    }
+}
