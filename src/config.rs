@@ -18,11 +18,8 @@ pub const MAX_CONFIG_BYTES: u64 = 64 * 1024;
 /// Why the configuration cannot be used.
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("cannot read config {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("cannot read config {path}: {err}")]
+    Read { path: PathBuf, err: std::io::Error },
     #[error("config {path} is larger than {MAX_CONFIG_BYTES} bytes")]
     TooLarge { path: PathBuf },
     #[error("config {path}: {msg}")]
@@ -137,16 +134,16 @@ impl Config {
             Err(source) => {
                 return Err(ConfigError::Read {
                     path: path.into(),
-                    source,
+                    err: source,
                 });
             }
         };
         let mut text = String::new();
         f.take(MAX_CONFIG_BYTES + 1)
             .read_to_string(&mut text)
-            .map_err(|source| ConfigError::Read {
+            .map_err(|err| ConfigError::Read {
                 path: path.into(),
-                source,
+                err,
             })?;
         if text.len() as u64 > MAX_CONFIG_BYTES {
             return Err(ConfigError::TooLarge { path: path.into() });

@@ -174,7 +174,7 @@ impl Cx<'_> {
     ) -> Result<(), GrantError> {
         match self.out.rules.grant(dev, raw, perms, scope) {
             Err(GrantError {
-                source: PathError::NotAbsolute(p),
+                cause: PathError::NotAbsolute(p),
                 ..
             }) => {
                 self.warn(format!("{dev}: skipping non-absolute path {p:?}"));

@@ -106,11 +106,12 @@ pub struct Rule {
 
 /// A grant that was refused, with the device it came from, ready to be reported.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("{device}: {source}")]
+#[error("{device}: {cause}")]
 pub struct GrantError {
     pub device: String,
-    #[source]
-    pub source: PathError,
+    /// What is wrong with the path (part of the message, deliberately not a `source()`, so the
+    /// one-line error is not repeated by error-chain printers).
+    pub cause: PathError,
 }
 
 /// Ordered, deduplicated rules.
@@ -138,9 +139,9 @@ impl RuleSet {
         perms: Perms,
         scope: Scope,
     ) -> Result<(), GrantError> {
-        let err = |source| GrantError {
+        let err = |cause| GrantError {
             device: device.to_string(),
-            source,
+            cause,
         };
         let resolved = paths::resolve(raw).map_err(err)?;
         self.grant_resolved(device, &resolved, perms, scope)
@@ -155,9 +156,9 @@ impl RuleSet {
         perms: Perms,
         scope: Scope,
     ) -> Result<(), GrantError> {
-        let err = |source| GrantError {
+        let err = |cause| GrantError {
             device: device.to_string(),
-            source,
+            cause,
         };
         let s = resolved.to_str().ok_or_else(|| {
             err(PathError::ControlChar(

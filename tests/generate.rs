@@ -1,0 +1,391 @@
+//! `virt-aa-hook generate` end to end: the corpus (every device kind), golden files, the real
+//! `apparmor_parser`, the differential test against libvirt's own `virt-aa-helper`, hostile
+//! input and backing chains built with the real `qemu-img`.
+
+mod common;
+
+use common::*;
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+use virt_aa_hook::rules::Perms;
+
+fn corpus_files() -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(corpus())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "xml"))
+        .collect();
+    v.sort();
+    assert!(v.len() >= 7, "corpus is missing files");
+    v
+}
+
+fn generate(args: &[&str], file: &Path) -> (String, String, i32) {
+    let mut a = vec!["generate", "--no-probe"];
+    a.extend_from_slice(args);
+    let f = file.to_str().unwrap();
+    a.push(f);
+    let out = run(&a, b"", &[]);
+    (
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+        out.status.code().unwrap_or(-1),
+    )
+}
+
+#[test]
+fn every_corpus_profile_compiles_with_the_real_parser() {
+    for f in corpus_files() {
+        for mode in ["libvirt", "standalone"] {
+            let (out, err, code) = generate(&["--profile", "--mode", mode], &f);
+            assert_eq!(code, 0, "{}: {err}", f.display());
+            assert!(out.contains("profile libvirt-11111111-1111-4111-8111-1111111111"));
+            compile(&out, None)
+                .unwrap_or_else(|e| panic!("{} ({mode}) does not compile: {e}", f.display()));
+        }
+    }
+}
+
+#[test]
+fn golden_rules() {
+    let golden_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    for f in corpus_files() {
+        let (out, err, code) = generate(&[], &f);
+        assert_eq!(code, 0, "{err}");
+        let g = golden_dir
+            .join(f.file_stem().unwrap())
+            .with_extension("rules");
+        if update {
+            std::fs::create_dir_all(&golden_dir).unwrap();
+            std::fs::write(&g, &out).unwrap();
+            continue;
+        }
+        let want = std::fs::read_to_string(&g)
+            .unwrap_or_else(|_| panic!("missing {}; run with UPDATE_GOLDEN=1", g.display()));
+        assert_eq!(out, want, "{} differs from {}", f.display(), g.display());
+    }
+}
+
+/// Differences from virt-aa-helper we keep on purpose, by pattern. Everything else it emits
+/// must be matched by a rule of ours with the same pattern and a superset of permissions.
+const KNOWN_DIFFERENCES: &[(&str, &str)] = &[(
+    "/srv/corpus-fat",
+    "a type='dir' disk is granted as a tree (\"<dir>/\" r + \"<dir>/**\"), which is what QEMU's vvfat opens; the helper's bare path without a slash matches no directory access",
+)];
+
+#[test]
+fn differential_against_virt_aa_helper() {
+    let helper = Path::new("/usr/lib/libvirt/virt-aa-helper");
+    assert!(
+        helper.exists(),
+        "virt-aa-helper missing: the test command installs libvirt-daemon-system"
+    );
+    let known: HashMap<&str, &str> = KNOWN_DIFFERENCES.iter().copied().collect();
+    let mut compared = 0;
+    for f in corpus_files() {
+        let xml = std::fs::read(&f).unwrap();
+        let text = String::from_utf8_lossy(&xml);
+        if text.contains("<name>[") {
+            continue; // hostile names: the helper refuses them, we escape them
+        }
+        let uuid = text
+            .split("<uuid>")
+            .nth(1)
+            .unwrap()
+            .split("</uuid>")
+            .next()
+            .unwrap();
+        let out = Command::new(helper)
+            .args(["-d", "-c", "-u", &format!("libvirt-{uuid}")])
+            .stdin(std::fs::File::open(&f).unwrap())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "helper failed on {}: {}",
+            f.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // dry-run output goes to stderr
+        let theirs = rule_lines(&String::from_utf8_lossy(&out.stderr));
+        assert!(!theirs.is_empty(), "no helper rules for {}", f.display());
+        let (ours_text, err, code) = generate(&[], &f);
+        assert_eq!(code, 0, "{err}");
+        let ours: HashMap<String, String> = rule_lines(&ours_text).into_iter().collect();
+        for (pat, perms) in theirs {
+            if known.contains_key(pat.as_str()) {
+                continue;
+            }
+            let mine = ours.get(&pat).unwrap_or_else(|| {
+                panic!(
+                    "{}: virt-aa-helper grants \"{pat}\" {perms}, we do not",
+                    f.display()
+                )
+            });
+            assert!(
+                Perms::parse(mine).contains(Perms::parse(&perms)),
+                "{}: \"{pat}\": helper {perms}, ours {mine}",
+                f.display()
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared > 60, "only {compared} helper rules compared");
+}
+
+#[test]
+fn hostile_names_and_paths_compile_and_stay_literal() {
+    let f = corpus().join("07-hostile.xml");
+    let (out, err, code) = generate(&["--profile"], &f);
+    assert_eq!(code, 0, "{err}");
+    compile(&out, None).unwrap();
+    // every rule is a single, well-formed quoted pattern; the injected "/etc/shadow r," and
+    // "/** rwk," live inside quotes, escaped, and so grant nothing.
+    let rules = rule_lines(&out);
+    let quoted: Vec<&str> = out
+        .lines()
+        .filter(|l| l.trim_start().starts_with('"'))
+        .collect();
+    assert_eq!(quoted.len(), rules.len());
+    for ((p, perms), line) in rules.iter().zip(quoted) {
+        assert_eq!(
+            format!("  \"{p}\" {perms},"),
+            line,
+            "rule line is not one pattern"
+        );
+    }
+    assert!(rules.iter().all(|(p, _)| p != "/etc/shadow" && p != "/**"));
+    assert!(
+        rules
+            .iter()
+            .any(|(p, _)| p.contains("\\\" rwk\\, /etc/shadow r\\, \\\"x"))
+    );
+    // `..` and `//` normalised, `&amp;` decoded whole
+    assert!(rules.iter().any(|(p, _)| p == "/srv/hostile/c/d.img"));
+}
+
+fn disk_xml(path: &str, extra: &str) -> String {
+    format!(
+        "<domain type='kvm' id='1'><name>t</name><uuid>22222222-2222-4222-8222-222222222222</uuid>\
+         <devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/>\
+         <source file='{path}'/><target dev='vda'/>{extra}</disk></devices></domain>"
+    )
+}
+
+fn gen_stdin(xml: &str, args: &[&str]) -> (String, String, i32) {
+    let mut a = vec!["generate"];
+    a.extend_from_slice(args);
+    let out = run(&a, xml.as_bytes(), &[]);
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.code().unwrap_or(-1),
+    )
+}
+
+#[test]
+fn refused_host_paths_fail_with_one_line_naming_the_device() {
+    let (out, err, code) = gen_stdin(&disk_xml("/etc/shadow", ""), &[]);
+    assert_eq!(code, 1);
+    assert!(out.is_empty());
+    assert_eq!(
+        err,
+        "error: disk 'vda': /etc/shadow is a host system path and cannot be granted rwk\n"
+    );
+    let (_, err, code) = gen_stdin(&disk_xml("/var/lib/libvirt/../../../etc/passwd", ""), &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("/etc/passwd is a host system path"), "{err}");
+    // a symlink into /etc is resolved before the policy applies
+    let d = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink("/etc", d.path().join("etc-link")).unwrap();
+    let p = format!("{}/etc-link/passwd", d.path().display());
+    let (_, err, code) = gen_stdin(&disk_xml(&p, "<readonly/>"), &[]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("/etc/passwd is a host system path and cannot be granted rk"),
+        "{err}"
+    );
+    // component-wise: /library is not /lib
+    let (out, _, code) = gen_stdin(&disk_xml("/library/vm.qcow2", ""), &["--no-probe"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("\"/library/vm.qcow2\" rwk,"));
+}
+
+#[test]
+fn bad_input_gets_one_clear_line() {
+    for (xml, want) in [
+        (
+            &b"<domain type='kvm'><name>x</name></domain>"[..],
+            "error: domain has no <uuid>\n",
+        ),
+        (b"<domain><name>x</", "error: domain XML is malformed"),
+        (
+            b"<domain>\xff\xfe</domain>",
+            "error: domain XML is not valid UTF-8",
+        ),
+        (b"", "error: domain XML has no root element\n"),
+    ] {
+        let out = run(&["generate"], xml, &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.starts_with(want),
+            "{err:?} does not start with {want:?}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    let big = vec![b' '; 10 * 1024 * 1024 + 10];
+    let out = run(&["generate"], &big, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("larger than"));
+}
+
+fn qemu_img(args: &[&str]) {
+    let st = Command::new("qemu-img").args(args).output().unwrap();
+    assert!(
+        st.status.success(),
+        "qemu-img {args:?}: {}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+}
+
+#[test]
+fn backing_chain_is_probed_read_only_and_deduplicated() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().canonicalize().unwrap();
+    let base = dir.join("base.raw");
+    let mid = dir.join("mid.qcow2");
+    qemu_img(&["create", "-q", "-f", "raw", base.to_str().unwrap(), "1M"]);
+    qemu_img(&[
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-F",
+        "raw",
+        "-b",
+        "base.raw",
+        mid.to_str().unwrap(),
+    ]);
+    let mut disks = String::new();
+    for i in 0..1000 {
+        let top = dir.join(format!("top{i}.qcow2"));
+        if i < 3 {
+            qemu_img(&[
+                "create",
+                "-q",
+                "-f",
+                "qcow2",
+                "-F",
+                "qcow2",
+                "-b",
+                mid.to_str().unwrap(),
+                top.to_str().unwrap(),
+            ]);
+        } else {
+            std::fs::copy(dir.join("top0.qcow2"), &top).unwrap();
+        }
+        disks.push_str(&format!(
+            "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{}'/><target dev='vd{i}'/></disk>",
+            top.display()
+        ));
+    }
+    let xml = format!(
+        "<domain type='kvm' id='1'><name>many</name><uuid>33333333-3333-4333-8333-333333333333</uuid><devices>{disks}</devices></domain>"
+    );
+    let (out, err, code) = gen_stdin(&xml, &[]);
+    assert_eq!(code, 0, "{err}");
+    let rules = rule_lines(&out);
+    let count = |p: &Path| {
+        rules
+            .iter()
+            .filter(|(r, _)| r == p.to_str().unwrap())
+            .count()
+    };
+    assert_eq!(count(&mid), 1);
+    assert_eq!(count(&base), 1);
+    let perms: HashMap<_, _> = rules.iter().cloned().collect();
+    assert_eq!(perms[mid.to_str().unwrap()], "rk");
+    assert_eq!(perms[base.to_str().unwrap()], "rk");
+    assert_eq!(perms[dir.join("top7.qcow2").to_str().unwrap()], "rwk");
+    assert!(!out.contains("deny"));
+    // a loop and an unreadable image give warnings, not failures
+    let a = dir.join("a.qcow2");
+    let b = dir.join("b.qcow2");
+    qemu_img(&["create", "-q", "-f", "qcow2", a.to_str().unwrap(), "1M"]);
+    qemu_img(&[
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-F",
+        "qcow2",
+        "-b",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+    ]);
+    qemu_img(&[
+        "rebase",
+        "-q",
+        "-u",
+        "-F",
+        "qcow2",
+        "-b",
+        b.to_str().unwrap(),
+        a.to_str().unwrap(),
+    ]);
+    let (out, err, code) = gen_stdin(&disk_xml(b.to_str().unwrap(), ""), &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("warning:") && err.contains("loop"), "{err}");
+    assert!(out.contains(&format!("\"{}\" rk,", a.display())));
+    // a qcow2 whose backing file is /etc/shadow: refused, the guest must not start
+    let evil = dir.join("evil.qcow2");
+    qemu_img(&[
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-u",
+        "-F",
+        "raw",
+        "-b",
+        "/etc/shadow",
+        evil.to_str().unwrap(),
+        "1M",
+    ]);
+    let (_, err, code) = gen_stdin(&disk_xml(evil.to_str().unwrap(), ""), &[]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("/etc/shadow is a host system path and cannot be granted rk"),
+        "{err}"
+    );
+    // the XML's own <backingStore> wins over the headers
+    let (out, _, _) = gen_stdin(
+        &disk_xml(
+            evil.to_str().unwrap(),
+            "<backingStore type='file'><format type='raw'/><source file='/srv/declared.raw'/><backingStore/></backingStore>",
+        ),
+        &[],
+    );
+    assert!(out.contains("\"/srv/declared.raw\" rk,"), "{out}");
+}
+
+#[test]
+fn firmware_locations_are_read_only() {
+    let xml = "<domain type='kvm'><name>fw</name><uuid>44444444-4444-4444-8444-444444444444</uuid>\
+        <os><type>hvm</type><loader type='pflash'>/usr/share/OVMF/OVMF_CODE.fd</loader>\
+        <kernel>/usr/lib/modules/6.1.0-1-amd64/vmlinuz</kernel><initrd>/boot/initrd.img-6.1</initrd></os></domain>";
+    let (out, err, code) = gen_stdin(xml, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("granting read-only"), "{err}");
+    let rules: HashMap<_, _> = rule_lines(&out).into_iter().collect();
+    assert_eq!(rules["/usr/lib/modules/6.1.0-1-amd64/vmlinuz"], "r");
+    assert_eq!(rules["/boot/initrd.img-6.1"], "r");
+    assert!(
+        rules
+            .iter()
+            .any(|(p, perm)| p.contains("/OVMF") && perm == "rk")
+    );
+}
