@@ -1,0 +1,397 @@
+//! Hook events against a temporary root, through the real binary and the real apparmor_parser.
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const FIXTURES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/hook-stdin-libvirt-9.0"
+);
+const UUID: &str = "55555555-5555-4555-8555-555555555555";
+
+struct Root {
+    dir: tempfile::TempDir,
+    conf: PathBuf,
+}
+
+impl Root {
+    fn new(extra_conf: &str) -> Root {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("virt-aa-hook.conf");
+        std::fs::write(&conf, extra_conf).unwrap();
+        let t = dir.path().join("etc/libvirt/virt-aa-hook.template");
+        std::fs::create_dir_all(t.parent().unwrap()).unwrap();
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("hooks/template.qemu"),
+            t,
+        )
+        .unwrap();
+        Root { dir, conf }
+    }
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+    fn profile(&self, uuid: &str) -> PathBuf {
+        self.path(&format!("etc/apparmor.d/libvirt/libvirt-{uuid}"))
+    }
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.path("var/log/libvirt/virt-aa-hook.log")).unwrap_or_default()
+    }
+    fn hook(&self, args: &[&str], xml: &[u8]) -> (i32, String, String) {
+        let mut a = vec!["hook"];
+        a.extend_from_slice(args);
+        let out = run(
+            &a,
+            xml,
+            &[
+                ("VIRT_AA_HOOK_ROOT", self.dir.path().to_str().unwrap()),
+                ("VIRT_AA_HOOK_CONFIG", self.conf.to_str().unwrap()),
+            ],
+        );
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+fn guest(disk: &str, extra: &str) -> String {
+    format!(
+        "<domain type='qemu' id='3'><name>hk</name><uuid>{UUID}</uuid>{extra}<devices>\
+         <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='{disk}'/>\
+         <target dev='vda'/></disk><serial type='file'><source path='/var/log/hk-serial.log'/></serial>\
+         </devices></domain>"
+    )
+}
+
+#[test]
+fn lifecycle_prepare_start_release() {
+    let r = Root::new("");
+    let xml = guest("/var/lib/libvirt/images/hk.img", "");
+    let (code, out, err) = r.hook(&["hk", "prepare", "begin", "-"], xml.as_bytes());
+    assert_eq!((code, out.as_str()), (0, ""), "{err}");
+    let p = r.profile(UUID);
+    let text = std::fs::read_to_string(&p).unwrap();
+    assert!(text.contains("\"/var/lib/libvirt/images/hk.img\" rwk,"));
+    assert!(text.contains("\"/var/log/hk-serial.log\" rw,"));
+    compile_file(&p, Some(&r.path("etc/apparmor.d"))).unwrap();
+    let mtime = std::fs::metadata(&p).unwrap().modified().unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+
+    // start with the same XML: unchanged, file untouched (the parser cache stays valid)
+    let (code, out, _) = r.hook(&["hk", "start", "begin", "-"], xml.as_bytes());
+    assert_eq!((code, out.as_str()), (0, ""));
+    assert_eq!(std::fs::metadata(&p).unwrap().modified().unwrap(), mtime);
+    // start with more devices: rewritten
+    let xml2 = guest("/var/lib/libvirt/images/hk2.img", "");
+    let (code, _, _) = r.hook(&["hk", "start", "begin", "-"], xml2.as_bytes());
+    assert_eq!(code, 0);
+    assert!(std::fs::read_to_string(&p).unwrap().contains("hk2.img"));
+
+    for ev in [["started", "begin"], ["stopped", "end"]] {
+        let (code, out, _) = r.hook(&["hk", ev[0], ev[1], "-"], xml2.as_bytes());
+        assert_eq!((code, out.as_str()), (0, ""));
+    }
+    // admin's local rules survive release
+    let local = r.path(&format!("etc/apparmor.d/local/libvirt/libvirt-{UUID}"));
+    std::fs::create_dir_all(local.parent().unwrap()).unwrap();
+    std::fs::write(&local, "  /srv/extra r,\n").unwrap();
+    let (code, _, _) = r.hook(&["hk", "release", "end", "destroyed"], xml2.as_bytes());
+    assert_eq!(code, 0);
+    assert!(!p.exists());
+    assert!(local.exists());
+
+    let log = r.log();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 6, "{log}");
+    for (l, ev) in lines.iter().zip([
+        "prepare/begin",
+        "start/begin",
+        "start/begin",
+        "started/begin",
+        "stopped/end",
+        "release/end",
+    ]) {
+        assert!(l.contains(&format!("[hk {UUID}] {ev}")), "{l}");
+    }
+    assert!(
+        lines[0].contains("wrote libvirt-") && lines[0].contains("compile ok"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[0].contains("not loaded: kernel has no AppArmor")
+            || lines[0].contains("libvirt loads it"),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[1].contains("unchanged"), "{}", lines[1]);
+    assert!(
+        lines[2].contains("rewrote") && lines[2].contains("+1 -1"),
+        "{}",
+        lines[2]
+    );
+    assert!(
+        lines[5].contains("removed") && lines[5].contains("kept local rules"),
+        "{}",
+        lines[5]
+    );
+}
+
+#[test]
+fn refused_disk_fails_prepare_and_leaves_nothing() {
+    let r = Root::new("");
+    let xml = guest("/etc/vah-test-dummy.img", "");
+    let (code, out, err) = r.hook(&["hk", "prepare", "begin", "-"], xml.as_bytes());
+    assert_eq!(code, 1);
+    assert_eq!(out, "");
+    assert_eq!(
+        err,
+        "virt-aa-hook: disk 'vda': /etc/vah-test-dummy.img is a host system path and cannot be granted rwk\n"
+    );
+    assert!(!r.profile(UUID).exists());
+    assert!(r.log().contains("FAILED: disk 'vda'"));
+    // libvirt then runs release with reason failed: fine, nothing to remove
+    let (code, _, _) = r.hook(&["hk", "release", "end", "failed"], xml.as_bytes());
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn real_libvirt_fixtures_from_each_event() {
+    let r = Root::new("");
+    for ev in [
+        "prepare-begin",
+        "start-begin",
+        "started-begin",
+        "stopped-end",
+        "release-end",
+    ] {
+        let xml = std::fs::read(format!("{FIXTURES}/vi-uefi-{ev}.xml")).unwrap();
+        let (op, sub) = ev.split_once('-').unwrap();
+        let (code, out, err) = r.hook(&["vi-uefi", op, sub, "-"], &xml);
+        assert_eq!((code, out.as_str()), (0, ""), "{ev}: {err}");
+        if ev == "start-begin" {
+            let p = r.profile("92c4f559-3323-44d7-abd5-34c49aef304a");
+            let t = std::fs::read_to_string(&p).unwrap();
+            assert!(
+                t.contains("/var/lib/libvirt/images/vi-base.qcow2\" rk,"),
+                "{t}"
+            );
+            assert!(t.contains("/var/lib/libvirt/qemu/nvram/vi-uefi_VARS.fd\" rwk,"));
+            compile_file(&p, Some(&r.path("etc/apparmor.d"))).unwrap();
+        }
+    }
+}
+
+#[test]
+fn failing_or_hanging_parser_keeps_the_old_profile() {
+    let r = Root::new("");
+    let xml = guest("/var/lib/libvirt/images/hk.img", "");
+    assert_eq!(
+        r.hook(&["hk", "prepare", "begin", "-"], xml.as_bytes()).0,
+        0
+    );
+    let old = std::fs::read(r.profile(UUID)).unwrap();
+
+    let fake = r.path("fake-parser");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho 'AppArmor parser error: simulated' >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::write(
+        &r.conf,
+        format!("apparmor_parser = {:?}\n", fake.to_str().unwrap()),
+    )
+    .unwrap();
+    let xml2 = guest("/var/lib/libvirt/images/other.img", "");
+    let (code, out, err) = r.hook(&["hk", "prepare", "begin", "-"], xml2.as_bytes());
+    assert_eq!((code, out.as_str()), (1, ""));
+    assert!(err.contains("simulated"), "{err}");
+    assert_eq!(std::fs::read(r.profile(UUID)).unwrap(), old);
+    // reconnect never fails, even now
+    let (code, _, _) = r.hook(&["hk", "reconnect", "begin", "-"], xml2.as_bytes());
+    assert_eq!(code, 0);
+    assert_eq!(std::fs::read(r.profile(UUID)).unwrap(), old);
+
+    std::fs::write(&fake, "#!/bin/sh\nsleep 60\n").unwrap();
+    std::fs::write(
+        &r.conf,
+        format!(
+            "apparmor_parser = {:?}\nparser_timeout = 1\n",
+            fake.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let t = Instant::now();
+    let (code, _, err) = r.hook(&["hk", "start", "begin", "-"], xml2.as_bytes());
+    assert_eq!(code, 1);
+    assert!(err.contains("timed out"), "{err}");
+    assert!(t.elapsed() < Duration::from_secs(20));
+    assert_eq!(std::fs::read(r.profile(UUID)).unwrap(), old);
+    let leftovers: Vec<_> = std::fs::read_dir(r.profile(UUID).parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers.len(), 1, "temp files left: {leftovers:?}");
+}
+
+#[test]
+fn skips_and_oddities() {
+    let r = Root::new("");
+    let none = guest("/etc/shadow", "<seclabel type='none' model='apparmor'/>");
+    let (code, _, _) = r.hook(&["hk", "prepare", "begin", "-"], none.as_bytes());
+    assert_eq!(code, 0, "seclabel none must be skipped, not refused");
+    assert!(r.log().contains("skipped: <seclabel type='none'>"));
+    let opt = guest(
+        "/etc/shadow",
+        "<metadata><vah:guest xmlns:vah='http://virt-aa-hook.dev/xmlns/domain/1' manage='no'/></metadata>",
+    );
+    assert_eq!(
+        r.hook(&["hk", "prepare", "begin", "-"], opt.as_bytes()).0,
+        0
+    );
+    let lxc = "<domain type='lxc'><name>c</name><uuid>66666666-6666-4666-8666-666666666666</uuid></domain>";
+    assert_eq!(r.hook(&["c", "prepare", "begin", "-"], lxc.as_bytes()).0, 0);
+    // unknown events and broken XML on events that must not fail
+    assert_eq!(
+        r.hook(
+            &["hk", "frobnicate", "begin", "-"],
+            guest("/x", "").as_bytes()
+        )
+        .0,
+        0
+    );
+    assert_eq!(r.hook(&["hk", "reconnect", "begin", "-"], b"<not xml").0, 0);
+    assert_eq!(r.hook(&["hk", "release", "end", "-"], b"").0, 0);
+    assert_eq!(r.hook(&["hk", "prepare", "begin", "-"], b"<not xml").0, 1);
+    // complain mode from the metadata
+    let complain = guest(
+        "/var/lib/libvirt/images/c.img",
+        "<metadata><vah:guest xmlns:vah='http://virt-aa-hook.dev/xmlns/domain/1' mode='complain'/></metadata>",
+    );
+    assert_eq!(
+        r.hook(&["hk", "prepare", "begin", "-"], complain.as_bytes())
+            .0,
+        0
+    );
+    assert!(
+        std::fs::read_to_string(r.profile(UUID))
+            .unwrap()
+            .contains("flags=(attach_disconnected,complain)")
+    );
+}
+
+#[test]
+fn unwritable_log_does_not_fail_the_event() {
+    let r = Root::new("log_file = \"/proc/virt-aa-hook-cannot-write/x.log\"\n");
+    // log_file is rooted: point root-relative path at a place that cannot be created
+    std::fs::create_dir_all(r.path("proc")).unwrap();
+    std::fs::write(
+        r.path("proc/virt-aa-hook-cannot-write"),
+        "a file, not a dir",
+    )
+    .unwrap();
+    let xml = guest("/var/lib/libvirt/images/hk.img", "");
+    let (code, out, err) = r.hook(&["hk", "prepare", "begin", "-"], xml.as_bytes());
+    assert_eq!((code, out.as_str()), (0, ""));
+    assert!(err.contains("cannot write log"), "{err}");
+    assert!(r.profile(UUID).exists());
+}
+
+#[test]
+fn missing_template_falls_back_to_the_built_in_one_with_a_warning() {
+    let r = Root::new("");
+    std::fs::remove_file(r.path("etc/libvirt/virt-aa-hook.template")).unwrap();
+    let xml = guest("/var/lib/libvirt/images/hk.img", "");
+    assert_eq!(
+        r.hook(&["hk", "prepare", "begin", "-"], xml.as_bytes()).0,
+        0
+    );
+    assert!(r.log().contains("WARN  [hk"), "{}", r.log());
+    assert!(r.log().contains("using the built-in template"));
+    compile_file(&r.profile(UUID), Some(&r.path("etc/apparmor.d"))).unwrap();
+}
+
+#[test]
+fn concurrent_events_keep_profiles_whole_and_log_lines_intact() {
+    let r = Root::new("");
+    let n_guests = 10;
+    let mut handles = Vec::new();
+    let root = r.dir.path().to_path_buf();
+    let conf = r.conf.clone();
+    for i in 0..60 {
+        let root = root.clone();
+        let conf = conf.clone();
+        handles.push(std::thread::spawn(move || {
+            let g = i % n_guests;
+            let uuid = format!("77777777-7777-4777-8777-{:012}", g);
+            let xml = format!(
+                "<domain type='qemu' id='{i}'><name>c{g}</name><uuid>{uuid}</uuid><devices>\
+                 <disk type='file' device='disk'><source file='/var/lib/libvirt/images/c{g}-{i}.img'/><target dev='vda'/></disk>\
+                 </devices></domain>"
+            );
+            let ev = ["prepare", "start", "reconnect"][i % 3];
+            let out = run(
+                &["hook", &format!("c{g}"), ev, "begin", "-"],
+                xml.as_bytes(),
+                &[
+                    ("VIRT_AA_HOOK_ROOT", root.to_str().unwrap()),
+                    ("VIRT_AA_HOOK_CONFIG", conf.to_str().unwrap()),
+                ],
+            );
+            assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        }));
+    }
+    for h in handles {
+        h.join().unwrap();
+    }
+    let log = r.log();
+    assert_eq!(log.lines().count(), 60);
+    for l in log.lines() {
+        assert!(
+            l.starts_with("20") && l.contains(" INFO  [c") && l.ends_with(" ms)"),
+            "{l}"
+        );
+    }
+    for g in 0..n_guests {
+        let p = r.profile(&format!("77777777-7777-4777-8777-{:012}", g));
+        let t = std::fs::read_to_string(&p).unwrap();
+        assert!(t.trim_end().ends_with('}'));
+        compile_file(&p, Some(&r.path("etc/apparmor.d"))).unwrap();
+    }
+}
+
+#[test]
+fn stdout_stays_empty_even_for_migrate_and_restore() {
+    let r = Root::new("");
+    let xml = guest("/var/lib/libvirt/images/hk.img", "");
+    for op in ["migrate", "restore"] {
+        let (code, out, _) = r.hook(&["hk", op, "begin", "-"], xml.as_bytes());
+        assert_eq!((code, out.as_str()), (0, ""));
+    }
+    // and through the real hook name libvirt uses (argv[0] = .../hooks/qemu)
+    let hooks = r.path("hooks");
+    std::fs::create_dir_all(&hooks).unwrap();
+    std::os::unix::fs::symlink(bin(), hooks.join("qemu")).unwrap();
+    let out = std::process::Command::new(hooks.join("qemu"))
+        .args(["hk", "migrate", "begin", "-"])
+        .env("VIRT_AA_HOOK_ROOT", r.dir.path())
+        .env("VIRT_AA_HOOK_CONFIG", &r.conf)
+        .stdin(std::fs::File::open(write_tmp(&r, &xml)).unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stdout.is_empty());
+}
+
+fn write_tmp(r: &Root, s: &str) -> PathBuf {
+    let p = r.path("in.xml");
+    std::fs::write(&p, s).unwrap();
+    p
+}
