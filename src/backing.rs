@@ -1848,7 +1848,8 @@ mod tests {
         let c = probe_chain(&d.join("c.vmdk"), Some("vmdk"), 200);
         assert_eq!(c.links, vec![d.join("p.vmdk")]);
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
-        // A standalone descriptor (monolithicFlat) with a parent, if qemu-img makes one.
+        // A standalone descriptor file (twoGbMaxExtentSparse: descriptor + extent files) with a
+        // parent, if qemu-img makes one (it refuses a parent for monolithicFlat).
         if try_qemu_img(
             &d,
             &[
@@ -1856,19 +1857,21 @@ mod tests {
                 "-f",
                 "vmdk",
                 "-o",
-                "subformat=monolithicFlat",
+                "subformat=twoGbMaxExtentSparse",
                 "-b",
                 "c.vmdk",
                 "-F",
                 "vmdk",
-                "flat.vmdk",
+                "split.vmdk",
             ],
         ) {
-            let c = probe_chain(&d.join("flat.vmdk"), Some("vmdk"), 200);
+            let h = parse_header(&std::fs::read(d.join("split.vmdk")).unwrap()).unwrap();
+            assert_eq!(h.backing.as_deref(), Some("c.vmdk"));
+            let c = probe_chain(&d.join("split.vmdk"), Some("vmdk"), 200);
             assert_eq!(c.links, vec![d.join("c.vmdk"), d.join("p.vmdk")]);
             assert!(c.warnings.is_empty(), "{:?}", c.warnings);
         } else {
-            eprintln!("qemu-img cannot create a monolithicFlat VMDK with a parent: skipped");
+            eprintln!("qemu-img cannot create a split VMDK with a parent: skipped");
         }
     }
 

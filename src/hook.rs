@@ -162,7 +162,7 @@ impl Hook {
             }
         };
         let who = format!("[{} {}] {event}", dom.name, dom.uuid.hyphenated());
-        let (mode, why) = self.mode();
+        let (mode, _) = self.mode();
 
         if let Some(reason) = self.skip_reason(&dom) {
             // A stale file of ours would make libvirt reload it instead of generating its own.
@@ -207,7 +207,7 @@ impl Hook {
             Action::Ensure => self.install(&dom, mode, true),
             Action::Verify => self.verify(&dom),
             Action::Remove => self.remove(&dom, mode),
-            Action::LogOnly => Ok(Report::text("logged")),
+            Action::LogOnly => Ok(Report::text("nothing to do")),
         };
         match result {
             Ok(r) => {
@@ -230,7 +230,7 @@ impl Hook {
                 }
                 self.log.line(
                     Level::Info,
-                    &format!("{who} mode={mode} ({why}): {} ({})", r.text, ms(t0)),
+                    &format!("{who} mode={mode}: {} ({})", r.text, ms(t0)),
                 );
                 Outcome::ok()
             }
@@ -401,7 +401,11 @@ impl Hook {
             if old.is_some() { "rewrote" } else { "wrote" },
             added.len(),
             removed.len(),
-            summarize(&added, &removed)
+            if old.is_some() {
+                summarize(&added, &removed)
+            } else {
+                String::new()
+            }
         ));
         if kernel_on && load {
             text.push("loaded".into());

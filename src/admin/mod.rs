@@ -1,0 +1,24 @@
+//! The admin commands that talk to libvirt (`caps`, `doctor`, `status`, `gc`, `enroll`,
+//! `unenroll`). They live in the libvirt-linked binary `virt-aa-hook-libvirt` only, so the hook
+//! and the emulator wrapper never pay for loading libvirt.
+//!
+//! Each command module keeps its decisions in pure functions (tested on fixed strings) and its
+//! libvirt calls behind [`conn::Libvirt`], which bounds every call with a deadline.
+
+pub mod caps;
+pub mod conn;
+pub mod doctor;
+pub mod enroll;
+pub mod gc;
+pub mod status;
+
+/// Directory libvirt's AppArmor profile lets the daemon exec unconfined (`PUxr`), where
+/// install.sh puts the hook binary and the emulator wrappers. A host path: never rooted,
+/// because libvirt itself uses it.
+pub const LIBEXEC_DIR: &str = "/usr/lib/libvirt";
+
+/// Path prefix of every emulator wrapper (`/usr/lib/libvirt/virt-aa-hook.`), used to tell an
+/// enrolled guest from one that is not.
+pub fn wrapper_prefix() -> String {
+    format!("{LIBEXEC_DIR}/{}", virt_aa_hook::wrapper::WRAPPER_PREFIX)
+}
