@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2119 # finish takes an optional "skipped" note, not our arguments
 # End-to-end test of install/install.sh, as root on the test machine.
 #
 # Most checks install into DESTDIR temp directories, so the host is not touched. One round
@@ -6,8 +7,9 @@
 # existed before (the admin's own qemu hook, qemu.d entries, an earlier installation) is saved
 # first and put back afterwards. Also compiles the shipped AppArmor files and checks the
 # logrotate snippet. Last line: `RESULT passed=N failed=M` (via finish).
+# KEEP_TMP=1 keeps the temp directory (installer outputs: real.out, real3.out, ...) for debugging.
 set -u
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 ROOT=$(pwd)
 # shellcheck source=tests/lib/common.sh
 . tests/lib/common.sh
@@ -44,6 +46,7 @@ restore_host() {
 }
 cleanup() { restore_host; rm -rf "$T"; }
 trap cleanup EXIT
+[ -z "${KEEP_TMP:-}" ] || trap restore_host EXIT
 trap 'exit 130' INT TERM
 
 # listing DIR: a fingerprint of every entry (type, mode, inode, mtime, size, link target).
@@ -146,7 +149,7 @@ check "hooks/qemu is a symlink to the binary" is_symlink_to "$D/etc/libvirt/hook
 check_not "no qemu.d entry when hooks/qemu was free" test -e "$D/etc/libvirt/hooks/qemu.d/50-virt-aa-hook"
 nemu=0
 for emu in /usr/bin/qemu-system-*; do
-  [ -f "$emu" ] && [ -x "$emu" ] || continue
+  if [ ! -f "$emu" ] || [ ! -x "$emu" ]; then continue; fi
   nemu=$((nemu + 1))
   check "wrapper virt-aa-hook.${emu##*/} is a hard link to the binary" \
     hardlink_of "$D/usr/lib/libvirt/virt-aa-hook.${emu##*/}" "$D$BIN_REL"
