@@ -349,6 +349,12 @@ impl Hook {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         }
+        let stale = store::remove_stale_temps(&path);
+        if stale > 0 {
+            warnings.push(format!(
+                "removed {stale} temporary file(s) left by an interrupted run"
+            ));
+        }
         let old = store::read_capped(&path)
             .map_err(|e| e.to_string())?
             .map(|b| String::from_utf8_lossy(&b).into_owned());

@@ -79,6 +79,22 @@ fn annotate(e: io::Error, p: &Path) -> io::Error {
     io::Error::new(e.kind(), format!("{}: {e}", p.display()))
 }
 
+/// Remove temporary files a killed writer left beside `dest` (`.<name>.tmp.<pid>`). Call it
+/// while holding the guest's lock, so no live writer's file is touched. Returns how many.
+pub fn remove_stale_temps(dest: &Path) -> usize {
+    let (Some(dir), Some(name)) = (dest.parent(), dest.file_name()) else {
+        return 0;
+    };
+    let prefix = format!(".{}.tmp.", name.to_string_lossy());
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .count()
+}
+
 /// Atomically replace `dest` with `contents`.
 pub fn write_atomic(dest: &Path, contents: &[u8]) -> io::Result<()> {
     Staged::write(dest, contents)?.commit()
@@ -176,6 +192,10 @@ mod tests {
         assert_eq!(read_capped(&d.path().join("none")).unwrap(), None);
         assert!(remove_if_exists(&p).unwrap());
         assert!(!remove_if_exists(&p).unwrap());
+        std::fs::write(d.path().join(".f.tmp.123"), b"half").unwrap();
+        std::fs::write(d.path().join(".g.tmp.123"), b"other guest").unwrap();
+        assert_eq!(remove_stale_temps(&p), 1);
+        assert!(d.path().join(".g.tmp.123").exists());
     }
 
     #[test]
