@@ -172,15 +172,26 @@ impl Cx<'_> {
         perms: Perms,
         scope: Scope,
     ) -> Result<(), GrantError> {
+        self.grant_path(dev, raw, perms, scope).map(|_| ())
+    }
+
+    /// Like [`grant`](Self::grant), returning the resolved path (`None` when skipped).
+    fn grant_path(
+        &mut self,
+        dev: &str,
+        raw: &str,
+        perms: Perms,
+        scope: Scope,
+    ) -> Result<Option<PathBuf>, GrantError> {
         match self.out.rules.grant(dev, raw, perms, scope) {
             Err(GrantError {
                 cause: PathError::NotAbsolute(p),
                 ..
             }) => {
                 self.warn(format!("{dev}: skipping non-absolute path {p:?}"));
-                Ok(())
+                Ok(None)
             }
-            r => r,
+            r => r.map(Some),
         }
     }
 
@@ -399,8 +410,7 @@ impl Cx<'_> {
         perms: Perms,
         scope: Scope,
     ) -> Result<Option<PathBuf>, GrantError> {
-        self.grant(label, raw, perms, scope)?;
-        Ok(paths::resolve(raw).ok())
+        self.grant_path(label, raw, perms, scope)
     }
 
     /// `<source pool= volume=>` of a directory-backed pool, resolved from the pool's own

@@ -8,7 +8,7 @@
 use crate::paths::{self, PathError};
 use std::collections::HashMap;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// AppArmor file permissions we emit. A small bit set rather than strings, so merging is a union.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -132,19 +132,21 @@ impl RuleSet {
     /// Grant `perms` on a path taken from the domain XML (or derived from it). The path is
     /// validated, resolved (symlinks), checked against the host policy and escaped. `device`
     /// names the element for the error message, e.g. `disk 'vda'`.
+    /// Returns the resolved path (the backing-chain prober starts from it).
     pub fn grant(
         &mut self,
         device: &str,
         raw: &str,
         perms: Perms,
         scope: Scope,
-    ) -> Result<(), GrantError> {
+    ) -> Result<PathBuf, GrantError> {
         let err = |cause| GrantError {
             device: device.to_string(),
             cause,
         };
         let resolved = paths::resolve(raw).map_err(err)?;
-        self.grant_resolved(device, &resolved, perms, scope)
+        self.grant_resolved(device, &resolved, perms, scope)?;
+        Ok(resolved)
     }
 
     /// Like [`grant`](Self::grant) for a path that is already resolved (e.g. by the backing-chain
