@@ -635,10 +635,58 @@ enum Known {
 /// profile must allow it) but not probed further. Never fails and never panics: a broken chain
 /// only costs the guest the files we could not find, and QEMU then fails closed.
 ///
-/// Relative backing names are joined to the directory of the image that names them as that
-/// image was named (QEMU and libvirt join to the unresolved path), then resolved; pass the
-/// resolved `top` and the two agree unless `top` itself is a symlink into another directory.
+/// Relative backing names are joined to the directory of the image that names them *as that
+/// image was named* (QEMU and libvirt join to the unresolved path, so for a backing image that
+/// is itself a symlink into another directory the symlink's directory counts), then resolved.
+/// `top` may be the path as written in the XML (exactly QEMU's join) or already resolved (the
+/// same, unless `top` itself is such a symlink: then its target's directory is used).
 pub fn probe_chain(top: &Path, format: Option<&str>, max_depth: usize) -> Chain {
+    probe_chain_cached(top, format, max_depth, &mut HeaderCache::default())
+}
+
+/// Headers already read during one derivation, by resolved path. A thousand disks over one
+/// base image read the base's header once, not a thousand times.
+#[derive(Debug, Default)]
+pub struct HeaderCache {
+    map: std::collections::HashMap<PathBuf, Result<Header, String>>,
+    resolved: std::collections::HashMap<String, Result<PathBuf, paths::PathError>>,
+}
+
+impl HeaderCache {
+    /// Resolve a path once per derivation (backing names repeat across disks).
+    fn resolve(&mut self, raw: &str) -> Result<PathBuf, paths::PathError> {
+        if let Some(r) = self.resolved.get(raw) {
+            return r.clone();
+        }
+        let r = paths::resolve(raw);
+        self.resolved.insert(raw.to_string(), r.clone());
+        r
+    }
+
+    /// Record that `path` is already resolved (the caller just resolved it).
+    pub fn seed_resolved(&mut self, path: &Path) {
+        if let Some(s) = path.to_str() {
+            self.resolved.insert(s.to_string(), Ok(path.to_path_buf()));
+        }
+    }
+
+    fn read(&mut self, path: &Path) -> Result<Header, String> {
+        if let Some(r) = self.map.get(path) {
+            return r.clone();
+        }
+        let r = read_header(path);
+        self.map.insert(path.to_path_buf(), r.clone());
+        r
+    }
+}
+
+/// [`probe_chain`] sharing a [`HeaderCache`] across the disks of one guest.
+pub fn probe_chain_cached(
+    top: &Path,
+    format: Option<&str>,
+    max_depth: usize,
+    cache: &mut HeaderCache,
+) -> Chain {
     let mut chain = Chain::default();
     let Some(first) = format.and_then(ImageFormat::from_name) else {
         return chain;
@@ -653,7 +701,7 @@ pub fn probe_chain(top: &Path, format: Option<&str>, max_depth: usize) -> Chain 
         ));
         return chain;
     };
-    let top_resolved = match paths::resolve(top_str) {
+    let top_resolved = match cache.resolve(top_str) {
         Ok(p) => p,
         Err(e) => {
             chain
@@ -670,7 +718,7 @@ pub fn probe_chain(top: &Path, format: Option<&str>, max_depth: usize) -> Chain 
     let mut known = Known::Recorded(first);
 
     loop {
-        let header = match read_header(&resolved) {
+        let header = match cache.read(&resolved) {
             Ok(h) => h,
             Err(reason) => {
                 chain.warnings.push(format!(
@@ -719,7 +767,7 @@ pub fn probe_chain(top: &Path, format: Option<&str>, max_depth: usize) -> Chain 
             let dir = Path::new(&named).parent().unwrap_or(Path::new("/"));
             format!("{}/{local}", dir.to_string_lossy().trim_end_matches('/'))
         };
-        let next_resolved = match paths::resolve(&next_named) {
+        let next_resolved = match cache.resolve(&next_named) {
             Ok(p) => p,
             Err(e) => {
                 chain.warnings.push(format!(
@@ -815,12 +863,29 @@ fn read_header(path: &Path) -> Result<Header, String> {
     if !kind.is_file() && !kind.is_block_device() {
         return Err("not a regular file or block device".to_string());
     }
-    let mut buf = Vec::with_capacity(MAX_HEADER_BYTES);
-    file.take(MAX_HEADER_BYTES as u64)
+    // Almost every header and backing name sits in the first 4 KiB; read more only if the
+    // header points further (one image per disk is read, so this matters for big guests).
+    let mut buf = Vec::with_capacity(FIRST_READ);
+    let mut file = file;
+    (&mut file)
+        .take(FIRST_READ as u64)
         .read_to_end(&mut buf)
         .map_err(|e| format!("cannot read: {e}"))?;
-    parse_header(&buf).map_err(|e| e.to_string())
+    match parse_header(&buf) {
+        Err(HeaderError::Truncated { .. } | HeaderError::OutOfRange { .. })
+            if buf.len() == FIRST_READ =>
+        {
+            file.take((MAX_HEADER_BYTES - FIRST_READ) as u64)
+                .read_to_end(&mut buf)
+                .map_err(|e| format!("cannot read: {e}"))?;
+            parse_header(&buf).map_err(|e| e.to_string())
+        }
+        r => r.map_err(|e| e.to_string()),
+    }
 }
+
+/// First read of an image header; see [`read_header`].
+const FIRST_READ: usize = 4096;
 
 #[cfg(test)]
 mod tests {

@@ -52,12 +52,14 @@ pub struct Derived {
 /// Derive the rules for a domain. Fails only on input that must not start (a refused host
 /// path, a control character): the error names the element and the value.
 pub fn derive(dom: &Domain, opts: &Options) -> Result<Derived, GrantError> {
+    paths::begin_resolve_scope();
     let mut cx = Cx {
         dom,
         opts,
         out: Derived::default(),
         needs_vfio: false,
         needs_gl: false,
+        headers: backing::HeaderCache::default(),
     };
     cx.base();
     cx.emulator();
@@ -156,6 +158,7 @@ struct Cx<'a> {
     out: Derived,
     needs_vfio: bool,
     needs_gl: bool,
+    headers: backing::HeaderCache,
 }
 
 impl Cx<'_> {
@@ -387,7 +390,13 @@ impl Cx<'_> {
             }
             None => {
                 if let (Some(top), true) = (local, self.opts.probe_backing) {
-                    let chain = backing::probe_chain(&top, fmt, self.opts.max_chain_depth);
+                    self.headers.seed_resolved(&top);
+                    let chain = backing::probe_chain_cached(
+                        &top,
+                        fmt,
+                        self.opts.max_chain_depth,
+                        &mut self.headers,
+                    );
                     for w in chain.warnings {
                         self.warn(format!("{label}: {w}"));
                     }

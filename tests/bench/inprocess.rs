@@ -9,11 +9,37 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let q = |args: &[&str]| {
-        assert!(std::process::Command::new("qemu-img").args(args).status().unwrap().success())
+        assert!(
+            std::process::Command::new("qemu-img")
+                .args(args)
+                .status()
+                .unwrap()
+                .success()
+        )
     };
-    q(&["create", "-q", "-f", "qcow2", d.join("base.qcow2").to_str().unwrap(), "16M"]);
-    q(&["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", d.join("base.qcow2").to_str().unwrap(), d.join("top.qcow2").to_str().unwrap()]);
-    println!("{:>8} {:>12} {:>12} {:>10}", "disks", "median", "per disk", "rules");
+    q(&[
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        d.join("base.qcow2").to_str().unwrap(),
+        "16M",
+    ]);
+    q(&[
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-F",
+        "qcow2",
+        "-b",
+        d.join("base.qcow2").to_str().unwrap(),
+        d.join("top.qcow2").to_str().unwrap(),
+    ]);
+    println!(
+        "{:>8} {:>12} {:>12} {:>10}",
+        "disks", "median", "per disk", "rules"
+    );
     for n in [1usize, 100, 1000, 10000] {
         let mut disks = String::new();
         for i in 0..n {
@@ -26,7 +52,9 @@ fn main() {
                 p.display()
             ));
         }
-        let xml = format!("<domain type='kvm' id='1'><name>bench</name><uuid>12345678-1234-4234-8234-123456789012</uuid><devices>{disks}</devices></domain>");
+        let xml = format!(
+            "<domain type='kvm' id='1'><name>bench</name><uuid>12345678-1234-4234-8234-123456789012</uuid><devices>{disks}</devices></domain>"
+        );
         let opts = derive::Options::default();
         let settings = generate::Settings {
             mode: profile::Mode::Libvirt,

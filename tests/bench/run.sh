@@ -20,21 +20,41 @@ qemu-img create -q -f qcow2 -F qcow2 -b "$W/base.qcow2" "$W/top.qcow2"
 
 mkxml() { # N -> file
   local n=$1 f="$W/guest-$1.xml" i
+  # libvirt wants real target names: vda … vdz, vdaa …
+  mapfile -t names < <(python3 -c "
+import sys
+def name(i):
+    s = ''
+    i += 1
+    while i:
+        i, r = divmod(i - 1, 26); s = chr(97 + r) + s
+    return 'vd' + s
+print('\n'.join(name(i) for i in range($n)))")
   {
     echo "<domain type='kvm' id='5'><name>bench$n</name><uuid>12345678-1234-4234-8234-$(printf %012d "$n")</uuid>"
     echo "<memory unit='MiB'>64</memory><os><type arch='x86_64' machine='pc'>hvm</type></os><devices><emulator>/usr/bin/qemu-system-x86_64</emulator>"
     for ((i = 0; i < n; i++)); do
       [ -e "$W/top$i.qcow2" ] || cp "$W/top.qcow2" "$W/top$i.qcow2"
-      echo "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='$W/top$i.qcow2'/><target dev='vd$i' bus='virtio'/></disk>"
+      echo "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='$W/top$i.qcow2'/><target dev='${names[$i]}' bus='virtio'/></disk>"
     done
     echo "</devices></domain>"
   } >"$f"
   echo "$f"
 }
 
-# median_ms RUNS CMD... (stdin from $IN): wall time per run, median, in ms
+command -v hyperfine >/dev/null || apt-get install -y -qq hyperfine >/dev/null 2>&1 || true
+# median_ms RUNS CMD... (stdin from $IN): median wall time in ms. hyperfine subtracts its shell's
+# own start-up; without hyperfine, a python loop (which includes fork/exec costs) is used.
 median_ms() {
-  python3 - "$@" <<'PY'
+  local runs=$1; shift
+  if command -v hyperfine >/dev/null; then
+    local cmd; cmd=$(printf '%q ' "$@")
+    [ -n "${IN:-}" ] && cmd="$cmd < $(printf %q "$IN")"
+    hyperfine -w 2 -r "$runs" --export-json "$W/h.json" "$cmd" >/dev/null 2>&1 || { echo NaN; return; }
+    python3 -c "import json;print('%.2f'%(json.load(open('$W/h.json'))['results'][0]['median']*1000))"
+    return
+  fi
+  python3 - "$runs" "$@" <<'PY'
 import subprocess, sys, time, os
 runs = int(sys.argv[1]); cmd = sys.argv[2:]
 inp = os.environ.get("IN")
@@ -42,7 +62,7 @@ ts = []
 for _ in range(runs):
     f = open(inp, "rb") if inp else subprocess.DEVNULL
     t = time.perf_counter()
-    subprocess.run(cmd, stdin=f, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ))
+    subprocess.run(cmd, stdin=f, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ts.append(time.perf_counter() - t)
 ts.sort()
 print(f"{ts[len(ts)//2]*1000:.2f}")
@@ -77,7 +97,9 @@ done
 
 echo
 echo "== hook, whole process per event (typical guest: 1 qcow2 disk over a backing file)"
-R=$W/root; mkdir -p "$R/etc/libvirt"; cp hooks/template.qemu "$R/etc/libvirt/virt-aa-hook.template"
+R=$W/root; mkdir -p "$R/etc/libvirt" "$R/var/lib/virt-aa-hook"; cp hooks/template.qemu "$R/etc/libvirt/virt-aa-hook.template"
+# a fresh capability cache, so the hook does not start a background refresh on every event
+printf '{"version":1,"generated_at":%s,"uri":"","libvirt_version":"","daemon_version":"","secmodels":["dac"],"emulators":[],"firmware":[],"nvram_templates":[]}' "$(date +%s)" >"$R/var/lib/virt-aa-hook/caps.json"
 f=$(mkxml 1)
 printf '%s\n' "apparmor_parser = \"/bin/true\"" >"$W/noparser.conf"
 : >"$W/real.conf"
