@@ -550,8 +550,7 @@ pub fn guess_mode(cfg: &Config, kernel: &Kernel) -> (Mode, String) {
     let driver_line = qemu_conf
         .lines()
         .map(str::trim)
-        .filter(|l| l.starts_with("security_driver"))
-        .next_back()
+        .rfind(|l| l.starts_with("security_driver"))
         .unwrap_or("");
     if driver_line.contains("\"none\"")
         || (!driver_line.is_empty() && !driver_line.contains("apparmor"))

@@ -41,13 +41,10 @@ pub fn find_uuid(args: &[OsString]) -> Result<Option<uuid::Uuid>, WrapperError> 
                     .to_string_lossy()
                     .into_owned(),
             )
-        } else if let Some(v) = a
-            .strip_prefix(b"-uuid=")
-            .or_else(|| a.strip_prefix(b"--uuid="))
-        {
-            Some(String::from_utf8_lossy(v).into_owned())
         } else {
-            None
+            a.strip_prefix(b"-uuid=")
+                .or_else(|| a.strip_prefix(b"--uuid="))
+                .map(|v| String::from_utf8_lossy(v).into_owned())
         };
         if let Some(v) = val {
             let u = uuid::Uuid::parse_str(&v).map_err(|_| WrapperError::BadUuid(v.clone()))?;

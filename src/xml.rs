@@ -116,11 +116,9 @@ pub fn parse_str(text: &str) -> Result<Element, XmlError> {
     let mut root: Option<Element> = None;
     loop {
         let pos = reader.buffer_position();
-        let ev = reader.read_resolved_event().map_err(|e| malformed(pos, e));
-        let (ns, ev) = match ev {
-            Ok(v) => v,
-            Err(e) => return Err(e),
-        };
+        let (ns, ev) = reader
+            .read_resolved_event()
+            .map_err(|e| malformed(pos, e))?;
         match ev {
             Event::Start(ref s) | Event::Empty(ref s) => {
                 if root.is_some() {
@@ -177,7 +175,7 @@ pub fn parse_str(text: &str) -> Result<Element, XmlError> {
     root.ok_or(XmlError::Empty)
 }
 
-fn close(stack: &mut Vec<Element>, root: &mut Option<Element>, el: Element) {
+fn close(stack: &mut [Element], root: &mut Option<Element>, el: Element) {
     match stack.last_mut() {
         Some(parent) => parent.children.push(el),
         None => *root = Some(el),

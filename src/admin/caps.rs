@@ -48,16 +48,20 @@ pub struct GuestArch {
 pub struct HostCaps {
     /// `<host><secmodel><model>` values, in libvirt's order.
     pub secmodels: Vec<String>,
+    /// The `<guest><arch>` entries: where emulators and machine types come from.
     pub arches: Vec<GuestArch>,
 }
 
 /// One `virConnectGetDomainCapabilities` question.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DomcapsQuery {
+    /// Emulator binary to describe.
     pub emulator: String,
+    /// Guest architecture.
     pub arch: String,
     /// `None`: the arch's default machine.
     pub machine: Option<String>,
+    /// `kvm` or `qemu` (firmware support differs).
     pub virttype: String,
 }
 
@@ -229,7 +233,8 @@ fn now_secs() -> u64 {
 /// without them, an emulator that cannot be probed) become warnings, not errors: the rest of the
 /// cache is still right.
 pub fn collect(conn: &Connect, uri: &str) -> Result<(Caps, Vec<String>)> {
-    let lib = Connect::version().map_err(|e| anyhow!("libvirt library version: {}", conn::msg(&e)))?;
+    let lib =
+        Connect::version().map_err(|e| anyhow!("libvirt library version: {}", conn::msg(&e)))?;
     let daemon = conn
         .lib_version()
         .map_err(|e| anyhow!("libvirt daemon version: {}", conn::msg(&e)))?;
@@ -380,8 +385,11 @@ pub fn touch_wrappers(dir: &Path) -> Vec<Result<PathBuf, String>> {
 
 /// Options of the `caps` command.
 pub struct CapsArgs {
+    /// Print the cache as JSON (for scripts).
     pub json: bool,
+    /// Started by the hook: silent, locked, retrying.
     pub background: bool,
+    /// Touch the wrappers so libvirt re-probes QEMU.
     pub refresh: bool,
 }
 
@@ -411,10 +419,7 @@ pub fn run(cfg: &Config, lv: &Libvirt, a: &CapsArgs) -> Result<i32> {
         }
         for t in &touched {
             match t {
-                Ok(p) => println!(
-                    "touched {} (libvirt re-probes it at next use)",
-                    p.display()
-                ),
+                Ok(p) => println!("touched {} (libvirt re-probes it at next use)", p.display()),
                 Err(e) => eprintln!("warning: cannot touch {e}"),
             }
         }
@@ -582,7 +587,10 @@ mod tests {
         assert_eq!(caps.emulators, vec!["/usr/bin/test-hv"]);
         assert!(!caps.apparmor_driver());
         assert_eq!(caps.version, CACHE_VERSION);
-        assert!(caps.libvirt_version.starts_with(|c: char| c.is_ascii_digit()));
+        assert!(
+            caps.libvirt_version
+                .starts_with(|c: char| c.is_ascii_digit())
+        );
         // The test driver has no domain capabilities before libvirt 9.8: a warning, not a failure.
         assert!(warnings.len() <= 1, "{warnings:?}");
         let s = summary(&caps, Path::new("/x/caps.json"));
@@ -604,6 +612,10 @@ mod tests {
         std::fs::write(d.path().join("virt-aa-helper"), "x").unwrap();
         let t = touch_wrappers(d.path());
         assert_eq!(t.len(), 1);
-        assert!(t[0].as_ref().unwrap().ends_with("virt-aa-hook.qemu-system-x86_64"));
+        assert!(
+            t[0].as_ref()
+                .unwrap()
+                .ends_with("virt-aa-hook.qemu-system-x86_64")
+        );
     }
 }

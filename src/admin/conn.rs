@@ -72,6 +72,10 @@ impl Libvirt {
         T: Send + 'static,
         F: FnOnce(&Connect) -> anyhow::Result<T> + Send + 'static,
     {
+        // libvirt's default error handler prints every error to stderr itself; we report each
+        // once, in our own words.
+        static QUIET: std::sync::Once = std::sync::Once::new();
+        QUIET.call_once(virt::error::clear_error_callback);
         let (tx, rx) = mpsc::channel();
         let uri = self.uri.clone();
         let ro = self.read_only;
@@ -152,11 +156,15 @@ pub struct ConfigFacts {
 /// One defined guest, gathered once so `status`, `doctor` and `gc` agree on the facts.
 #[derive(Clone, Debug)]
 pub struct GuestInfo {
+    /// Guest name, for people.
     pub name: String,
     /// Lowercase hyphenated UUID (libvirt's `virUUIDFormat`).
     pub uuid: String,
+    /// State in `virsh list` words.
     pub state: String,
+    /// Running (or paused): a live definition exists.
     pub active: bool,
+    /// Has a persistent definition (`enroll` can change it).
     pub persistent: bool,
     /// The persistent definition, or why it could not be read.
     pub config: Result<ConfigFacts, String>,

@@ -31,7 +31,11 @@ pub enum Plan {
     /// Nothing to change, and why (already enrolled, not enrolled).
     Unchanged(String),
     /// Replace emulator `from` with `to`; `xml` is the full new definition.
-    Change { from: String, to: String, xml: String },
+    Change {
+        from: String,
+        to: String,
+        xml: String,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -91,8 +95,8 @@ fn scan(text: &str) -> Result<Spans> {
         let (ns, ev) = r
             .read_resolved_event()
             .map_err(|e| anyhow!("domain XML is malformed at byte {p0}: {e}"))?;
-        let p1 = r.buffer_position() as usize;
         let ours = matches!(ns, ResolveResult::Bound(n) if n.as_ref() == METADATA_NS);
+        let p1 = r.buffer_position() as usize;
         let ws = ws_start.take().unwrap_or(p0);
         let path = stack.join("/");
         match ev {
@@ -182,7 +186,10 @@ fn scan(text: &str) -> Result<Spans> {
 fn start_tag(qname: &str, attrs: &[(String, String)], empty: bool) -> String {
     let mut s = format!("<{qname}");
     for (k, v) in attrs {
-        s.push_str(&format!(" {k}=\"{}\"", quick_xml::escape::escape(v.as_str())));
+        s.push_str(&format!(
+            " {k}=\"{}\"",
+            quick_xml::escape::escape(v.as_str())
+        ));
     }
     s.push_str(if empty { "/>" } else { ">" });
     s
@@ -234,27 +241,28 @@ pub fn edit_definition(xml: &str, emulator: &str, original: Option<&str>) -> Res
                 format!("<metadata>\n    {}\n  </metadata>", new_guest(orig)),
             )),
         },
-        (None, Some(MetaSpan {
-            guest: Some(g),
-            content: Some(c),
-            outer,
-            ws_before,
-        })) => {
+        (
+            None,
+            Some(MetaSpan {
+                guest: Some(g),
+                content: Some(c),
+                outer,
+                ws_before,
+            }),
+        ) => {
             let attrs: Vec<(String, String)> = g
                 .attrs
                 .iter()
                 .filter(|(k, _)| k != ORIGINAL_ATTR)
                 .cloned()
                 .collect();
-            let meaningful = attrs.iter().any(|(k, _)| k != "xmlns" && !k.starts_with("xmlns:"));
+            let meaningful = attrs
+                .iter()
+                .any(|(k, _)| k != "xmlns" && !k.starts_with("xmlns:"));
             if meaningful || !g.empty {
                 edits.push((g.start_tag.clone(), start_tag(&g.qname, &attrs, g.empty)));
             } else {
-                let rest = format!(
-                    "{}{}",
-                    &xml[c.start..g.ws_before],
-                    &xml[g.outer.end..c.end]
-                );
+                let rest = format!("{}{}", &xml[c.start..g.ws_before], &xml[g.outer.end..c.end]);
                 if rest.trim().is_empty() {
                     edits.push((*ws_before..outer.end, String::new()));
                 } else {
@@ -284,7 +292,9 @@ pub fn plan_enroll(xml: &str, wrapper_prefix: &str, emulator_dir: &Path) -> Resu
         .emulator
         .ok_or_else(|| anyhow!("the definition has no <emulator>"))?;
     if emu.starts_with(wrapper_prefix) {
-        return Ok(Plan::Unchanged(format!("already enrolled (emulator {emu})")));
+        return Ok(Plan::Unchanged(format!(
+            "already enrolled (emulator {emu})"
+        )));
     }
     let p = Path::new(&emu);
     let base = p
@@ -375,9 +385,12 @@ fn apply_one(
              every emulator libvirt reports), then enroll again"
         );
     }
-    let defined = c
-        .define_domain_xml(&new_xml)
-        .map_err(|e| anyhow!("{name}: libvirt refused the new definition: {}", conn::msg(&e)))?;
+    let defined = c.define_domain_xml(&new_xml).map_err(|e| {
+        anyhow!(
+            "{name}: libvirt refused the new definition: {}",
+            conn::msg(&e)
+        )
+    })?;
     let check = defined
         .xml_desc(virt::sys::VIR_DOMAIN_XML_INACTIVE)
         .ok()
@@ -460,8 +473,7 @@ pub fn run(cfg: &Config, lv: &Libvirt, targets: Targets, enroll: bool) -> Result
     }
     let prefix = super::wrapper_prefix();
     let emulator_dir: PathBuf = cfg.emulator_dir.clone();
-    let outcomes =
-        lv.run(move |c| apply(c, &targets, enroll, &prefix, &emulator_dir, true))?;
+    let outcomes = lv.run(move |c| apply(c, &targets, enroll, &prefix, &emulator_dir, true))?;
     if outcomes.is_empty() {
         println!("no guests defined at {}", lv.uri);
     }
@@ -546,7 +558,10 @@ mod tests {
     fn enroll_merges_into_existing_metadata() {
         let (_, _, xml) = change(plan_enroll(WITH_META, PREFIX, dir()).unwrap());
         let d = DomainDef::parse(xml.as_bytes()).unwrap();
-        assert_eq!(d.settings.enforcement, Some(virt_aa_hook::domain::Enforcement::Complain));
+        assert_eq!(
+            d.settings.enforcement,
+            Some(virt_aa_hook::domain::Enforcement::Complain)
+        );
         assert_eq!(
             d.settings.original_emulator.as_deref(),
             Some("/usr/bin/qemu-system-x86_64")
@@ -573,7 +588,13 @@ mod tests {
 
         let empty = PLAIN.replace("</uuid>", "</uuid>\n  <metadata/>");
         let (_, _, xml) = change(plan_enroll(&empty, PREFIX, dir()).unwrap());
-        assert!(DomainDef::parse(xml.as_bytes()).unwrap().settings.original_emulator.is_some());
+        assert!(
+            DomainDef::parse(xml.as_bytes())
+                .unwrap()
+                .settings
+                .original_emulator
+                .is_some()
+        );
         let (_, _, back) = change(plan_unenroll(&xml, PREFIX, dir()).unwrap());
         assert_eq!(back, PLAIN);
     }
@@ -589,7 +610,9 @@ mod tests {
         assert_eq!(change(plan_unenroll(&xml, PREFIX, dir()).unwrap()).2, odd);
 
         let elsewhere = PLAIN.replace("/usr/bin/", "/opt/qemu/bin/");
-        let e = plan_enroll(&elsewhere, PREFIX, dir()).unwrap_err().to_string();
+        let e = plan_enroll(&elsewhere, PREFIX, dir())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not in /usr/bin"), "{e}");
         let lxc = PLAIN.replace("type='kvm'", "type='lxc'");
         assert!(plan_enroll(&lxc, PREFIX, dir()).is_err());
@@ -624,9 +647,21 @@ mod tests {
             })
             .unwrap();
         assert_eq!(out.len(), 1);
-        assert!(!out[0].0 && out[0].1.contains("not a QEMU guest"), "{out:?}");
+        assert!(
+            !out[0].0 && out[0].1.contains("not a QEMU guest"),
+            "{out:?}"
+        );
         let missing = lv
-            .run(|c| apply(c, &Targets::Named(vec!["nope".into()]), true, PREFIX, dir(), true))
+            .run(|c| {
+                apply(
+                    c,
+                    &Targets::Named(vec!["nope".into()]),
+                    true,
+                    PREFIX,
+                    dir(),
+                    true,
+                )
+            })
             .unwrap();
         assert!(missing[0].1.contains("no defined guest"), "{missing:?}");
     }

@@ -27,6 +27,7 @@ pub const LOCK_WAIT: Duration = Duration::from_secs(5);
 /// One file of the profile directory, as `gc` sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DirEntry {
+    /// File name inside the profile directory.
     pub name: String,
     /// First line starts with [`MARKER`] (only meaningful for main profile files).
     pub ours: bool,
@@ -50,8 +51,11 @@ pub enum Verdict {
 /// A verdict for one file name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Decision {
+    /// File name inside the profile directory.
     pub file: String,
+    /// Guest UUID the file belongs to (the lock and the re-check use it).
     pub uuid: String,
+    /// What happens to it.
     pub verdict: Verdict,
 }
 
@@ -173,11 +177,17 @@ pub fn run(cfg: &Config, lv: &Libvirt, dry_run: bool) -> Result<i32> {
                 println!("kept (not ours)  {}", path.display());
             }
             Verdict::KeepCompanion => {
-                println!("kept (not ours)  {}  (its profile is not ours)", path.display());
+                println!(
+                    "kept (not ours)  {}  (its profile is not ours)",
+                    path.display()
+                );
             }
             Verdict::RemoveCompanion => {
                 if failed.contains(&d.uuid) {
-                    println!("kept             {}  (its profile was kept)", path.display());
+                    println!(
+                        "kept             {}  (its profile was kept)",
+                        path.display()
+                    );
                 } else if dry_run {
                     println!("{verb:<16} {}", path.display());
                 } else {
@@ -302,10 +312,10 @@ mod tests {
         let defined: HashSet<String> = [B.to_string()].into();
         let entries = vec![
             e(&format!("libvirt-{A}.files"), false),
-            e(&format!("libvirt-{A}"), true),     // ours, undefined → remove (+ .files)
-            e(&format!("libvirt-{B}"), true),     // ours, defined → keep
+            e(&format!("libvirt-{A}"), true), // ours, undefined → remove (+ .files)
+            e(&format!("libvirt-{B}"), true), // ours, defined → keep
             e(&format!("libvirt-{B}.files"), false),
-            e(&format!("libvirt-{C}"), false),    // not ours, undefined → keep
+            e(&format!("libvirt-{C}"), false), // not ours, undefined → keep
             e(&format!("libvirt-{C}.files"), false),
             e(&format!("libvirt-{D}.files"), false), // orphan .files → keep
             e("TEMPLATE.qemu", false),
@@ -331,14 +341,21 @@ mod tests {
     #[test]
     fn scan_reads_markers() {
         let d = tempfile::tempdir().unwrap();
-        std::fs::write(d.path().join(format!("libvirt-{A}")), format!("{MARKER} x\n")).unwrap();
+        std::fs::write(
+            d.path().join(format!("libvirt-{A}")),
+            format!("{MARKER} x\n"),
+        )
+        .unwrap();
         std::fs::write(d.path().join(format!("libvirt-{C}")), "profile x {}\n").unwrap();
         std::fs::write(d.path().join("README"), "x").unwrap();
         let mut v = scan(d.path()).unwrap();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         assert_eq!(
             v,
-            vec![e(&format!("libvirt-{A}"), true), e(&format!("libvirt-{C}"), false)]
+            vec![
+                e(&format!("libvirt-{A}"), true),
+                e(&format!("libvirt-{C}"), false)
+            ]
         );
         assert!(scan(&d.path().join("none")).unwrap().is_empty());
     }
@@ -355,7 +372,11 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let test_guest = "6695eb01-f6a4-8304-79aa-97f2502e193f";
         for (u, ours) in [(A, true), (C, false), (test_guest, true)] {
-            let body = if ours { format!("{MARKER}\n") } else { "x\n".into() };
+            let body = if ours {
+                format!("{MARKER}\n")
+            } else {
+                "x\n".into()
+            };
             std::fs::write(dir.join(format!("libvirt-{u}")), body).unwrap();
         }
         std::fs::write(dir.join(format!("libvirt-{A}.files")), "x\n").unwrap();
@@ -369,6 +390,9 @@ mod tests {
         assert!(dir.join(format!("libvirt-{test_guest}")).exists());
         let log = std::fs::read_to_string(cfg.rooted(&cfg.log_file)).unwrap();
         assert_eq!(log.lines().count(), 1);
-        assert!(log.contains(&format!("[(gc) {A}] gc/remove: removed")), "{log}");
+        assert!(
+            log.contains(&format!("[(gc) {A}] gc/remove: removed")),
+            "{log}"
+        );
     }
 }

@@ -5,11 +5,17 @@
 //! Each command module keeps its decisions in pure functions (tested on fixed strings) and its
 //! libvirt calls behind [`conn::Libvirt`], which bounds every call with a deadline.
 
+/// `caps`: the capability cache writer.
 pub mod caps;
+/// Bounded libvirt calls and shared guest facts.
 pub mod conn;
+/// `doctor`: is this host set up to confine guests?
 pub mod doctor;
+/// `enroll` / `unenroll`: the emulator wrapper switch.
 pub mod enroll;
+/// `gc`: stale profile removal.
 pub mod gc;
+/// `status`: per-guest overview.
 pub mod status;
 
 /// Directory libvirt's AppArmor profile lets the daemon exec unconfined (`PUxr`), where

@@ -29,8 +29,11 @@ pub struct LogEvent {
 /// One row of the table (and one object of `--json`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Row {
+    /// Guest name.
     pub name: String,
+    /// Guest UUID (the profile is `libvirt-<uuid>`).
     pub uuid: String,
+    /// `virsh list` state word.
     pub state: String,
     /// `ours`, `libvirt's`, `missing`, `unreadable`.
     pub profile: String,
@@ -39,6 +42,7 @@ pub struct Row {
     /// `yes`, `no`, `n/a`, optionally with ` (at next start)` for a running guest whose
     /// persistent definition differs from what runs.
     pub enrolled: String,
+    /// Last hook event in our log, if any.
     pub last_event: Option<LogEvent>,
 }
 
@@ -107,7 +111,10 @@ pub fn read_log_tail(path: &Path) -> String {
     let mut s = String::from_utf8_lossy(&buf).into_owned();
     if skip > 0 {
         // Drop the partial first line.
-        s = s.split_once('\n').map(|(_, r)| r.to_string()).unwrap_or_default();
+        s = s
+            .split_once('\n')
+            .map(|(_, r)| r.to_string())
+            .unwrap_or_default();
     }
     s
 }
@@ -174,7 +181,11 @@ pub fn rows(cfg: &Config, guests: &[GuestInfo], log_text: &str) -> Vec<Row> {
             Row {
                 name: g.name.clone(),
                 uuid: g.uuid.clone(),
-                state: g.state.clone(),
+                state: if g.persistent {
+                    g.state.clone()
+                } else {
+                    format!("{} (transient)", g.state)
+                },
                 profile: profile_owner(&cfg.profile_path(&pname)).into(),
                 loaded: loaded_word(loaded.as_deref(), &pname),
                 enrolled: enrolled_word(g),

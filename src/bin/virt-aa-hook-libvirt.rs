@@ -1,1 +1,153 @@
-fn main() {}
+//! `virt-aa-hook-libvirt`: the libvirt-linked half of the `virt-aa-hook` command line.
+//!
+//! `virt-aa-hook caps|doctor|status|gc|enroll|unenroll ...` execs this binary (found next to
+//! itself), so the hook and the emulator wrapper — which run on every guest event — never load
+//! libvirt. Every libvirt call here is bounded by `--timeout`: a daemon that does not answer
+//! produces a clear message instead of a hung command.
+
+#[path = "../admin/mod.rs"]
+mod admin;
+
+use admin::conn::Libvirt;
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::time::Duration;
+use virt_aa_hook::config::Config;
+
+/// Default deadline for one libvirt conversation, except `caps`.
+const DEFAULT_TIMEOUT: u64 = 30;
+/// `caps` may make libvirt probe QEMU binaries (seconds each on a slow or nested host).
+const CAPS_TIMEOUT: u64 = 120;
+
+#[derive(Parser)]
+#[command(
+    name = "virt-aa-hook",
+    bin_name = "virt-aa-hook",
+    version,
+    about = "Per-guest AppArmor profiles for libvirt/QEMU guests: the commands that talk to libvirt"
+)]
+struct Cli {
+    /// libvirt connection URI (default: `connect` from the config, qemu:///system).
+    #[arg(long, short = 'c', global = true, value_name = "URI")]
+    connect: Option<String>,
+    /// Give up on libvirt after this many seconds (default 30; 120 for caps).
+    #[arg(long, global = true, value_name = "SECS")]
+    timeout: Option<u64>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Ask libvirt about this host and write the capability cache the hook reads.
+    Caps {
+        /// Print the cache as JSON instead of the summary.
+        #[arg(long)]
+        json: bool,
+        /// How the hook starts it: silent, one at a time, retries a daemon that is starting.
+        #[arg(long)]
+        background: bool,
+        /// Also touch every emulator wrapper so libvirt re-probes QEMU (after a QEMU upgrade).
+        #[arg(long)]
+        refresh: bool,
+    },
+    /// Check everything guests need to be confined; one line per check, exit 1 on failure.
+    Doctor,
+    /// Show every defined guest: profile, kernel state, enrollment, last event.
+    Status {
+        /// Only this guest (name or UUID).
+        domain: Option<String>,
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove our profiles of guests libvirt no longer knows.
+    Gc {
+        /// Say what would be removed; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Run guests' QEMU through the confining wrapper (standalone mode).
+    Enroll {
+        /// Guest names or UUIDs.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        domains: Vec<String>,
+        /// Every persistent QEMU guest.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Restore guests' original emulator.
+    Unenroll {
+        /// Guest names or UUIDs.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        domains: Vec<String>,
+        /// Every enrolled guest.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let background = matches!(
+        cli.cmd,
+        Cmd::Caps {
+            background: true,
+            ..
+        }
+    );
+    let code = match run(cli) {
+        Ok(c) => c,
+        Err(e) => {
+            if !background {
+                eprintln!("error: {e:#}");
+            }
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn targets(domains: Vec<String>, all: bool) -> admin::enroll::Targets {
+    if all {
+        admin::enroll::Targets::All
+    } else {
+        admin::enroll::Targets::Named(domains)
+    }
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    let cfg = Config::load()?;
+    let uri = cli.connect.clone().unwrap_or_else(|| cfg.connect.clone());
+    let default = if matches!(cli.cmd, Cmd::Caps { .. }) {
+        CAPS_TIMEOUT
+    } else {
+        DEFAULT_TIMEOUT
+    };
+    let lv = Libvirt::new(
+        &uri,
+        Duration::from_secs(cli.timeout.unwrap_or(default).max(1)),
+    );
+    match cli.cmd {
+        Cmd::Caps {
+            json,
+            background,
+            refresh,
+        } => admin::caps::run(
+            &cfg,
+            &lv,
+            &admin::caps::CapsArgs {
+                json,
+                background,
+                refresh,
+            },
+        ),
+        Cmd::Doctor => admin::doctor::run(&cfg, &lv),
+        Cmd::Status { domain, json } => admin::status::run(&cfg, &lv, domain.as_deref(), json),
+        Cmd::Gc { dry_run } => admin::gc::run(&cfg, &lv, dry_run),
+        Cmd::Enroll { domains, all } => admin::enroll::run(&cfg, &lv, targets(domains, all), true),
+        Cmd::Unenroll { domains, all } => {
+            admin::enroll::run(&cfg, &lv, targets(domains, all), false)
+        }
+    }
+}
