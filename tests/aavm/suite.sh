@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# The AppArmor-kernel VM suite; tests/run.sh runs it as suite "aavm". As root:
+#
+#     tests/aavm/suite.sh              # everything
+#     tests/aavm/suite.sh 00 libvirt   # only the suites whose file name contains one of these
+#                                      # (the runner selftest runs only with no argument or "selftest")
+#
+# 1. Builds the VM on first use (`aavm --build`). If it cannot run at all (no QEMU, no Debian
+#    mirror for the kernel), prints `RESULT passed=0 failed=0 skipped=<reason>` and exits 0.
+# 2. The runner's own checks: selftest-host.sh --no-guest-selftest.
+# 3. Every tests/aavm/suites/NN-name.sh, in order, each in its own fresh VM:
+#        tests/aavm/aavm --timeout $AAVM_SUITE_TIMEOUT (900) suites/NN-name.sh REPO
+#    It runs as root inside, with cwd = REPO, and prints `  ok   ...` / `  FAIL ...` lines
+#    (tests/lib/common.sh); those are counted here. A non-zero exit status with no FAIL line
+#    (crash, timeout = 137, VM failure = 125) counts as one failure.
+# Ends with one `RESULT passed=N failed=M` line over all of it; exits non-zero on any failure.
+# Other aavm knobs (AAVM_MEM, AAVM_ACCEL, ...) pass through the environment.
+set -u
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+# shellcheck source=SCRIPTDIR/../lib/common.sh
+. "$ROOT/tests/lib/common.sh"
+AAVM=$HERE/aavm
+SUITE_TIMEOUT=${AAVM_SUITE_TIMEOUT:-900}
+cd "$ROOT" || exit 1
+LOGS=$(mktemp -d /tmp/aavm-suite.XXXXXX)
+trap 'rm -rf "$LOGS"' EXIT
+T_ALL=$SECONDS
+
+wanted() {   # wanted NAME: selected by the command-line patterns (all when there are none)
+  [ ${#PATTERNS[@]} -eq 0 ] && return 0
+  local p; for p in "${PATTERNS[@]}"; do [[ $1 == *"$p"* ]] && return 0; done
+  return 1
+}
+PATTERNS=("$@")
+
+# tally LOG: add LOG's ok/FAIL lines to the totals; sets NOK and NFAIL.
+tally() {
+  NOK=$(grep -cE '^[[:space:]]*ok[[:space:]]' "$1")
+  NFAIL=$(grep -cE '^[[:space:]]*FAIL[[:space:]]' "$1")
+  PASSED=$((PASSED + NOK)); FAILED=$((FAILED + NFAIL))
+}
+# The parts' own RESULT lines are indented, so that ours is the only one tests/run.sh sees.
+INNER='s/^RESULT /  -- part RESULT /'
+ms_since() { local ms=$(( ($(date +%s%N) - $1) / 1000000 )); echo "$((ms / 1000)).$((ms % 1000 / 100))"; }
+
+# --- 1. the VM itself
+echo "=== aavm: build / check the VM"
+t0=$(date +%s%N)
+"$AAVM" --build >"$LOGS/build.log" 2>&1
+rc=$?
+sed 's/^/  /' "$LOGS/build.log"
+echo "  --   build/check: exit status $rc, $(ms_since "$t0")s wall"
+if [ "$rc" -ne 0 ]; then
+  reason=$(sed -n 's/^aavm: cannot run: //p' "$LOGS/build.log" | head -n1)
+  if [ -n "$reason" ]; then finish "$reason"; exit 0; fi
+  fail "the VM kernel + initramfs build (aavm --build exit status $rc)"
+  finish ""; exit 1
+fi
+
+# --- 2. the runner's own mechanics
+if wanted selftest; then
+  echo "=== aavm: runner selftest (selftest-host.sh)"
+  "$HERE/selftest-host.sh" --no-guest-selftest 2>&1 | sed -u "$INNER" | tee "$LOGS/selftest-host.log"
+  rc=${PIPESTATUS[0]}
+  tally "$LOGS/selftest-host.log"
+  [ "$rc" -ne 0 ] && [ "$NFAIL" -eq 0 ] && fail "selftest-host.sh: exit status $rc"
+fi
+
+# --- 3. the suites, one fresh VM each
+for f in "$HERE"/suites/[0-9][0-9]-*.sh; do
+  [ -e "$f" ] || continue
+  name=$(basename "$f" .sh)
+  wanted "$name" || continue
+  echo "=== aavm suite $name"
+  cmd=("$f"); [ -x "$f" ] || cmd=(/bin/bash "$f")
+  t0=$(date +%s%N)
+  "$AAVM" --timeout "$SUITE_TIMEOUT" "${cmd[@]}" "$ROOT" </dev/null 2>&1 | sed -u "$INNER" | tee "$LOGS/$name.log"
+  rc=${PIPESTATUS[0]}
+  tally "$LOGS/$name.log"
+  echo "  --   VM $name: exit status $rc, $(ms_since "$t0")s wall, $NOK ok, $NFAIL FAIL"
+  if [ "$rc" -ne 0 ] && [ "$NFAIL" -eq 0 ]; then
+    case $rc in
+      137) fail "$name: timed out (--timeout $SUITE_TIMEOUT)" ;;
+      125) fail "$name: the VM failed (exit status 125)" ;;
+      *)   fail "$name: exit status $rc" ;;
+    esac
+  fi
+done
+
+echo "  --   aavm total: $((SECONDS - T_ALL))s wall"
+finish ""
