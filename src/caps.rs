@@ -65,7 +65,7 @@ impl Caps {
     }
 }
 
-/// Start `<admin binary> caps --refresh-quietly` fully detached: new session, all standard
+/// Start `<admin binary> caps --background` fully detached: new session, all standard
 /// streams on /dev/null, not waited for. libvirt reads the hook's stdout/stderr until EOF, so a
 /// child that kept them open would hang the API call that ran the hook.
 pub fn spawn_detached_refresh(admin_binary: &Path, config: Option<&Path>) -> std::io::Result<()> {

@@ -218,7 +218,7 @@ impl Hook {
                     if let Some(c) = &self.caps {
                         if !c.emulators.is_empty()
                             && !c.emulators.contains(emu)
-                            && !emu.starts_with("/usr/lib/libvirt/virt-aa-hook.")
+                            && !emu.starts_with(crate::wrapper::WRAPPER_PATH_PREFIX)
                             && matches!(action, Action::Install { .. })
                         {
                             self.log.line(
@@ -561,8 +561,9 @@ pub fn guess_mode(cfg: &Config, kernel: &Kernel) -> (Mode, String) {
         );
     }
     if !kernel.enabled() {
+        // libvirt's AppArmor driver cannot be active without AppArmor in the kernel.
         return (
-            Mode::Libvirt,
+            Mode::Standalone,
             "no capability cache; kernel has no AppArmor".into(),
         );
     }
