@@ -28,6 +28,14 @@ pub enum PathError {
     SymlinkLoop(String),
     #[error("{path} is a host system path and cannot be granted {perms}")]
     Refused { path: String, perms: String },
+    #[error(
+        "{path} contains the host system path {inside} and cannot be granted {perms} recursively"
+    )]
+    RefusedTree {
+        path: String,
+        inside: String,
+        perms: String,
+    },
 }
 
 /// Check the raw string from the XML: absolute, no control characters, bounded length.
@@ -147,13 +155,17 @@ pub fn resolve(raw: &str) -> Result<PathBuf, PathError> {
 pub fn escape(p: &str) -> String {
     let mut s = String::with_capacity(p.len() + 8);
     for c in p.chars() {
-        if matches!(
-            c,
-            '*' | '?' | '[' | ']' | '{' | '}' | '^' | ',' | '"' | '\\' | '@' | '#'
-        ) {
-            s.push('\\');
+        match c {
+            // apparmor_parser's lexer ends a quoted string at `\\"` (it reads `\"` as an escaped
+            // quote), so a backslash is written as its hex escape, which the pattern compiler
+            // then treats as a literal backslash.
+            '\\' => s.push_str("\\x5c"),
+            '*' | '?' | '[' | ']' | '{' | '}' | '^' | ',' | '"' | '@' | '#' => {
+                s.push('\\');
+                s.push(c);
+            }
+            _ => s.push(c),
         }
-        s.push(c);
     }
     s
 }
@@ -261,6 +273,25 @@ pub fn check_policy(path: &Path, writes: bool, perms: &str) -> Result<(), PathEr
     })
 }
 
+/// Apply the host policy to a whole directory tree granted recursively (`<dir>/**`): besides the
+/// directory itself, no refused host location may lie inside it — `/` or `/var` shared with a
+/// guest would otherwise hand it `/etc` or `/var/lib/dpkg`.
+pub fn check_tree_policy(dir: &Path, writes: bool, perms: &str) -> Result<(), PathError> {
+    check_policy(dir, writes, perms)?;
+    let d = dir.to_string_lossy();
+    if let Some(inside) = REFUSED
+        .iter()
+        .find(|p| is_under(Path::new(p), &d) && Path::new(p) != dir)
+    {
+        return Err(PathError::RefusedTree {
+            path: d.into_owned(),
+            inside: (*inside).to_string(),
+            perms: perms.to_string(),
+        });
+    }
+    Ok(())
+}
+
 /// `/sys/devices/pci<domain>:<bus>/...`: the real location of PCI device files.
 fn is_pci_sysfs(path: &Path) -> bool {
     let mut it = path.components();
@@ -321,8 +352,8 @@ mod tests {
     #[test]
     fn escaping_covers_every_metacharacter() {
         assert_eq!(
-            escape(r#"/a*b?c[d]e{f}g^h,i"j\k@{l}#m"#),
-            r#"/a\*b\?c\[d\]e\{f\}g\^h\,i\"j\\k\@\{l\}\#m"#
+            escape(r#"/a*b?c[d]e{f}g^h,i"j\k@{l}#m\"#),
+            r#"/a\*b\?c\[d\]e\{f\}g\^h\,i\"j\x5ck\@\{l\}\#m\x5c"#
         );
         assert_eq!(escape("/plain/path.qcow2"), "/plain/path.qcow2");
     }
@@ -349,5 +380,9 @@ mod tests {
         assert!(check_policy(Path::new("/var/lib/libvirt/images/a"), true, "rwk").is_ok());
         assert!(check_policy(Path::new("/dev/mem"), false, "r").is_err());
         assert!(check_policy(Path::new("/dev/sdb"), true, "rwk").is_ok());
+        assert!(check_tree_policy(Path::new("/"), false, "r").is_err());
+        assert!(check_tree_policy(Path::new("/var"), true, "rw").is_err());
+        assert!(check_tree_policy(Path::new("/srv/share"), true, "rw").is_ok());
+        assert!(check_tree_policy(Path::new("/usr/share/OVMF"), false, "r").is_ok());
     }
 }

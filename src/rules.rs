@@ -168,11 +168,18 @@ impl RuleSet {
             ))
         })?;
         paths::validate(s).map_err(err)?;
-        paths::check_policy(resolved, perms.writes(), &perms.to_string()).map_err(err)?;
-        let esc = paths::escape(s);
-        let base = if s == "/" { String::new() } else { esc };
         match scope {
-            Scope::File => self.insert(base, perms, Some(s.to_string())),
+            Scope::File => paths::check_policy(resolved, perms.writes(), &perms.to_string()),
+            Scope::Tree | Scope::DirEntries => {
+                paths::check_tree_policy(resolved, perms.writes(), &perms.to_string())
+            }
+        }
+        .map_err(err)?;
+        let esc = paths::escape(s);
+        // "/" + "/**" must not become "//**"; a file rule for "/" itself stays "/".
+        let base = if s == "/" { String::new() } else { esc.clone() };
+        match scope {
+            Scope::File => self.insert(esc, perms, Some(s.to_string())),
             Scope::Tree => {
                 self.insert(format!("{base}/"), Perms::R, Some(format!("{s}/")));
                 self.insert(format!("{base}/**"), perms, Some(s.to_string()));

@@ -389,3 +389,26 @@ fn firmware_locations_are_read_only() {
             .any(|(p, perm)| p.contains("/OVMF") && perm == "rk")
     );
 }
+
+/// Inputs the fuzzer found (tests/fuzz/artifacts/domain_xml): a trailing backslash used to end
+/// apparmor_parser's quoted string early; `/` as a file gave an empty pattern; a 9p share of `/`
+/// was granted recursively.
+#[test]
+fn fuzzer_findings_stay_fixed() {
+    let xml = "<domain type='kvm' id='1'><name>b\\</name><uuid>99999999-9999-4999-8999-999999999999</uuid>\
+        <devices><disk type='file' device='disk'><source file='/srv/x\\'/><target dev='vda'/></disk>\
+        <disk type='file' device='disk'><source file='/'/><target dev='vdb'/></disk></devices></domain>";
+    let (out, err, code) = gen_stdin(xml, &["--profile", "--no-probe"]);
+    assert_eq!(code, 0, "{err}");
+    compile(&out, None).unwrap();
+    assert!(out.contains("\"/srv/x\\x5c\" rwk,"), "{out}");
+    assert!(out.contains("\n  \"/\" rwk,\n"), "{out}");
+    let share = "<domain type='kvm'><name>s</name><uuid>99999999-9999-4999-8999-999999999998</uuid>\
+        <devices><filesystem type='mount'><source dir='/'/><target dir='root'/><readonly/></filesystem></devices></domain>";
+    let (_, err, code) = gen_stdin(share, &[]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("contains the host system path /bin and cannot be granted r recursively"),
+        "{err}"
+    );
+}
