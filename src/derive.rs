@@ -1140,3 +1140,67 @@ fn hugetlbfs_mounts(root: &Path) -> Vec<String> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn derive_xml(xml: &str, opts: &Options) -> Result<Derived, GrantError> {
+        derive(&Domain::parse(xml.as_bytes()).unwrap(), opts)
+    }
+
+    #[test]
+    fn pool_volume_resolved_from_the_pool_definition() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("etc/libvirt/storage")).unwrap();
+        std::fs::write(
+            d.path().join("etc/libvirt/storage/images.xml"),
+            "<pool type='dir'><name>images</name><target><path>/srv/pool/</path></target></pool>",
+        )
+        .unwrap();
+        let opts = Options {
+            host_root: d.path().into(),
+            probe_backing: false,
+            ..Default::default()
+        };
+        let xml = "<domain type='kvm'><name>v</name><uuid>10000000-0000-4000-8000-000000000001</uuid>\
+            <devices><disk type='volume' device='disk'><source pool='images' volume='v.qcow2'/><target dev='vda'/></disk>\
+            <disk type='volume' device='disk'><source pool='missing' volume='x'/><target dev='vdb'/></disk></devices></domain>";
+        let out = derive_xml(xml, &opts).unwrap();
+        assert!(out.rules.render().contains("\"/srv/pool/v.qcow2\" rwk,"));
+        assert!(
+            out.warnings
+                .iter()
+                .any(|w| w.contains("pool volume missing/x"))
+        );
+    }
+
+    #[test]
+    fn devices_beyond_virt_aa_helper() {
+        let xml = "<domain type='kvm' id='4'><name>x</name><uuid>10000000-0000-4000-8000-000000000002</uuid>\
+            <memoryBacking><source type='file'/></memoryBacking>\
+            <devices>\
+            <serial type='pty'><log file='/var/log/x-serial.log'/></serial>\
+            <rng model='virtio'><backend model='random'>/dev/hwrng</backend></rng>\
+            <redirdev bus='usb' type='unix'><source mode='connect' path='/run/x/redir.sock'/></redirdev>\
+            <tpm model='tpm-tis'><backend type='passthrough'><device path='/dev/tpm0'/></backend></tpm>\
+            <hostdev mode='subsystem' type='scsi_host'><source protocol='vhost' wwpn='naa.1'/></hostdev>\
+            <disk type='vhostuser' device='disk'><source type='unix' path='/run/x/blk.sock'/><target dev='vda'/></disk>\
+            <filesystem type='mount'><driver type='virtiofs'/><source dir='/srv/vfs'/><target dir='t'/></filesystem>\
+            </devices><launchSecurity type='sev'/></domain>";
+        let r = derive_xml(xml, &Options::default()).unwrap().rules.render();
+        for want in [
+            "\"/var/log/x-serial.log\" rw,",
+            "\"/dev/hwrng\" r,",
+            "\"/run/x/redir.sock\" rw,",
+            "\"/dev/tpm0\" rw,",
+            "\"/dev/vhost-scsi\" rw,",
+            "\"/run/x/blk.sock\" rw,",
+            "\"/srv/vfs/**\" rwlk,",
+            "\"/dev/sev\" rw,",
+            "\"/var/lib/libvirt/qemu/ram/4-x/**\" rw,",
+        ] {
+            assert!(r.contains(want), "missing {want} in\n{r}");
+        }
+    }
+}
