@@ -242,6 +242,16 @@ fn bad_input_gets_one_clear_line() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("larger than"));
 }
 
+/// `qemu-img create -f qcow2 [-F fmt -b backing] path 1M`.
+fn qcow2(path: &Path, backing: Option<(&Path, &str)>) {
+    let mut args = vec!["create", "-q", "-f", "qcow2"];
+    if let Some((b, fmt)) = backing {
+        args.extend(["-F", fmt, "-b", b.to_str().unwrap()]);
+    }
+    args.extend([path.to_str().unwrap(), "1M"]);
+    qemu_img(&args);
+}
+
 fn qemu_img(args: &[&str]) {
     let st = Command::new("qemu-img").args(args).output().unwrap();
     assert!(
@@ -273,17 +283,7 @@ fn backing_chain_is_probed_read_only_and_deduplicated() {
     for i in 0..1000 {
         let top = dir.join(format!("top{i}.qcow2"));
         if i < 3 {
-            qemu_img(&[
-                "create",
-                "-q",
-                "-f",
-                "qcow2",
-                "-F",
-                "qcow2",
-                "-b",
-                mid.to_str().unwrap(),
-                top.to_str().unwrap(),
-            ]);
+            qcow2(&top, Some((&mid, "qcow2")));
         } else {
             std::fs::copy(dir.join("top0.qcow2"), &top).unwrap();
         }
@@ -315,17 +315,7 @@ fn backing_chain_is_probed_read_only_and_deduplicated() {
     let a = dir.join("a.qcow2");
     let b = dir.join("b.qcow2");
     qemu_img(&["create", "-q", "-f", "qcow2", a.to_str().unwrap(), "1M"]);
-    qemu_img(&[
-        "create",
-        "-q",
-        "-f",
-        "qcow2",
-        "-F",
-        "qcow2",
-        "-b",
-        a.to_str().unwrap(),
-        b.to_str().unwrap(),
-    ]);
+    qcow2(&b, Some((&a, "qcow2")));
     qemu_img(&[
         "rebase",
         "-q",
