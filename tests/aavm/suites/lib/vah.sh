@@ -1,0 +1,97 @@
+# Helpers for the virt-aa-hook suites that run INSIDE an aavm VM (tests/aavm/suites/NN-*.sh).
+# Source after tests/lib/common.sh, with cwd = the repo. Everything written here lands in the
+# VM's RAM overlay and is thrown away at power-off.
+VIRSH="virsh -c qemu:///system"
+VAH_LOG=/var/log/libvirt/virt-aa-hook.log
+PROFILES=/sys/kernel/security/apparmor/profiles
+
+# The VM boots over the host's live root: whatever the host's own tests left in /etc/libvirt,
+# /etc/apparmor.d/libvirt or /var/lib/virt-aa-hook at that moment is visible. Start clean.
+vah_clean_state() {
+  # Directories that the host's own tests create and delete while this VM runs are replaced by
+  # fresh ones in the overlay: writing into a directory that vanished from the (cached, 9p) lower
+  # layer fails with ENOENT at copy-up. The same for our installed files: install.sh writes new
+  # copies into the overlay.
+  local d
+  mkdir -p /tmp/vah-templates && cp -a /etc/apparmor.d/libvirt/TEMPLATE.* /tmp/vah-templates/ 2>/dev/null
+  for d in /etc/apparmor.d/libvirt /etc/apparmor.d/local/libvirt /etc/libvirt/hooks \
+    /var/lib/virt-aa-hook /etc/libvirt/qemu /var/log/libvirt /srv; do
+    rm -rf "$d"; mkdir -p "$d"
+  done
+  mkdir -p /var/log/libvirt/qemu
+  cp -a /tmp/vah-templates/. /etc/apparmor.d/libvirt/
+  rm -f /usr/lib/libvirt/virt-aa-hook /usr/lib/libvirt/virt-aa-hook-libvirt \
+    /usr/lib/libvirt/virt-aa-hook.qemu-system-* /usr/sbin/virt-aa-hook \
+    /etc/libvirt/virt-aa-hook.conf /etc/libvirt/virt-aa-hook.template \
+    /etc/apparmor.d/usr.lib.libvirt.virt-aa-hook /etc/apparmor.d/abstractions/libvirt-qemu.dpkg-dist
+  # Without auditd, AppArmor's audit records reach dmesg through printk_ratelimit (10 per 5 s):
+  # switch the limit off so that no DENIED line a check looks for is dropped.
+  sysctl -qw kernel.printk_ratelimit=0 2>/dev/null || echo 0 >/proc/sys/kernel/printk_ratelimit
+  export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+}
+
+# vah_install: install/install.sh --no-build (needs target/release built on the host).
+vah_install() {
+  if [ ! -x target/release/virt-aa-hook ] || [ ! -x target/release/virt-aa-hook-libvirt ]; then
+    echo "target/release/virt-aa-hook{,-libvirt} missing: run 'cargo build --release' on the host" >&2
+    return 1
+  fi
+  install/install.sh --no-build >/tmp/vah-install.log 2>&1 || { sed 's/^/    install: /' /tmp/vah-install.log; return 1; }
+}
+
+# vah_libvirtd DRIVER: qemu.conf for this VM (security_driver DRIVER, no virtlogd), then
+# libvirtd -d and wait until it answers. Load the AppArmor profiles BEFORE calling this.
+vah_libvirtd() {
+  cat >/etc/libvirt/qemu.conf <<CONF
+security_driver = "$1"
+stdio_handler = "file"
+CONF
+  mkdir -p /run/libvirt /var/lib/libvirt/images
+  /usr/sbin/libvirtd -d || return 1
+  local i
+  for ((i = 0; i < 600; i++)); do
+    $VIRSH version >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "libvirtd did not answer within 60 s" >&2
+  return 1
+}
+
+# vah_guest_xml NAME UUID DEVICES-XML [METADATA-XML] [EMULATOR]: a small TCG guest.
+vah_guest_xml() {
+  cat <<XML
+<domain type='qemu'>
+  <name>$1</name>
+  <uuid>$2</uuid>
+  ${4:-}
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
+  <features><acpi/></features>
+  <devices>
+    <emulator>${5:-/usr/bin/qemu-system-x86_64}</emulator>
+    $3
+    <video><model type='none'/></video>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+XML
+}
+
+# denials [PROFILE]: the apparmor="DENIED" lines of dmesg, optionally only PROFILE's.
+denials() {
+  if [ $# -gt 0 ]; then dmesg | grep 'apparmor="DENIED"' | grep -F "profile=\"$1\""
+  else dmesg | grep 'apparmor="DENIED"'; fi
+}
+
+# loaded_mode PROFILE: enforce / complain / nothing (not loaded).
+loaded_mode() { sed -n "s/^$1 (\(.*\))\$/\1/p" "$PROFILES"; }
+
+# expect_eq DESCRIPTION EXPECTED ACTUAL
+expect_eq() { if [ "$2" = "$3" ]; then ok "$1"; else fail "$1 (expected '$2', got '$3')"; fi; }
+
+# qmp_open GUEST NODE PATH: ask the running QEMU to open PATH read-only (QMP blockdev-add);
+# prints QEMU's answer. Make PATH readable by the QEMU user first, so that only AppArmor decides.
+qmp_open() {
+  $VIRSH qemu-monitor-command "$1" "{\"execute\":\"blockdev-add\",\"arguments\":{\"driver\":\"file\",\"node-name\":\"$2\",\"filename\":\"$3\",\"read-only\":true}}" 2>&1
+}
