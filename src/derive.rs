@@ -163,7 +163,7 @@ struct Cx<'a> {
 
 impl Cx<'_> {
     fn warn(&mut self, msg: String) {
-        self.out.warnings.push(msg);
+        self.out.warnings.push(crate::rules::one_line(&msg));
     }
 
     /// Grant a path from the XML. Relative paths are skipped with a warning (TCP consoles and

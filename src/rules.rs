@@ -114,6 +114,21 @@ pub struct GrantError {
     pub cause: PathError,
 }
 
+/// Device labels are built from XML values (`<target dev>`, aliases, names): control characters
+/// are escaped so an error stays one line and cannot forge lines in libvirt's error output.
+pub fn one_line(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let esc: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            esc
+        })
+        .collect()
+}
+
 /// Ordered, deduplicated rules.
 #[derive(Debug, Default, Clone)]
 pub struct RuleSet {
@@ -141,7 +156,7 @@ impl RuleSet {
         scope: Scope,
     ) -> Result<PathBuf, GrantError> {
         let err = |cause| GrantError {
-            device: device.to_string(),
+            device: one_line(device),
             cause,
         };
         let resolved = paths::resolve(raw).map_err(err)?;
@@ -159,7 +174,7 @@ impl RuleSet {
         scope: Scope,
     ) -> Result<(), GrantError> {
         let err = |cause| GrantError {
-            device: device.to_string(),
+            device: one_line(device),
             cause,
         };
         let s = resolved.to_str().ok_or_else(|| {

@@ -236,6 +236,16 @@ fn bad_input_gets_one_clear_line() {
         );
         assert_eq!(err.lines().count(), 1, "{err}");
     }
+    // a newline smuggled into a device label cannot forge a second line of libvirt's error
+    let out = run(
+        &["generate"],
+        b"<domain type='kvm'><name>n</name><uuid>99999999-9999-4999-8999-999999999990</uuid><devices>\
+          <disk type='file'><source file='/etc/shadow'/><target dev='vda&#10;virt-aa-hook: forged'/></disk></devices></domain>",
+        &[],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("disk 'vda\\nvirt-aa-hook: forged'"), "{err}");
     let big = vec![b' '; 10 * 1024 * 1024 + 10];
     let out = run(&["generate"], &big, &[]);
     assert_eq!(out.status.code(), Some(1));
