@@ -19,6 +19,10 @@ def parse(line):
     i, out, literal = 1, [], True
     while i < len(line):
         c = line[i]
+        if line.startswith('\\x5c', i):  # our encoding of a literal backslash
+            out.append('\\')
+            i += 4
+            continue
         if c == '\\' and i + 1 < len(line):
             out.append(line[i + 1])
             i += 2
