@@ -12,6 +12,7 @@ set -u
 cd "$(dirname "$0")/../.."
 ROOT=${ROOT:-$(pwd)}
 . "$ROOT/tests/lib/common.sh"
+. "$ROOT/tests/e2e/lib.sh"   # guest_xml
 
 BIN=${VAH_BIN_DIR:-$ROOT/target/release}
 ADMIN=$BIN/virt-aa-hook-libvirt
@@ -63,20 +64,6 @@ admin() { timeout "$T" "$ADMIN" "$@"; }
 has() { grep -qF -- "$2" <<<"$1"; }          # has TEXT NEEDLE
 hasnt() { ! grep -qF -- "$2" <<<"$1"; }
 
-guest_xml() { # NAME UUID EMULATOR
-  cat <<EOF
-<domain type='qemu'>
-  <name>$1</name>
-  <uuid>$2</uuid>
-  <memory unit='MiB'>64</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type></os>
-  <devices>
-    <emulator>$3</emulator>
-  </devices>
-</domain>
-EOF
-}
 
 # --- caps -------------------------------------------------------------------------------------
 out=$(admin caps 2>&1); rc=$?
@@ -112,7 +99,7 @@ check_not "... without writing the cache" test -e "$CACHE"
 kill "$FL" 2>/dev/null; wait "$FL" 2>/dev/null
 
 # --- status -----------------------------------------------------------------------------------
-guest_xml "$NAME" "$UUID" "$QEMU" >"$TMPROOT/guest.xml"
+EMULATOR=$QEMU guest_xml "$NAME" "$UUID" "" >"$TMPROOT/guest.xml"
 check "define test guest" virsh -c "$URI" define "$TMPROOT/guest.xml"
 check "start test guest (TCG)" virsh -c "$URI" start "$NAME"
 printf '%s for domain %s\n' "$MARKER" "$NAME" >"$PROFILES/libvirt-$UUID"
@@ -217,7 +204,7 @@ check "unenroll again: no change" has "$out" "not enrolled"
 
 # A guest whose emulator has no wrapper is refused with a hint.
 if [ ! -e /usr/lib/libvirt/virt-aa-hook.qemu-system-i386 ] && [ -x /usr/bin/qemu-system-i386 ]; then
-  guest_xml "$NAME_B" "$UUID_B" /usr/bin/qemu-system-i386 | sed "s/arch='x86_64'/arch='i686'/" >"$TMPROOT/b.xml"
+  EMULATOR=/usr/bin/qemu-system-i386 guest_xml "$NAME_B" "$UUID_B" "" | sed "s/arch='x86_64'/arch='i686'/" >"$TMPROOT/b.xml"
   check "define second guest (i386)" virsh -c "$URI" define "$TMPROOT/b.xml"
   out=$(admin enroll "$NAME_B" 2>&1); rc=$?
   check "enroll without a wrapper fails" test "$rc" -ne 0
