@@ -182,9 +182,22 @@ mod tests {
     use super::*;
 
     fn fake(dir: &Path, script: &str) -> Parser {
+        // Written by a short-lived `sh`, never through a descriptor of this multi-threaded test
+        // process: a sibling test forking meanwhile would inherit it and exec would fail with
+        // ETXTBSY (seen in CI).
         let p = dir.join("fake_parser");
-        std::fs::write(&p, format!("#!/bin/sh\n{script}\n")).unwrap();
-        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let mut w = Command::new("/bin/sh")
+            .args(["-c", "cat >\"$1\" && chmod 755 \"$1\"", "sh"])
+            .arg(&p)
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(
+            &mut w.stdin.take().unwrap(),
+            format!("#!/bin/sh\n{script}\n").as_bytes(),
+        )
+        .unwrap();
+        assert!(w.wait().unwrap().success());
         Parser {
             binary: p,
             include_dirs: vec![],

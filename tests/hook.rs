@@ -198,12 +198,10 @@ fn failing_or_hanging_parser_keeps_the_old_profile() {
     let old = std::fs::read(r.profile(UUID)).unwrap();
 
     let fake = r.path("fake-parser");
-    std::fs::write(
+    write_script(
         &fake,
         "#!/bin/sh\necho 'AppArmor parser error: simulated' >&2\nexit 1\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    );
     std::fs::write(
         &r.conf,
         format!("apparmor_parser = {:?}\n", fake.to_str().unwrap()),
@@ -219,7 +217,7 @@ fn failing_or_hanging_parser_keeps_the_old_profile() {
     assert_eq!(code, 0);
     assert_eq!(std::fs::read(r.profile(UUID)).unwrap(), old);
 
-    std::fs::write(&fake, "#!/bin/sh\nsleep 60\n").unwrap();
+    write_script(&fake, "#!/bin/sh\nsleep 60\n");
     std::fs::write(
         &r.conf,
         format!(

@@ -56,7 +56,7 @@ fi
 if want cargo; then
   t0=$SECONDS
   echo "=== suite cargo: cargo test"
-  cargo test --release --all-targets 2>&1 | tee "$LOGDIR/cargo.log"
+  cargo test --release --all-targets --no-fail-fast 2>&1 | tee "$LOGDIR/cargo.log"
   rc=${PIPESTATUS[0]}
   p=$(awk '/^test result:/ {for (i=1;i<=NF;i++) if ($(i)=="passed;") s+=$(i-1)} END {print s+0}' "$LOGDIR/cargo.log")
   f=$(awk '/^test result:/ {for (i=1;i<=NF;i++) if ($(i)=="failed;") s+=$(i-1)} END {print s+0}' "$LOGDIR/cargo.log")

@@ -96,3 +96,25 @@ pub fn rule_lines(text: &str) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// Write an executable script without ever holding a write descriptor to it in this process.
+///
+/// Tests run in parallel threads: a file written here with `std::fs::write` and exec'd right after
+/// can fail with ETXTBSY ("Text file busy") when another thread forks at that moment, because the
+/// child inherits the write descriptor until it execs. A short-lived `sh` writes it instead.
+#[allow(dead_code)]
+pub fn write_script(path: &Path, body: &str) {
+    use std::io::Write;
+    let mut c = Command::new("/bin/sh")
+        .args(["-c", "cat >\"$1\" && chmod 755 \"$1\"", "sh"])
+        .arg(path)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("spawn sh");
+    c.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    assert!(
+        c.wait().unwrap().success(),
+        "cannot write {}",
+        path.display()
+    );
+}

@@ -3,9 +3,10 @@
 #
 #   tests/fuzz/long.sh                  # 10,000,000 executions, one worker
 #   FUZZ_RUNS=50000000 tests/fuzz/long.sh
+#   FUZZ_WORKERS=2 tests/fuzz/long.sh   # one worker per core: about twice the rate
 #   nohup tests/fuzz/long.sh >/tmp/vah-fuzz-long.log 2>&1 &
 #
-# libFuzzer runs in fork mode with one worker (-fork=1) and -ignore_crashes=1, so an input that
+# libFuzzer runs in fork mode (-fork=N, default one worker) and -ignore_crashes=1, so an input that
 # violates a property is saved and the run goes on (a plain run stops at the first one). Work
 # files live in FUZZ_LONG_DIR (default /tmp/vah-fuzz-long): corpus/ (seeded from
 # corpus/domain_xml, kept between runs) and artifacts/ (the failing inputs). At the end it
@@ -15,15 +16,16 @@
 set -u
 cd "$(dirname "$0")" || exit 1
 RUNS=${FUZZ_RUNS:-10000000}
+WORKERS=${FUZZ_WORKERS:-1}
 DIR=${FUZZ_LONG_DIR:-/tmp/vah-fuzz-long}
 mkdir -p "$DIR/corpus" "$DIR/artifacts"
 log=$DIR/libfuzzer.log
 
-echo "--- fuzz long: domain_xml, $RUNS executions, 1 worker, work dir $DIR"
+echo "--- fuzz long: domain_xml, $RUNS executions, $WORKERS worker(s), work dir $DIR"
 cargo +nightly fuzz build --fuzz-dir . domain_xml || exit 1
 t0=$(date +%s)
 cargo +nightly fuzz run --fuzz-dir . domain_xml "$DIR/corpus" corpus/domain_xml -- \
-  -runs="$RUNS" -fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1 \
+  -runs="$RUNS" -fork="$WORKERS" -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1 \
   -dict=domain_xml.dict -max_len=16384 -timeout=10 -print_final_stats=1 \
   -artifact_prefix="$DIR/artifacts/" >"$log" 2>&1
 rc=$?
