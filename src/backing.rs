@@ -16,7 +16,8 @@
 //!   stops the chain, never a panic or an error for the caller.
 
 use crate::paths;
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::ffi::OsString;
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::Read;
@@ -648,8 +649,9 @@ pub fn probe_chain(top: &Path, format: Option<&str>, max_depth: usize) -> Chain 
 /// base image read the base's header once, not a thousand times.
 #[derive(Debug, Default)]
 pub struct HeaderCache {
-    map: std::collections::HashMap<PathBuf, Result<Header, String>>,
-    resolved: std::collections::HashMap<String, Result<PathBuf, paths::PathError>>,
+    // Keyed by bytes, not `Path` (see `paths::PLAIN_DIRS`).
+    map: HashMap<OsString, Result<Header, String>>,
+    resolved: HashMap<String, Result<PathBuf, paths::PathError>>,
 }
 
 impl HeaderCache {
@@ -663,19 +665,12 @@ impl HeaderCache {
         r
     }
 
-    /// Record that `path` is already resolved (the caller just resolved it).
-    pub fn seed_resolved(&mut self, path: &Path) {
-        if let Some(s) = path.to_str() {
-            self.resolved.insert(s.to_string(), Ok(path.to_path_buf()));
-        }
-    }
-
     fn read(&mut self, path: &Path) -> Result<Header, String> {
-        if let Some(r) = self.map.get(path) {
+        if let Some(r) = self.map.get(path.as_os_str()) {
             return r.clone();
         }
         let r = read_header(path);
-        self.map.insert(path.to_path_buf(), r.clone());
+        self.map.insert(path.as_os_str().to_os_string(), r.clone());
         r
     }
 }
@@ -683,6 +678,27 @@ impl HeaderCache {
 /// [`probe_chain`] sharing a [`HeaderCache`] across the disks of one guest.
 pub fn probe_chain_cached(
     top: &Path,
+    format: Option<&str>,
+    max_depth: usize,
+    cache: &mut HeaderCache,
+) -> Chain {
+    probe_chain_inner(top, false, format, max_depth, cache)
+}
+
+/// [`probe_chain_cached`] for a `top` the caller has just resolved itself (the disk's own grant
+/// did): it is not resolved a second time.
+pub fn probe_chain_resolved(
+    top: &Path,
+    format: Option<&str>,
+    max_depth: usize,
+    cache: &mut HeaderCache,
+) -> Chain {
+    probe_chain_inner(top, true, format, max_depth, cache)
+}
+
+fn probe_chain_inner(
+    top: &Path,
+    top_is_resolved: bool,
     format: Option<&str>,
     max_depth: usize,
     cache: &mut HeaderCache,
@@ -701,7 +717,12 @@ pub fn probe_chain_cached(
         ));
         return chain;
     };
-    let top_resolved = match cache.resolve(top_str) {
+    let resolved_top = if top_is_resolved {
+        Ok(top.to_path_buf())
+    } else {
+        cache.resolve(top_str)
+    };
+    let top_resolved = match resolved_top {
         Ok(p) => p,
         Err(e) => {
             chain
@@ -711,10 +732,11 @@ pub fn probe_chain_cached(
         }
     };
 
-    let mut seen = HashSet::from([top_resolved.clone()]);
+    // Loop detection compares against `top_resolved` and `chain.links` (at most `max_depth`
+    // entries: a linear scan beats hashing paths).
     // The image being probed: its path as named (for joining relative names) and resolved.
     let mut named = top_str.to_string();
-    let mut resolved = top_resolved;
+    let mut resolved = top_resolved.clone();
     let mut known = Known::Recorded(first);
 
     loop {
@@ -777,7 +799,7 @@ pub fn probe_chain_cached(
                 break;
             }
         };
-        if seen.contains(&next_resolved) {
+        if next_resolved == top_resolved || chain.links.contains(&next_resolved) {
             chain.warnings.push(format!(
                 "backing chain of {} loops at {}",
                 top.display(),
@@ -793,7 +815,6 @@ pub fn probe_chain_cached(
             ));
             break;
         }
-        seen.insert(next_resolved.clone());
         chain.links.push(next_resolved.clone());
 
         known = match header.backing_format.as_deref() {

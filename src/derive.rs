@@ -390,8 +390,7 @@ impl Cx<'_> {
             }
             None => {
                 if let (Some(top), true) = (local, self.opts.probe_backing) {
-                    self.headers.seed_resolved(&top);
-                    let chain = backing::probe_chain_cached(
+                    let chain = backing::probe_chain_resolved(
                         &top,
                         fmt,
                         self.opts.max_chain_depth,

@@ -176,6 +176,9 @@ fn cmd_generate(
         .lock()
         .write_all(out.as_bytes())
         .context("writing to stdout")?;
+    // The process ends right after this: freeing tens of thousands of small strings of a
+    // 1000-disk guest's tree one by one cost ~25% of the run (callgrind) for nothing.
+    std::mem::forget(g);
     Ok(0)
 }
 

@@ -70,7 +70,10 @@ pub fn normalize_lexically(p: &Path) -> PathBuf {
 thread_local! {
     /// Directories already seen to exist and not be symlinks during the current derivation
     /// (see [`begin_resolve_scope`]); a guest with 1000 disks in one directory stats it once.
-    static PLAIN_DIRS: std::cell::RefCell<std::collections::HashSet<PathBuf>> =
+    /// Keyed by the path's bytes: `Path`'s own `Hash` re-parses the components on every lookup,
+    /// which showed up in profiles of 1000-disk guests. (The default, keyed SipHash stays: the
+    /// paths come from hostile XML, so no predictable hash.)
+    static PLAIN_DIRS: std::cell::RefCell<std::collections::HashSet<std::ffi::OsString>> =
         std::cell::RefCell::new(std::collections::HashSet::new());
 }
 
@@ -107,13 +110,13 @@ pub fn resolve(raw: &str) -> Result<PathBuf, PathError> {
             continue;
         }
         let intermediate = !pending.is_empty();
-        if intermediate && PLAIN_DIRS.with(|d| d.borrow().contains(&out)) {
+        if intermediate && PLAIN_DIRS.with(|d| d.borrow().contains(out.as_os_str())) {
             continue;
         }
         match std::fs::symlink_metadata(&out) {
             Ok(m) if m.is_dir() => {
                 if intermediate {
-                    PLAIN_DIRS.with(|d| d.borrow_mut().insert(out.clone()));
+                    PLAIN_DIRS.with(|d| d.borrow_mut().insert(out.as_os_str().to_os_string()));
                 }
             }
             Ok(m) if m.file_type().is_symlink() => {
