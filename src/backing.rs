@@ -82,8 +82,12 @@ const LEAF_FORMATS: &[&str] = &[
 /// Result of probing one image's backing chain.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Chain {
-    /// Backing images below `top`, nearest first, each resolved to an absolute path.
+    /// Backing images below `top`, nearest first, each resolved to an absolute path, and the
+    /// data extents of those images (all opened read-only by QEMU).
     pub links: Vec<PathBuf>,
+    /// Data extents of `top` itself (a VMDK text descriptor's files), resolved: QEMU opens them
+    /// as it opens `top`, so they need the disk's own permissions.
+    pub top_extents: Vec<PathBuf>,
     /// Human-readable, one-line warnings (unreadable image, loop, depth limit, network backing).
     pub warnings: Vec<String>,
 }
@@ -148,6 +152,11 @@ pub struct Header {
     /// Format of the backing file as recorded in this header (`None`: not recorded, so the
     /// backing file's format has to be detected).
     pub backing_format: Option<String>,
+    /// Data extent files a VMDK text descriptor names (as recorded, not yet joined or resolved),
+    /// the ones QEMU opens: see [`vmdk_extents`]. Empty for every other format.
+    pub extents: Vec<String>,
+    /// The descriptor text filled everything we read: extents named further on are unknown.
+    pub extents_cut: bool,
 }
 
 /// Why a header could not be read. Each message is one line so it can become a warning as is.
@@ -228,6 +237,8 @@ pub fn parse_header(buf: &[u8]) -> Result<Header, HeaderError> {
             format: ImageFormat::Raw,
             backing: None,
             backing_format: None,
+            extents: Vec::new(),
+            extents_cut: false,
         }),
     }
 }
@@ -342,6 +353,8 @@ fn parse_qcow(buf: &[u8]) -> Result<Header, HeaderError> {
         format: f,
         backing,
         backing_format: None,
+        extents: Vec::new(),
+        extents_cut: false,
     })
 }
 
@@ -445,6 +458,8 @@ fn parse_qcow2(buf: &[u8]) -> Result<Header, HeaderError> {
             None
         },
         backing,
+        extents: Vec::new(),
+        extents_cut: false,
     })
 }
 
@@ -468,6 +483,8 @@ fn parse_qed(buf: &[u8]) -> Result<Header, HeaderError> {
             format: f,
             backing: None,
             backing_format: None,
+            extents: Vec::new(),
+            extents_cut: false,
         });
     }
     let offset = u64::from(le32(buf, 56));
@@ -497,6 +514,8 @@ fn parse_qed(buf: &[u8]) -> Result<Header, HeaderError> {
         format: f,
         backing,
         backing_format,
+        extents: Vec::new(),
+        extents_cut: false,
     })
 }
 
@@ -516,6 +535,8 @@ fn parse_vmdk_sparse(buf: &[u8]) -> Result<Header, HeaderError> {
             format: f,
             backing: None,
             backing_format: None,
+            extents: Vec::new(),
+            extents_cut: false,
         });
     }
     if desc_offset != 1 {
@@ -530,9 +551,66 @@ fn parse_vmdk_sparse(buf: &[u8]) -> Result<Header, HeaderError> {
     vmdk_parent(&buf[start..end])
 }
 
-/// Standalone VMDK descriptor file (text): QEMU searches its first 10 KiB for the parent hint.
+/// Standalone VMDK descriptor file (text): QEMU searches its first 10 KiB for the parent hint,
+/// and the whole text for the extent lines naming the data files.
 fn parse_vmdk_descriptor(buf: &[u8]) -> Result<Header, HeaderError> {
-    vmdk_parent(&buf[..VMDK_DESC_BYTES.min(buf.len())])
+    let mut h = vmdk_parent(&buf[..VMDK_DESC_BYTES.min(buf.len())])?;
+    let text = &buf[..buf.iter().position(|&b| b == 0).unwrap_or(buf.len())];
+    h.extents = vmdk_extents(text);
+    h.extents_cut = text.len() >= MAX_HEADER_BYTES;
+    Ok(h)
+}
+
+/// Longest extent file name QEMU reads from a descriptor line (`%511[^\n\r\"]`).
+const VMDK_MAX_EXTENT_NAME: usize = 511;
+/// Extent types QEMU opens a file for (`ZERO` has none).
+const VMDK_FILE_EXTENTS: &[&[u8]] = &[b"FLAT", b"SPARSE", b"VMFS", b"VMFSSPARSE", b"SESPARSE"];
+
+/// The data extent names in VMDK descriptor text, as QEMU's `vmdk_parse_extents` reads each line
+/// (`RW <sectors> <TYPE> "<name>" [<offset>]`): only `RW` lines with a positive sector count and a
+/// type that has a file; a name is 1 to 511 bytes up to the closing quote. Everything else is
+/// skipped, as QEMU skips it (or refuses the image, which needs no grant). Bounded by the text.
+pub fn vmdk_extents(text: &[u8]) -> Vec<String> {
+    fn token(l: &[u8]) -> (&[u8], &[u8]) {
+        let l = l.trim_ascii_start();
+        let end = l
+            .iter()
+            .position(|b| b.is_ascii_whitespace())
+            .unwrap_or(l.len());
+        (&l[..end], &l[end..])
+    }
+    let mut out = Vec::new();
+    for line in text.split(|&b| b == b'\n') {
+        let (access, rest) = token(line);
+        if access != b"RW" {
+            continue;
+        }
+        let (sectors, rest) = token(rest);
+        let positive = std::str::from_utf8(sectors)
+            .ok()
+            .and_then(|t| t.strip_prefix('+').unwrap_or(t).parse::<i64>().ok())
+            .is_some_and(|n| n > 0);
+        let (kind, rest) = token(rest);
+        if !positive || !VMDK_FILE_EXTENTS.contains(&kind) {
+            continue;
+        }
+        let Some(quoted) = rest.trim_ascii_start().strip_prefix(b"\"") else {
+            continue;
+        };
+        let Some(len) = quoted
+            .iter()
+            .position(|&b| matches!(b, b'"' | b'\r' | b'\n'))
+        else {
+            continue;
+        };
+        if len == 0 || len > VMDK_MAX_EXTENT_NAME || quoted[len] != b'"' {
+            continue;
+        }
+        if let Ok(name) = std::str::from_utf8(&quoted[..len]) {
+            out.push(name.to_string());
+        }
+    }
+    out
 }
 
 /// Whether `buf` starts like a VMDK text descriptor: the same test as QEMU's `vmdk_probe`
@@ -586,6 +664,8 @@ fn vmdk_parent(desc: &[u8]) -> Result<Header, HeaderError> {
             format: f,
             backing: None,
             backing_format: None,
+            extents: Vec::new(),
+            extents_cut: false,
         });
     };
     let rest = &desc[at + VMDK_PARENT_KEY.len()..];
@@ -615,6 +695,8 @@ fn vmdk_parent(desc: &[u8]) -> Result<Header, HeaderError> {
         format: f,
         backing,
         backing_format,
+        extents: Vec::new(),
+        extents_cut: false,
     })
 }
 
@@ -738,6 +820,7 @@ fn probe_chain_inner(
     let mut named = top_str.to_string();
     let mut resolved = top_resolved.clone();
     let mut known = Known::Recorded(first);
+    let mut at_top = true;
 
     loop {
         let header = match cache.read(&resolved) {
@@ -761,6 +844,10 @@ fn probe_chain_inner(
             }
             _ => {}
         }
+        if !header.extents.is_empty() || header.extents_cut {
+            add_extents(&mut chain, cache, &header, known, &named, &resolved, at_top);
+        }
+        at_top = false;
         let Some(name) = header.backing else {
             break;
         };
@@ -840,6 +927,75 @@ fn probe_chain_inner(
     chain
 }
 
+/// Grant-worthy data extents of one VMDK descriptor (see [`extent_name_ok`]) into `chain`.
+fn add_extents(
+    chain: &mut Chain,
+    cache: &mut HeaderCache,
+    header: &Header,
+    known: Known,
+    named: &str,
+    resolved: &Path,
+    at_top: bool,
+) {
+    if let Known::Detected = known {
+        chain.warnings.push(format!(
+            "the format of {} is not recorded in its parent's header; its extents are not followed",
+            resolved.display()
+        ));
+        return;
+    }
+    if header.extents_cut {
+        chain.warnings.push(format!(
+            "the descriptor {} is longer than {MAX_HEADER_BYTES} bytes; extents named after that are not granted",
+            resolved.display()
+        ));
+    }
+    let dir = Path::new(named).parent().unwrap_or(Path::new("/"));
+    for name in &header.extents {
+        if let Err(why) = extent_name_ok(named, name) {
+            chain.warnings.push(format!(
+                "{}: extent {name:?} {why}; not granted (grant it in the guest's local override if it is meant)",
+                resolved.display()
+            ));
+            continue;
+        }
+        let joined = format!("{}/{name}", dir.to_string_lossy().trim_end_matches('/'));
+        match cache.resolve(&joined) {
+            Ok(p) => {
+                let list = if at_top {
+                    &mut chain.top_extents
+                } else {
+                    &mut chain.links
+                };
+                if !list.contains(&p) {
+                    list.push(p);
+                }
+            }
+            Err(e) => chain.warnings.push(format!(
+                "{}: extent {name:?}: {e}; not granted",
+                resolved.display()
+            )),
+        }
+    }
+}
+
+/// Which extent names we grant: a plain file name beside the descriptor, named after it —
+/// `<stem>-….vmdk` for a descriptor `<stem>.vmdk`, the convention of VMware and qemu-img
+/// (`disk-flat.vmdk`, `disk-s001.vmdk`, `disk-f001.vmdk`). QEMU rewrites the descriptor while the
+/// guest runs, so a compromised QEMU could otherwise name any file there and be granted it —
+/// read-write for the top image — at the next start.
+fn extent_name_ok(descriptor_named: &str, name: &str) -> Result<(), &'static str> {
+    if name.contains('/') || name.contains(':') {
+        return Err("is not a plain file name beside the descriptor");
+    }
+    let file = descriptor_named.rsplit('/').next().unwrap_or("");
+    let stem = file.strip_suffix(".vmdk").unwrap_or(file);
+    match name.strip_prefix(stem).and_then(|r| r.strip_prefix('-')) {
+        Some(rest) if rest.len() > ".vmdk".len() && rest.ends_with(".vmdk") => Ok(()),
+        _ => Err("is not named after the descriptor (<name>-….vmdk)"),
+    }
+}
+
 /// Split a backing name into "local file" or "not followed", the way QEMU's `path_has_protocol`
 /// does: a `:` before the first `/` makes it a protocol (`nbd:`, `rbd:`, `json:`, URIs…).
 /// `file:/abs` is QEMU's explicit local-file protocol and is accepted. Only the protocol name is
@@ -895,6 +1051,18 @@ fn read_header(path: &Path) -> Result<Header, String> {
     match parse_header(&buf) {
         Err(HeaderError::Truncated { .. } | HeaderError::OutOfRange { .. })
             if buf.len() == FIRST_READ =>
+        {
+            file.take((MAX_HEADER_BYTES - FIRST_READ) as u64)
+                .read_to_end(&mut buf)
+                .map_err(|e| format!("cannot read: {e}"))?;
+            parse_header(&buf).map_err(|e| e.to_string())
+        }
+        // A VMDK text descriptor lists its extents all through the text: read on to its end.
+        Ok(h)
+            if h.format == ImageFormat::Vmdk
+                && buf.len() == FIRST_READ
+                && !buf.starts_with(b"KDMV")
+                && !buf.contains(&0) =>
         {
             file.take((MAX_HEADER_BYTES - FIRST_READ) as u64)
                 .read_to_end(&mut buf)
@@ -1933,6 +2101,8 @@ mod tests {
         }
         let c = probe_chain(&d.join("c.vmdk"), Some("vmdk"), 200);
         assert_eq!(c.links, vec![d.join("p.vmdk")]);
+        // a sparse file's embedded descriptor names the file itself: no extents of its own
+        assert!(c.top_extents.is_empty(), "{:?}", c.top_extents);
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
         // A standalone descriptor file (twoGbMaxExtentSparse: descriptor + extent files) with a
         // parent, if qemu-img makes one (it refuses a parent for monolithicFlat).
@@ -1955,10 +2125,120 @@ mod tests {
             assert_eq!(h.backing.as_deref(), Some("c.vmdk"));
             let c = probe_chain(&d.join("split.vmdk"), Some("vmdk"), 200);
             assert_eq!(c.links, vec![d.join("c.vmdk"), d.join("p.vmdk")]);
+            // its data files need the disk's own permissions: they are listed apart
+            assert_eq!(c.top_extents, vec![d.join("split-s001.vmdk")]);
             assert!(c.warnings.is_empty(), "{:?}", c.warnings);
         } else {
             eprintln!("qemu-img cannot create a split VMDK with a parent: skipped");
         }
+    }
+
+    #[test]
+    fn vmdk_extent_lines_as_qemu_reads_them() {
+        let d = b"# Disk DescriptorFile\nversion=1\nCID=1\nparentCID=ffffffff\n\
+            RW 4194304 FLAT \"d-f001.vmdk\" 0\n\
+            RW 100 SPARSE \"d-s001.vmdk\"\r\n\
+            \tRW   7 VMFS \"d-v.vmdk\"\n\
+            RW 9 VMFSSPARSE \"d-vs.vmdk\"\nRW 9 SESPARSE \"d-se.vmdk\"\n\
+            RW 100 ZERO\nRDONLY 100 FLAT \"ro.vmdk\" 0\nNOACCESS 1 FLAT \"na.vmdk\" 0\n\
+            RW 0 FLAT \"zero-size.vmdk\" 0\nRW -5 FLAT \"neg.vmdk\" 0\nRW x FLAT \"nan.vmdk\" 0\n\
+            RW 5 WEIRD \"weird.vmdk\"\nRW 5 FLAT \"\" 0\nRW 5 FLAT \"unterminated\n\
+            RW 5 FLAT noquotes.vmdk 0\n# RW 5 FLAT \"comment.vmdk\" 0\n";
+        let h = parse_header(d).unwrap();
+        assert_eq!(
+            h.extents,
+            [
+                "d-f001.vmdk",
+                "d-s001.vmdk",
+                "d-v.vmdk",
+                "d-vs.vmdk",
+                "d-se.vmdk"
+            ]
+        );
+        let long = format!("version=1\nRW 5 FLAT \"{}\" 0\n", "a".repeat(512));
+        assert!(parse_header(long.as_bytes()).unwrap().extents.is_empty());
+    }
+
+    #[test]
+    fn vmdk_extent_names_must_be_the_descriptors_own() {
+        for ok in ["d-flat.vmdk", "d-f001.vmdk", "d-s001.vmdk"] {
+            assert_eq!(extent_name_ok("/i/d.vmdk", ok), Ok(()), "{ok}");
+        }
+        assert_eq!(extent_name_ok("/i/disk", "disk-x.vmdk"), Ok(()));
+        for bad in [
+            "/etc/shadow",
+            "../d-f001.vmdk",
+            "sub/d-f001.vmdk",
+            "other.img",
+            "d.vmdk",
+            "d-.vmdk",
+            "dd-f001.vmdk",
+            "d-f001.img",
+            "nbd:d-x.vmdk",
+        ] {
+            assert!(extent_name_ok("/i/d.vmdk", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn chain_vmdk_descriptor_extents() {
+        let (_t, d) = tmp();
+        let desc = |extents: &[&str], parent: Option<&str>| {
+            let mut t =
+                String::from("# Disk DescriptorFile\nversion=1\nCID=1\nparentCID=ffffffff\n");
+            if let Some(p) = parent {
+                t.push_str(&format!("parentFileNameHint=\"{p}\"\n"));
+            }
+            for e in extents {
+                t.push_str(&format!("RW 8 FLAT \"{e}\" 0\n"));
+            }
+            t
+        };
+        std::fs::write(d.join("base.vmdk"), desc(&["base-flat.vmdk"], None)).unwrap();
+        std::fs::write(d.join("base-flat.vmdk"), b"").unwrap();
+        std::fs::write(
+            d.join("top.vmdk"),
+            desc(
+                &["top-f001.vmdk", "top-f002.vmdk", "top-f001.vmdk"],
+                Some("base.vmdk"),
+            ),
+        )
+        .unwrap();
+        let c = probe_chain(&d.join("top.vmdk"), Some("vmdk"), 200);
+        // missing extent files are still granted (QEMU will try them; it fails closed)
+        assert_eq!(
+            c.top_extents,
+            vec![d.join("top-f001.vmdk"), d.join("top-f002.vmdk")]
+        );
+        assert_eq!(c.links, vec![d.join("base.vmdk"), d.join("base-flat.vmdk")]);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+
+        // hostile names: warned about, never granted
+        std::fs::write(
+            d.join("evil.vmdk"),
+            desc(
+                &["/etc/shadow", "../x-f1.vmdk", "other.img", "evil-ok.vmdk"],
+                None,
+            ),
+        )
+        .unwrap();
+        let c = probe_chain(&d.join("evil.vmdk"), Some("vmdk"), 200);
+        assert_eq!(c.top_extents, vec![d.join("evil-ok.vmdk")]);
+        assert_eq!(c.warnings.len(), 3, "{:?}", c.warnings);
+        assert!(
+            c.warnings
+                .iter()
+                .all(|w| w.contains("not granted") && !w.contains('\n'))
+        );
+
+        // a long descriptor is read to its end (past the first 4 KiB)
+        let many: Vec<String> = (0..300).map(|i| format!("long-f{i:03}.vmdk")).collect();
+        let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+        std::fs::write(d.join("long.vmdk"), desc(&refs, None)).unwrap();
+        assert!(std::fs::metadata(d.join("long.vmdk")).unwrap().len() > 4096);
+        let c = probe_chain(&d.join("long.vmdk"), Some("vmdk"), 200);
+        assert_eq!(c.top_extents.len(), 300);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     }
 
     #[test]

@@ -399,6 +399,11 @@ impl Cx<'_> {
                     for w in chain.warnings {
                         self.warn(format!("{label}: {w}"));
                     }
+                    for ext in chain.top_extents {
+                        self.out
+                            .rules
+                            .grant_resolved(label, &ext, perms, Scope::File)?;
+                    }
                     for link in chain.links {
                         self.out
                             .rules

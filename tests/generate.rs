@@ -271,6 +271,151 @@ fn qemu_img(args: &[&str]) {
     );
 }
 
+/// Files under `dir` that QEMU's block layer really opens for `image` (`qemu-img info
+/// --backing-chain` under strace), or `None` where strace is missing.
+fn files_qemu_opens(image: &Path, dir: &Path) -> Option<Vec<String>> {
+    let log = dir.join("strace.log");
+    let st = Command::new("strace")
+        .args(["-f", "-e", "trace=openat", "-o"])
+        .arg(&log)
+        .args(["qemu-img", "info", "--backing-chain"])
+        .arg(image)
+        .output()
+        .ok()?;
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    let prefix = format!("\"{}/", dir.display());
+    let mut files: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.split_once(&prefix).map(|(_, r)| r))
+        .filter_map(|r| {
+            r.split_once('"')
+                .map(|(name, _)| format!("{}/{name}", dir.display()))
+        })
+        .filter(|f| !f.ends_with("strace.log"))
+        .collect();
+    files.sort();
+    files.dedup();
+    Some(files)
+}
+
+#[test]
+fn vmdk_extents_are_granted_like_their_image() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().canonicalize().unwrap();
+    let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
+    for sub in [
+        "monolithicFlat",
+        "twoGbMaxExtentFlat",
+        "twoGbMaxExtentSparse",
+    ] {
+        qemu_img(&[
+            "create",
+            "-q",
+            "-f",
+            "vmdk",
+            "-o",
+            &format!("subformat={sub}"),
+            &p(&format!("{sub}.vmdk")),
+            "5G",
+        ]);
+    }
+    qemu_img(&[
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-F",
+        "vmdk",
+        "-b",
+        &p("twoGbMaxExtentSparse.vmdk"),
+        &p("top.qcow2"),
+    ]);
+    let vmdk =
+        |path: &str, extra: &str| disk_xml(path, extra).replace("type='qcow2'", "type='vmdk'");
+    // a writable split disk: every extent read-write, like the descriptor
+    let (out, err, code) = gen_stdin(&vmdk(&p("twoGbMaxExtentFlat.vmdk"), ""), &[]);
+    assert_eq!(code, 0, "{err}");
+    let perms: HashMap<_, _> = rule_lines(&out).into_iter().collect();
+    for f in [
+        "twoGbMaxExtentFlat.vmdk",
+        "twoGbMaxExtentFlat-f001.vmdk",
+        "twoGbMaxExtentFlat-f003.vmdk",
+    ] {
+        assert_eq!(
+            perms.get(&p(f)).map(String::as_str),
+            Some("rwk"),
+            "{f}: {out}"
+        );
+    }
+    // a read-only one: read-only extents
+    let (out, err, code) = gen_stdin(&vmdk(&p("monolithicFlat.vmdk"), "<readonly/>"), &[]);
+    assert_eq!(code, 0, "{err}");
+    let perms: HashMap<_, _> = rule_lines(&out).into_iter().collect();
+    assert_eq!(
+        perms[&p("monolithicFlat-flat.vmdk")],
+        perms[&p("monolithicFlat.vmdk")]
+    );
+    assert!(!perms[&p("monolithicFlat-flat.vmdk")].contains('w'));
+    // a split VMDK as a qcow2's backing file: descriptor and extents read-only
+    let (out, err, code) = gen_stdin(&disk_xml(&p("top.qcow2"), ""), &["--profile"]);
+    assert_eq!(code, 0, "{err}");
+    compile(&out, None).unwrap();
+    let perms: HashMap<_, _> = rule_lines(&out).into_iter().collect();
+    let granted: Vec<String> = perms
+        .keys()
+        .filter(|k| k.starts_with(dir.to_str().unwrap()))
+        .cloned()
+        .collect();
+    for f in [
+        "twoGbMaxExtentSparse.vmdk",
+        "twoGbMaxExtentSparse-s001.vmdk",
+        "twoGbMaxExtentSparse-s003.vmdk",
+    ] {
+        assert_eq!(perms[&p(f)], "rk", "{f}");
+    }
+    // exactly the files QEMU's block layer opens, no more and no fewer
+    for (image, xml) in [
+        (p("top.qcow2"), disk_xml(&p("top.qcow2"), "")),
+        (
+            p("twoGbMaxExtentFlat.vmdk"),
+            vmdk(&p("twoGbMaxExtentFlat.vmdk"), ""),
+        ),
+    ] {
+        let Some(opened) = files_qemu_opens(Path::new(&image), &dir) else {
+            eprintln!("strace missing: skipping the comparison with what QEMU opens");
+            break;
+        };
+        let (out, _, _) = gen_stdin(&xml, &[]);
+        let mut ours: Vec<String> = rule_lines(&out)
+            .into_iter()
+            .map(|(r, _)| r)
+            .filter(|r| r.starts_with(dir.to_str().unwrap()))
+            .collect();
+        ours.sort();
+        assert_eq!(ours, opened, "{image}");
+    }
+    assert!(granted.len() >= 5);
+    // an extent that is a symlink to a host file is refused, naming the disk
+    std::fs::write(
+        dir.join("evil.vmdk"),
+        "version=1\nCID=1\nparentCID=ffffffff\nRW 8 FLAT \"evil-flat.vmdk\" 0\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("/etc/shadow", dir.join("evil-flat.vmdk")).unwrap();
+    let (out, err, code) = gen_stdin(&vmdk(&p("evil.vmdk"), ""), &[]);
+    assert_eq!((code, out.as_str()), (1, ""), "{err}");
+    assert!(
+        err.starts_with("error: disk 'vda'") && err.contains("/etc/shadow"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
 #[test]
 fn backing_chain_is_probed_read_only_and_deduplicated() {
     let d = tempfile::tempdir().unwrap();

@@ -57,6 +57,20 @@ pub fn check_image_header(data: &[u8]) {
             if h.format == ImageFormat::Raw {
                 assert!(h.backing.is_none(), "raw data names a backing file");
             }
+            if h.format != ImageFormat::Vmdk {
+                assert!(h.extents.is_empty(), "{:?} names extents", h.format);
+            }
+            for e in &h.extents {
+                assert!(
+                    !e.is_empty() && e.len() <= 511,
+                    "extent name of {} bytes",
+                    e.len()
+                );
+                assert!(
+                    !e.contains(['"', '\r', '\n', '\0']),
+                    "extent name {e:?} holds a quote, line break or NUL"
+                );
+            }
         }
         Err(e) => check_header_error(&e),
     }
