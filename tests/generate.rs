@@ -331,17 +331,10 @@ fn vmdk_extents_are_granted_like_their_image() {
             "5G",
         ]);
     }
-    qemu_img(&[
-        "create",
-        "-q",
-        "-f",
-        "qcow2",
-        "-F",
-        "vmdk",
-        "-b",
-        &p("twoGbMaxExtentSparse.vmdk"),
-        &p("top.qcow2"),
-    ]);
+    qcow2(
+        &dir.join("top.qcow2"),
+        Some((&dir.join("twoGbMaxExtentSparse.vmdk"), "vmdk")),
+    );
     let vmdk =
         |path: &str, extra: &str| disk_xml(path, extra).replace("type='qcow2'", "type='vmdk'");
     // a writable split disk: every extent read-write, like the descriptor
