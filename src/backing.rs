@@ -1028,18 +1028,25 @@ fn local_name(name: &str) -> Result<&str, String> {
 /// them. Opened non-blocking and without becoming a controlling tty, so a FIFO or a device named
 /// by an image can never hang the hook; anything but a file or a block device is refused.
 fn read_header(path: &Path) -> Result<Header, String> {
-    let file: File = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-        .map_err(|e| format!("cannot open: {e}"))?;
-    let kind = file
-        .metadata()
-        .map_err(|e| format!("cannot stat: {e}"))?
-        .file_type();
+    // Only regular files and block devices are opened, and that is decided *before* the open:
+    // opening a character device can act on hardware (a watchdog starts its countdown, a tape
+    // rewinds), and the name that led here may come from a header the guest wrote. The type is
+    // the one resolution just saw (else a `stat`); `O_NOFOLLOW` keeps a symlink swapped in since
+    // then from redirecting the open (the path is resolved, so it holds none of its own).
+    let kind = match paths::seen_file_type(path) {
+        Some(k) => k,
+        None => std::fs::metadata(path)
+            .map_err(|e| format!("cannot open: {e}"))?
+            .file_type(),
+    };
     if !kind.is_file() && !kind.is_block_device() {
         return Err("not a regular file or block device".to_string());
     }
+    let file: File = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| format!("cannot open: {e}"))?;
     // Almost every header and backing name sits in the first 4 KiB; read more only if the
     // header points further (one image per disk is read, so this matters for big guests).
     let mut buf = Vec::with_capacity(FIRST_READ);
@@ -1735,6 +1742,57 @@ mod tests {
         assert_eq!(c.links, vec![d.join("i3.qcow2"), d.join("i2.qcow2")]);
         assert_eq!(c.warnings.len(), 1);
         assert!(c.warnings[0].contains("deeper than 2"), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn devices_and_fifos_in_a_chain_are_never_opened() {
+        if !have_qemu_img() {
+            return;
+        }
+        let (_t, d) = tmp();
+        // A FIFO as backing file: a writer blocked in open() is released the moment anybody
+        // opens the FIFO for reading, so the flag proves whether the prober opened it.
+        let fifo = d.join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: plain mkfifo(3) on a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let opened = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (f2, o2) = (fifo.clone(), opened.clone());
+        let writer = std::thread::spawn(move || {
+            let _w = std::fs::OpenOptions::new().write(true).open(&f2);
+            o2.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        for (name, backing) in [
+            ("f.qcow2", fifo.to_str().unwrap()),
+            ("n.qcow2", "/dev/null"),
+        ] {
+            qemu_img(
+                &d,
+                &[
+                    "create", "-f", "qcow2", "-u", "-b", backing, "-F", "qcow2", name, "1M",
+                ],
+            );
+            let c = probe_chain(&d.join(name), Some("qcow2"), 200);
+            assert_eq!(c.links, vec![PathBuf::from(backing)]);
+            assert!(
+                c.warnings.len() == 1
+                    && c.warnings[0].contains("not a regular file or block device"),
+                "{:?}",
+                c.warnings
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let was_opened = opened.load(std::sync::atomic::Ordering::SeqCst);
+        // release the writer
+        let _r = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo);
+        writer.join().unwrap();
+        assert!(
+            !was_opened,
+            "the prober opened a FIFO named by an image header"
+        );
     }
 
     #[test]

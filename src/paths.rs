@@ -77,10 +77,30 @@ thread_local! {
         std::cell::RefCell::new(std::collections::HashSet::new());
 }
 
-/// Start a fresh resolution scope: forget the directories remembered by [`resolve`]. Called at
-/// the start of each derivation, so a long-running process never trusts an old answer.
+thread_local! {
+    /// The file type [`resolve`] saw for each existing path it returned, in the current scope:
+    /// the backing-chain prober must know it *before* it opens a file (see
+    /// [`seen_file_type`]), and this saves it a second `stat`.
+    static FINAL_TYPES: std::cell::RefCell<std::collections::HashMap<std::ffi::OsString, std::fs::FileType>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// Start a fresh resolution scope: forget the directories and file types remembered by
+/// [`resolve`]. Called at the start of each derivation, so a long-running process never trusts
+/// an old answer.
 pub fn begin_resolve_scope() {
     PLAIN_DIRS.with(|d| d.borrow_mut().clear());
+    FINAL_TYPES.with(|d| d.borrow_mut().clear());
+}
+
+fn remember_type(p: &Path, t: std::fs::FileType) {
+    FINAL_TYPES.with(|d| d.borrow_mut().insert(p.as_os_str().to_os_string(), t));
+}
+
+/// The file type [`resolve`] found at `resolved` (a path it returned) in the current scope, if
+/// the path existed then.
+pub fn seen_file_type(resolved: &Path) -> Option<std::fs::FileType> {
+    FINAL_TYPES.with(|d| d.borrow().get(resolved.as_os_str()).copied())
 }
 
 /// Resolve a path the way the kernel will when QEMU opens it: symlinks in the existing part are
@@ -117,6 +137,8 @@ pub fn resolve(raw: &str) -> Result<PathBuf, PathError> {
             Ok(m) if m.is_dir() => {
                 if intermediate {
                     PLAIN_DIRS.with(|d| d.borrow_mut().insert(out.as_os_str().to_os_string()));
+                } else {
+                    remember_type(&out, m.file_type());
                 }
             }
             Ok(m) if m.file_type().is_symlink() => {
@@ -143,7 +165,11 @@ pub fn resolve(raw: &str) -> Result<PathBuf, PathError> {
                     }
                 }
             }
-            Ok(_) => {}
+            Ok(m) => {
+                if !intermediate {
+                    remember_type(&out, m.file_type());
+                }
+            }
             Err(_) => exists = false,
         }
     }
