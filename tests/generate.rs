@@ -378,7 +378,8 @@ fn vmdk_extents_are_granted_like_their_image() {
     ] {
         assert_eq!(perms[&p(f)], "rk", "{f}");
     }
-    // exactly the files QEMU's block layer opens, no more and no fewer
+    // every file QEMU's block layer opens is granted (here, with qemu-img 7.2, the two lists are
+    // identical; the test only requires coverage, so another QEMU may open fewer)
     for (image, xml) in [
         (p("top.qcow2"), disk_xml(&p("top.qcow2"), "")),
         (
@@ -397,7 +398,14 @@ fn vmdk_extents_are_granted_like_their_image() {
             .filter(|r| r.starts_with(dir.to_str().unwrap()))
             .collect();
         ours.sort();
-        assert_eq!(ours, opened, "{image}");
+        let missing: Vec<&String> = opened.iter().filter(|f| !ours.contains(f)).collect();
+        assert!(
+            missing.is_empty(),
+            "{image}: QEMU opens {missing:?}, not granted"
+        );
+        if ours != opened {
+            eprintln!("{image}: granted {ours:?}, QEMU opened {opened:?}");
+        }
     }
     assert!(granted.len() >= 5);
     // an extent that is a symlink to a host file is refused, naming the disk
