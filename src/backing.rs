@@ -821,6 +821,8 @@ fn probe_chain_inner(
     let mut resolved = top_resolved.clone();
     let mut known = Known::Recorded(first);
     let mut at_top = true;
+    // Backing images followed so far (`chain.links` also holds their VMDK extents).
+    let mut depth = 0usize;
 
     loop {
         let header = match cache.read(&resolved) {
@@ -894,7 +896,7 @@ fn probe_chain_inner(
             ));
             break;
         }
-        if chain.links.len() >= max_depth {
+        if depth >= max_depth {
             chain.warnings.push(format!(
                 "backing chain of {} is deeper than {max_depth} images; not followed past {}",
                 top.display(),
@@ -903,6 +905,7 @@ fn probe_chain_inner(
             break;
         }
         chain.links.push(next_resolved.clone());
+        depth += 1;
 
         known = match header.backing_format.as_deref() {
             None => Known::Detected,
@@ -2293,6 +2296,26 @@ mod tests {
                 .iter()
                 .all(|w| w.contains("not granted") && !w.contains('\n'))
         );
+
+        // extents of a backing image do not count as chain depth
+        std::fs::write(
+            d.join("mid.vmdk"),
+            desc(&["mid-f1.vmdk", "mid-f2.vmdk"], Some("base.vmdk")),
+        )
+        .unwrap();
+        std::fs::write(d.join("up.vmdk"), desc(&[], Some("mid.vmdk"))).unwrap();
+        let c = probe_chain(&d.join("up.vmdk"), Some("vmdk"), 2);
+        assert_eq!(
+            c.links,
+            vec![
+                d.join("mid.vmdk"),
+                d.join("mid-f1.vmdk"),
+                d.join("mid-f2.vmdk"),
+                d.join("base.vmdk"),
+                d.join("base-flat.vmdk")
+            ]
+        );
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
 
         // a long descriptor is read to its end (past the first 4 KiB)
         let many: Vec<String> = (0..300).map(|i| format!("long-f{i:03}.vmdk")).collect();
