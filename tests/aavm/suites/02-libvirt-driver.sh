@@ -28,6 +28,19 @@ for p in libvirtd virt-aa-hook; do expect_eq "profile $p loaded" enforce "$(load
 
 if vah_libvirtd apparmor; then ok "libvirtd -d answers ($SECONDS s)"; else fail "libvirtd -d answers"; finish; exit 1; fi
 expect_eq "libvirtd runs confined" "libvirtd (enforce)" "$(tr -d '\0' </proc/$(pidof libvirtd)/attr/current)"
+# A capability cache written on another boot without AppArmor (secmodels none, dac) must not
+# pick standalone mode now: its host key no longer matches (measured bug: every event ran in
+# standalone mode and the profile was loaded twice).
+cat >/var/lib/virt-aa-hook/caps.json <<'JSON'
+{"version": 1, "generated_at": 9999999999, "uri": "qemu:///system", "libvirt_version": "9.0.0",
+ "daemon_version": "9.0.0", "secmodels": ["none", "dac"], "emulators": [], "firmware": [],
+ "nvram_templates": [], "host_key": {"boot_id": "00000000-old-boot", "apparmor": false,
+ "qemu_conf": "", "daemons": []}}
+JSON
+printf '<domain type="qemu"><name>stale-cache</name><uuid>%s</uuid><memory>65536</memory><os><type>hvm</type></os></domain>' \
+  aaaaaaaa-aa02-4000-8000-0000000000ff >/tmp/stale.xml
+check "stale capability cache (other boot, no AppArmor) is not trusted: libvirt mode chosen" \
+  bash -c "virt-aa-hook generate --profile /tmp/stale.xml 2>/dev/null | grep -q 'libvirt-aaaaaaaa-aa02-4000-8000-0000000000ff.files>'"
 t0=$SECONDS
 if out=$(timeout 300 virt-aa-hook caps 2>&1); then ok "virt-aa-hook caps ($((SECONDS - t0)) s)"; else fail "virt-aa-hook caps: $out"; fi
 check "virsh capabilities: secmodel apparmor" bash -c "$VIRSH capabilities | grep -q '<model>apparmor</model>'"
