@@ -8,7 +8,8 @@
 //! - act: [`store`] (atomic files, locks), [`aaparser`] (apparmor_parser with timeouts),
 //!   [`apparmorfs`] (kernel state), [`log`] (the admin's log), [`caps`] (capability cache),
 //!   [`config`] (the TOML file);
-//! - entry points: [`hook`] (libvirt events), [`wrapper`] (emulator wrapper).
+//! - entry points: [`hook`] (libvirt events), [`wrapper`] (emulator wrapper), [`links`] (the
+//!   wrapper links the package's maintainer scripts ask for).
 
 pub mod aaparser;
 pub mod apparmorfs;
@@ -19,6 +20,7 @@ pub mod derive;
 pub mod domain;
 pub mod generate;
 pub mod hook;
+pub mod links;
 pub mod log;
 pub mod paths;
 pub mod profile;

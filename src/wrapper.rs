@@ -17,6 +17,8 @@ pub const WRAPPER_PREFIX: &str = "virt-aa-hook.";
 /// Full path prefix of the installed wrappers (`<this><emulator file name>`): they must sit
 /// directly in libvirt's libexec directory, whose `PUxr` rule in libvirtd's profile applies.
 pub const WRAPPER_PATH_PREFIX: &str = "/usr/lib/libvirt/virt-aa-hook.";
+/// The hook binary the wrappers are hard links to (`<this>.<emulator>` is a wrapper).
+pub const HOOK_BINARY: &str = "/usr/lib/libvirt/virt-aa-hook";
 
 /// Why the wrapper refuses to start QEMU.
 #[derive(Debug, Error, PartialEq, Eq)]
