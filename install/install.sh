@@ -4,6 +4,7 @@
 #
 #     install/install.sh                 cargo deb (build + package), apt-get install ./the.deb
 #     install/install.sh --no-build      package the binaries already in target/release
+#     install/install.sh --deb FILE      install a package built before (no cargo, no network)
 #     install/install.sh --uninstall     apt-get remove virt-aa-hook (--purge: also its config)
 #     install/install.sh --dry-run       print the commands, run nothing
 #     DESTDIR=/tmp/stage install/install.sh   unpack the package's files below DESTDIR (other
@@ -20,9 +21,10 @@ trap 'die "command failed (line $LINENO): $BASH_COMMAND"' ERR
 
 usage() {
   cat <<'EOF'
-Usage: install/install.sh [--no-build] [--dry-run] [--uninstall [--purge]]
+Usage: install/install.sh [--no-build | --deb FILE] [--dry-run] [--uninstall [--purge]]
 
   --no-build     do not compile; package the binaries already in target/release
+  --deb FILE     install this already built package (offline: its dependencies must be there)
   --dry-run      print the commands that would run, change nothing
   --uninstall    apt-get remove virt-aa-hook (configuration kept); with --purge, apt-get purge
   --prefix /usr  accepted for compatibility; no other prefix (see below)
@@ -40,7 +42,7 @@ EOF
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PKG=virt-aa-hook
-DRY=0 UNINSTALL=0 PURGE=0 BUILD=1
+DRY=0 UNINSTALL=0 PURGE=0 BUILD=1 DEB=""
 while [ $# -gt 0 ]; do
   case $1 in
     --prefix) [ $# -ge 2 ] || die "--prefix needs a directory"; [ "${2%/}" = /usr ] || die "only --prefix /usr is supported (see --help)"; shift ;;
@@ -49,6 +51,7 @@ while [ $# -gt 0 ]; do
     --uninstall) UNINSTALL=1 ;;
     --purge) PURGE=1 ;;
     --no-build) BUILD=0 ;;
+    --deb) [ $# -ge 2 ] || die "--deb needs a file"; DEB=$2; shift ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
@@ -104,7 +107,10 @@ build_deb() {
   (cd "$SRC" && "$cargo" "${args[@]}") | tail -n1
 }
 
-if [ "$DRY" -eq 1 ]; then
+if [ -n "$DEB" ]; then
+  [ -f "$DEB" ] || die "--deb $DEB: no such file"
+  case $DEB in /*) ;; *) DEB=$(pwd)/$DEB ;; esac   # apt-get takes a path, not a name
+elif [ "$DRY" -eq 1 ]; then
   echo "would run: (cd $SRC && cargo deb$([ "$BUILD" -eq 1 ] || echo ' --no-build --fast') --locked)"
   DEB="$SRC/target/debian/${PKG}_<version>_<arch>.deb"
 else
