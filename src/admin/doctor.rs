@@ -181,8 +181,8 @@ fn hook_check(cfg: &Config) -> Check {
         entries.extend(v);
     }
     let link_hint = format!(
-        "ln -sf {}/virt-aa-hook {}/qemu.d/virt-aa-hook (install.sh does this), then restart \
-         libvirtd/virtqemud: hooks are found at daemon start",
+        "ln -sf {}/virt-aa-hook {}/qemu.d/virt-aa-hook (the package does this), then reload \
+         libvirtd/virtqemud: hooks are found at daemon start and on SIGHUP",
         super::LIBEXEC_DIR,
         hooks.display()
     );
@@ -350,7 +350,7 @@ fn template_check(cfg: &Config) -> Check {
             State::Warn,
             T,
             format!("{} missing: the built-in template is used", p.display()),
-            Some("install.sh installs hooks/template.qemu there"),
+            Some("the virt-aa-hook package installs it there (a conffile)"),
         ),
         Err(e) => check(
             State::Fail,

@@ -19,7 +19,7 @@ pub mod gc;
 pub mod status;
 
 /// Directory libvirt's AppArmor profile lets the daemon exec unconfined (`PUxr`), where
-/// install.sh puts the hook binary and the emulator wrappers. A host path: never rooted,
+/// the package puts the hook binary and the emulator wrappers. A host path: never rooted,
 /// because libvirt itself uses it.
 pub const LIBEXEC_DIR: &str = "/usr/lib/libvirt";
 
