@@ -105,8 +105,8 @@ check "apparmor_parser compiles install/apparmor/usr.lib.libvirt.virt-aa-hook" \
   apparmor_parser "${P[@]}" install/apparmor/usr.lib.libvirt.virt-aa-hook
 check "the binary's profile attaches to $BIN_REL only (not to the wrappers)" \
   grep -qE "^profile virt-aa-hook $BIN_REL flags=\(attach_disconnected\)" install/apparmor/usr.lib.libvirt.virt-aa-hook
-# Our own abstraction alone (a host without libvirt's AppArmor files): an empty directory stands
-# in for /etc/apparmor.d's abstractions/ so that libvirt's abstraction is not found.
+# Our own abstraction compiles, and a broken copy of it first in the include path fails the
+# compile (so it is the one used). Without libvirt's abstraction at all: tests/pkg/run.sh.
 mkdir -p "$T/aa/abstractions" "$T/aa-bad/abstractions"
 cp install/apparmor/abstractions/virt-aa-hook-qemu "$T/aa/abstractions/"
 { cat install/apparmor/abstractions/virt-aa-hook-qemu; echo "  this is not a rule"; } >"$T/aa-bad/abstractions/virt-aa-hook-qemu"
