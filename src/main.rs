@@ -5,7 +5,8 @@
 //! - `.../hooks/qemu` or anything in `.../hooks/qemu.d/` → hook event;
 //! - `virt-aa-hook.<emulator>` → emulator wrapper;
 //! - otherwise the admin command line. Commands that need libvirt (`caps`, `doctor`, `status`,
-//!   `gc`, `enroll`, `unenroll`) are run by `virt-aa-hook-libvirt` next to this binary.
+//!   `gc`, `enroll`, `unenroll`, `setup-links`, `remove-links`) are run by `virt-aa-hook-libvirt`
+//!   next to this binary.
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -15,7 +16,7 @@ use std::path::{Path, PathBuf};
 use virt_aa_hook::config::Config;
 use virt_aa_hook::hook::Hook;
 use virt_aa_hook::profile::Mode;
-use virt_aa_hook::{generate, links, wrapper};
+use virt_aa_hook::{generate, wrapper};
 
 #[derive(Parser)]
 #[command(
@@ -55,11 +56,6 @@ enum Cmd {
         #[arg(num_args = 2..=4, required = true)]
         args: Vec<String>,
     },
-    /// Make the emulator wrappers (one hard link per /usr/bin/qemu-system-*) match the installed
-    /// binary and emulators; run by the package's postinst. Idempotent.
-    SetupLinks,
-    /// Remove every emulator wrapper; run by the package's prerm.
-    RemoveLinks,
     /// Commands that talk to libvirt (run by virt-aa-hook-libvirt).
     #[command(external_subcommand)]
     External(Vec<OsString>),
@@ -130,8 +126,6 @@ fn run(cli: Cli) -> Result<i32> {
             silence_stdout();
             Ok(virt_aa_hook::hook::main(&args))
         }
-        Cmd::SetupLinks => cmd_links(true),
-        Cmd::RemoveLinks => cmd_links(false),
         Cmd::External(args) => exec_admin(args),
     }
 }
@@ -186,33 +180,6 @@ fn cmd_generate(
     // The process ends right after this: freeing tens of thousands of small strings of a
     // 1000-disk guest's tree one by one cost ~25% of the run (callgrind) for nothing.
     std::mem::forget(g);
-    Ok(0)
-}
-
-/// `setup-links` / `remove-links`. A broken config falls back to the defaults, as the wrapper
-/// itself does (wrapper::main), so the links always match what the wrapper will exec.
-fn cmd_links(setup: bool) -> Result<i32> {
-    let cfg = Config::load().unwrap_or_else(|e| {
-        eprintln!("warning: {e}; using the default emulator_dir");
-        let mut d = Config::default();
-        if let Some(r) = std::env::var_os("VIRT_AA_HOOK_ROOT") {
-            d.root = r.into();
-        }
-        d
-    });
-    let binary = cfg.rooted(Path::new(wrapper::HOOK_BINARY));
-    let libexec = binary.parent().unwrap_or(Path::new("/"));
-    let changes = if setup {
-        links::setup_links(libexec, &binary, &cfg.rooted(&cfg.emulator_dir))?
-    } else {
-        links::remove_links(libexec)?
-    };
-    for c in changes
-        .iter()
-        .filter(|c| !matches!(c, links::LinkChange::Unchanged(_)))
-    {
-        println!("{c}");
-    }
     Ok(0)
 }
 
