@@ -35,9 +35,9 @@ vah_clean_state() {
 # target/release (the VM has no network: its dependencies are already on the host's root).
 vah_install() {
   local deb
-  deb=$(ls -t target/debian/virt-aa-hook_*.deb 2>/dev/null | head -n1)
+  deb=$(ls target/debian/aavm/virt-aa-hook_*.deb 2>/dev/null | head -n1)
   if [ -z "$deb" ]; then
-    echo "target/debian/virt-aa-hook_*.deb missing: run 'cargo build --release && cargo deb --no-build' on the host" >&2
+    echo "target/debian/aavm/virt-aa-hook_*.deb missing: run 'cargo deb --no-build -o target/debian/aavm/' on the host" >&2
     return 1
   fi
   install/install.sh --deb "$deb" >/tmp/vah-install.log 2>&1 || { sed 's/^/    install: /' /tmp/vah-install.log; return 1; }
