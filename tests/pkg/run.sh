@@ -63,8 +63,8 @@ check "second build with a bumped version" test -f "$DEB2"
 # ---------------------------------------------------------------------------------------------
 echo "== the files the .deb ships = README's \"Where files go\" table"
 dpkg-deb -c "$DEB1" | awk '{p=$6; sub(/^\./,"",p); if ($1 !~ /^d/) print p}' | sort >"$T/shipped"
-# Table rows whose owner is "package": the first `code` span of each row.
-sed -n '/^## Where files go/,/^## /p' README.md | grep -E '^\| `/' | grep -E '\| package \|$' |
+# Table rows whose owner is "package" (or "package (conffile …)"): each row's first `code` span.
+sed -n '/^## Where files go/,/^## /p' README.md | grep -E '^\| `/' | grep -E '\| package[^|]*\|$' |
   sed -E 's/^\| `([^`]*)`.*/\1/' | sort >"$T/documented"
 if [ -s "$T/documented" ] && diff -u "$T/documented" <(grep -vE '^/usr/share/(doc|man|lintian)/' "$T/shipped") >"$T/docdiff"; then
   ok "every shipped file is in the README table and every 'package' row is shipped ($(wc -l <"$T/documented") files)"
