@@ -4,7 +4,7 @@
 #
 #     install/install.sh                 cargo deb (build + package), apt-get install ./the.deb
 #     install/install.sh --no-build      package the binaries already in target/release
-#     install/install.sh --deb FILE      install a package built before (no cargo, no network)
+#     install/install.sh --deb FILE      dpkg -i a package built before (no cargo, no network)
 #     install/install.sh --uninstall     apt-get remove virt-aa-hook (--purge: also its config)
 #     install/install.sh --dry-run       print the commands, run nothing
 #     DESTDIR=/tmp/stage install/install.sh   unpack the package's files below DESTDIR (other
@@ -139,6 +139,11 @@ fi
 command -v apt-get >/dev/null || die "not a Debian system: use DESTDIR=/ (see --help)"
 # apt resolves the dependencies (apparmor; libvirt is recommended) and runs the postinst:
 # AppArmor profile, wrapper links, the hook symlink, a reload of a running libvirtd.
-# --reinstall: a rebuilt checkout keeps its version number; --allow-downgrades: an older checkout.
-run "${APT[@]}" install --reinstall --allow-downgrades "$DEB"
+if [ -n "$DEB" ]; then
+  # Offline (the test VMs): dpkg alone, which checks only this package's dependencies.
+  run dpkg -i "$DEB"
+else
+  # --reinstall: a rebuilt checkout keeps its version number; --allow-downgrades: an older one.
+  run "${APT[@]}" install --reinstall --allow-downgrades "$DEB"
+fi
 [ "$DRY" -eq 1 ] || /usr/sbin/virt-aa-hook doctor </dev/null || echo "note: see the doctor's hints above; the package is installed"
