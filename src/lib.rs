@@ -14,6 +14,7 @@
 //!   daemon confinement, when the capability cache still holds), [`caps`] (the cache),
 //!   [`config`] (the TOML file), [`apparmorfs`] (kernel state);
 //! - **act:** [`store`] (atomic files, locks), [`aaparser`] (apparmor_parser with timeouts),
+//!   [`links`] (the emulator wrapper links the package makes),
 //!   [`log`] (the admin's log);
 //! - **entry points:** [`hook`] (libvirt events), [`wrapper`] (emulator wrapper); the binaries in
 //!   `src/main.rs` (no libvirt linked) and `src/bin/virt-aa-hook-libvirt.rs` + `src/admin/`
@@ -30,6 +31,7 @@ pub mod generate;
 pub mod hook;
 pub mod layout;
 pub mod lifecycle;
+pub mod links;
 pub mod log;
 pub mod mode;
 pub mod paths;

@@ -5,7 +5,8 @@
 //! - `.../hooks/qemu` or anything in `.../hooks/qemu.d/` → hook event;
 //! - `virt-aa-hook.<emulator>` → emulator wrapper;
 //! - otherwise the admin command line. Commands that need libvirt (`caps`, `doctor`, `status`,
-//!   `gc`, `enroll`, `unenroll`) are run by `virt-aa-hook-libvirt` next to this binary.
+//!   `gc`, `enroll`, `unenroll`, `setup-links`, `remove-links`) are run by `virt-aa-hook-libvirt`
+//!   next to this binary.
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};

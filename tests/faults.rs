@@ -173,9 +173,10 @@ fn template_with_a_missing_abstraction_is_refused_and_old_profile_kept() {
     assert_eq!(code, 0);
     let old = std::fs::read(r.profile()).unwrap();
     let t = r.dir.path().join("etc/libvirt/virt-aa-hook.template");
-    let text = std::fs::read_to_string(&t)
-        .unwrap()
-        .replace("abstractions/libvirt-qemu", "abstractions/vah-test-missing");
+    let text = std::fs::read_to_string(&t).unwrap().replace(
+        "include if exists <abstractions/libvirt-qemu>",
+        "include <abstractions/vah-test-missing>",
+    );
     std::fs::write(&t, text).unwrap();
     let (code, err) = r.hook("prepare", "begin", &guest(2));
     assert_eq!(code, 1);

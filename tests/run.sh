@@ -2,7 +2,7 @@
 # The whole test suite of virt-aa-hook, from a fresh Debian 12 machine, as root:
 #
 #     sudo tests/run.sh            # everything
-#     sudo tests/run.sh cargo e2e  # only some suites (names: deps cargo e2e aavm fuzz)
+#     sudo tests/run.sh cargo e2e  # only some suites (names: deps cargo e2e pkg aavm fuzz)
 #
 # Installs what the tests need (apt), builds, runs `cargo test` (unit + integration, which compile
 # every generated profile with the real apparmor_parser), then the end-to-end suites against a real
@@ -20,7 +20,7 @@ export VIRT_AA_HOOK_TESTS_STRICT=1
 
 want() { [ $# -eq 0 ] && return 0; for s in "${SUITES[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
 SUITES=("$@")
-[ ${#SUITES[@]} -eq 0 ] && SUITES=(deps cargo e2e aavm fuzz)
+[ ${#SUITES[@]} -eq 0 ] && SUITES=(deps cargo e2e pkg aavm fuzz)
 
 TOTAL_PASS=0
 TOTAL_FAIL=0
@@ -68,6 +68,9 @@ if want cargo; then
 fi
 
 if want e2e && [ -x tests/e2e/run.sh ]; then run_suite e2e tests/e2e/run.sh; fi
+# The Debian package in clean debootstrapped Debian 12 and 13 roots (install orders, upgrade,
+# remove, purge, README table, lintian).
+if want pkg && [ -x tests/pkg/run.sh ]; then run_suite pkg tests/pkg/run.sh; fi
 if want aavm && [ -x tests/aavm/suite.sh ]; then run_suite aavm tests/aavm/suite.sh; fi
 if want fuzz && [ -x tests/fuzz/short.sh ]; then run_suite fuzz tests/fuzz/short.sh; fi
 

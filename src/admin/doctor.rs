@@ -182,8 +182,8 @@ fn hook_check(cfg: &Config) -> Check {
         entries.extend(v);
     }
     let link_hint = format!(
-        "ln -sf {} {} (the installer does this; or {} when you have no qemu hook of your \
-         own), then restart libvirtd/virtqemud: hooks are found at daemon start",
+        "ln -sf {} {} (the package does this; or {} when you have no qemu hook of your \
+         own), then reload libvirtd/virtqemud: hooks are found at daemon start and on SIGHUP",
         layout::HOOK_BINARY,
         cfg.rooted(Path::new(layout::HOOK_LINK_D)).display(),
         cfg.rooted(Path::new(layout::HOOK_LINK)).display(),
@@ -352,7 +352,7 @@ fn template_check(cfg: &Config) -> Check {
             State::Warn,
             T,
             format!("{} missing: the built-in template is used", p.display()),
-            Some("install.sh installs hooks/template.qemu there"),
+            Some("the virt-aa-hook package installs it there (a conffile)"),
         ),
         Err(e) => check(
             State::Fail,
@@ -363,23 +363,37 @@ fn template_check(cfg: &Config) -> Check {
     }
 }
 
+/// The template includes libvirt's `abstractions/libvirt-qemu` and our own
+/// `abstractions/virt-aa-hook-qemu`, both "if exists": without either, QEMU gets almost nothing.
 fn abstraction_check(cfg: &Config) -> Check {
-    const T: &str = "abstractions/libvirt-qemu";
-    let found = cfg
-        .include_dirs()
-        .into_iter()
-        .map(|d| d.join("abstractions/libvirt-qemu"))
-        .find(|p| p.is_file());
-    match found {
-        Some(p) => check(State::Pass, T, format!("{} present", p.display()), None),
-        None => check(
+    const T: &str = "QEMU abstraction";
+    let find = |name: &str| {
+        cfg.include_dirs()
+            .into_iter()
+            .map(|d| d.join("abstractions").join(name))
+            .find(|p| p.is_file())
+    };
+    let found: Vec<String> = ["libvirt-qemu", "virt-aa-hook-qemu"]
+        .iter()
+        .filter_map(|n| find(n))
+        .map(|p| p.display().to_string())
+        .collect();
+    if found.is_empty() {
+        check(
             State::Fail,
             T,
-            "not found in the include directories; every profile includes it",
+            "neither abstractions/libvirt-qemu nor abstractions/virt-aa-hook-qemu found; every profile includes them",
             Some(
-                "apt install libvirt-daemon-system (it ships /etc/apparmor.d/abstractions/libvirt-qemu)",
+                "reinstall the virt-aa-hook package (it ships /etc/apparmor.d/abstractions/virt-aa-hook-qemu)",
             ),
-        ),
+        )
+    } else {
+        check(
+            State::Pass,
+            T,
+            format!("{} present", found.join(", ")),
+            None,
+        )
     }
 }
 

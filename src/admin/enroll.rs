@@ -382,8 +382,8 @@ fn apply_one(
     };
     if enroll && wrapper_dir_check && !Path::new(&to).exists() {
         bail!(
-            "{name}: the wrapper {to} does not exist; run install.sh (it creates a wrapper for \
-             every emulator libvirt reports), then enroll again"
+            "{name}: the wrapper {to} does not exist; run 'virt-aa-hook setup-links' (it creates \
+             a wrapper for every emulator in emulator_dir), then enroll again"
         );
     }
     let defined = c.define_domain_xml(&new_xml).map_err(|e| {

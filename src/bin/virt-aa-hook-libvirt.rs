@@ -2,7 +2,9 @@
 //!
 //! `virt-aa-hook caps|doctor|status|gc|enroll|unenroll ...` execs this binary (found next to
 //! itself), so the hook and the emulator wrapper — which run on every guest event — never load
-//! libvirt. Every libvirt call here is bounded by `--timeout`: a daemon that does not answer
+//! libvirt. `setup-links` / `remove-links` (no libvirt call) are here because this binary runs
+//! outside virt-aa-hook's AppArmor profile, which must not let the hook write to
+//! /usr/lib/libvirt (where the wrappers go). Every libvirt call here is bounded by `--timeout`: a daemon that does not answer
 //! produces a clear message instead of a hung command.
 
 #[path = "../admin/mod.rs"]
@@ -11,6 +13,7 @@ mod admin;
 use admin::conn::Libvirt;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use std::path::Path;
 use std::time::Duration;
 use virt_aa_hook::config::Config;
 
@@ -76,6 +79,11 @@ enum Cmd {
         #[arg(long)]
         all: bool,
     },
+    /// Make the emulator wrappers (one hard link per qemu-system-* in emulator_dir) match the
+    /// installed binary and emulators; run by the package's postinst and trigger. Idempotent.
+    SetupLinks,
+    /// Remove every emulator wrapper; run by the package's prerm.
+    RemoveLinks,
     /// Restore guests' original emulator.
     Unenroll {
         /// Guest names or UUIDs.
@@ -117,6 +125,11 @@ fn targets(domains: Vec<String>, all: bool) -> admin::enroll::Targets {
 }
 
 fn run(cli: Cli) -> Result<i32> {
+    match cli.cmd {
+        Cmd::SetupLinks => return links(true),
+        Cmd::RemoveLinks => return links(false),
+        _ => {}
+    }
     let cfg = Config::load()?;
     let uri = cli.connect.clone().unwrap_or_else(|| cfg.connect.clone());
     let default = if matches!(cli.cmd, Cmd::Caps { .. }) {
@@ -149,5 +162,33 @@ fn run(cli: Cli) -> Result<i32> {
         Cmd::Unenroll { domains, all } => {
             admin::enroll::run(&cfg, &lv, targets(domains, all), false)
         }
+        Cmd::SetupLinks | Cmd::RemoveLinks => unreachable!("handled above"),
     }
+}
+
+/// `setup-links` / `remove-links`. A broken config falls back to the defaults, as the wrapper
+/// itself does (wrapper::main), so the links always match what the wrapper will exec.
+fn links(setup: bool) -> Result<i32> {
+    let cfg = Config::load().unwrap_or_else(|e| {
+        eprintln!("warning: {e}; using the default emulator_dir");
+        let mut d = Config::default();
+        if let Some(r) = std::env::var_os("VIRT_AA_HOOK_ROOT") {
+            d.root = r.into();
+        }
+        d
+    });
+    let binary = cfg.rooted(Path::new(virt_aa_hook::layout::HOOK_BINARY));
+    let libexec = binary.parent().unwrap_or(Path::new("/"));
+    let changes = if setup {
+        virt_aa_hook::links::setup_links(libexec, &binary, &cfg.rooted(&cfg.emulator_dir))?
+    } else {
+        virt_aa_hook::links::remove_links(libexec)?
+    };
+    for c in changes
+        .iter()
+        .filter(|c| !matches!(c, virt_aa_hook::links::LinkChange::Unchanged(_)))
+    {
+        println!("{c}");
+    }
+    Ok(0)
 }

@@ -67,7 +67,13 @@ if wanted selftest; then
   [ "$rc" -ne 0 ] && [ "$NFAIL" -eq 0 ] && fail "selftest-host.sh: exit status $rc"
 fi
 
-# --- 3. the suites, one fresh VM each
+# --- 3. the suites, one fresh VM each; they install the Debian package built here (vah_install)
+if [ -x target/release/virt-aa-hook ]; then
+  # Its own directory: install.sh (e2e suites) rebuilds target/debian/*.deb at any time.
+  rm -rf target/debian/aavm
+  PATH=$PATH:/root/.cargo/bin cargo deb --no-build --fast --locked -o target/debian/aavm/ >"$LOGS/deb.log" 2>&1 ||
+    { sed 's/^/  /' "$LOGS/deb.log"; fail "cargo deb --no-build (tests/lib/install-deps.sh installs cargo-deb)"; }
+fi
 for f in "$HERE"/suites/[0-9][0-9]-*.sh; do
   [ -e "$f" ] || continue
   name=$(basename "$f" .sh)

@@ -208,7 +208,7 @@ if [ ! -e /usr/lib/libvirt/virt-aa-hook.qemu-system-i386 ] && [ -x /usr/bin/qemu
   check "define second guest (i386)" virsh -c "$URI" define "$TMPROOT/b.xml"
   out=$(admin enroll "$NAME_B" 2>&1); rc=$?
   check "enroll without a wrapper fails" test "$rc" -ne 0
-  check "... with the install.sh hint" has "$out" "run install.sh"
+  check "... with the setup-links hint" has "$out" "run 'virt-aa-hook setup-links'"
   check "... and changes nothing" has "$(virsh -c "$URI" dumpxml --inactive "$NAME_B")" "<emulator>/usr/bin/qemu-system-i386</emulator>"
 fi
 check_not "enroll an unknown guest fails" admin enroll "no-such-guest-$$"

@@ -81,7 +81,7 @@ restore_host_hook() {
 }
 
 # Install the product for real (binaries, hook symlink, template, config) and make libvirt see
-# the hook. Uses install/install.sh.
+# the hook. Uses install/install.sh (builds the .deb from target/release, apt installs it).
 install_product() {
   backup_host_hook
   rm -f /etc/libvirt/hooks/qemu
@@ -93,7 +93,8 @@ install_product() {
 }
 
 uninstall_product() {
-  "$ROOT/install/install.sh" --uninstall >/tmp/vah-e2e-uninstall.log 2>&1 || cat /tmp/vah-e2e-uninstall.log
+  # --purge: the host as before (configuration, log and /var/lib/virt-aa-hook too).
+  "$ROOT/install/install.sh" --uninstall --purge >/tmp/vah-e2e-uninstall.log 2>&1 || cat /tmp/vah-e2e-uninstall.log
   restore_host_hook
   pkill -HUP -x libvirtd || true
   sleep 1

@@ -20,7 +20,7 @@ echo '  audit /var/log/libvirt/virt-aa-hook.log w,' >/etc/apparmor.d/local/usr.l
 for p in usr.sbin.libvirtd usr.lib.libvirt.virt-aa-helper; do
   if out=$(apparmor_parser -r /etc/apparmor.d/$p 2>&1); then ok "apparmor_parser -r $p"; else fail "apparmor_parser -r $p: $out"; fi
 done
-if vah_install; then ok "install/install.sh --no-build"; else fail "install/install.sh --no-build"; finish; exit 1; fi
+if vah_install; then ok "install the package (install.sh --deb)"; else fail "install the package (install.sh --deb)"; finish; exit 1; fi
 if out=$(apparmor_parser -r /etc/apparmor.d/usr.lib.libvirt.virt-aa-hook 2>&1); then ok "apparmor_parser -r usr.lib.libvirt.virt-aa-hook"
 else fail "apparmor_parser -r usr.lib.libvirt.virt-aa-hook: $out"; fi
 expect_eq "hook entry is a symlink to the binary" /usr/lib/libvirt/virt-aa-hook "$(readlink /etc/libvirt/hooks/qemu)"

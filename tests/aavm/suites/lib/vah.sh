@@ -23,20 +23,24 @@ vah_clean_state() {
   rm -f /usr/lib/libvirt/virt-aa-hook /usr/lib/libvirt/virt-aa-hook-libvirt \
     /usr/lib/libvirt/virt-aa-hook.qemu-system-* /usr/sbin/virt-aa-hook \
     /etc/libvirt/virt-aa-hook.conf /etc/libvirt/virt-aa-hook.template \
-    /etc/apparmor.d/usr.lib.libvirt.virt-aa-hook /etc/apparmor.d/abstractions/libvirt-qemu.dpkg-dist
+    /etc/apparmor.d/usr.lib.libvirt.virt-aa-hook /etc/apparmor.d/abstractions/virt-aa-hook-qemu \
+    /etc/logrotate.d/virt-aa-hook /etc/apparmor.d/local/usr.lib.libvirt.virt-aa-hook
   # Without auditd, AppArmor's audit records reach dmesg through printk_ratelimit (10 per 5 s):
   # switch the limit off so that no DENIED line a check looks for is dropped.
   sysctl -qw kernel.printk_ratelimit=0 2>/dev/null || echo 0 >/proc/sys/kernel/printk_ratelimit
   export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 }
 
-# vah_install: install/install.sh --no-build (needs target/release built on the host).
+# vah_install: install the Debian package that tests/aavm/suite.sh built on the host from
+# target/release (the VM has no network: its dependencies are already on the host's root).
 vah_install() {
-  if [ ! -x target/release/virt-aa-hook ] || [ ! -x target/release/virt-aa-hook-libvirt ]; then
-    echo "target/release/virt-aa-hook{,-libvirt} missing: run 'cargo build --release' on the host" >&2
+  local deb
+  deb=$(ls target/debian/aavm/virt-aa-hook_*.deb 2>/dev/null | head -n1)
+  if [ -z "$deb" ]; then
+    echo "target/debian/aavm/virt-aa-hook_*.deb missing: run 'cargo deb --no-build -o target/debian/aavm/' on the host" >&2
     return 1
   fi
-  install/install.sh --no-build >/tmp/vah-install.log 2>&1 || { sed 's/^/    install: /' /tmp/vah-install.log; return 1; }
+  install/install.sh --deb "$deb" >/tmp/vah-install.log 2>&1 || { sed 's/^/    install: /' /tmp/vah-install.log; return 1; }
 }
 
 # vah_libvirtd DRIVER: qemu.conf for this VM (security_driver DRIVER, no virtlogd), then
