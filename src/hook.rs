@@ -122,7 +122,7 @@ impl Hook {
         }
     }
 
-    fn parser(&self) -> Result<Parser, ParserError> {
+    pub(crate) fn parser(&self) -> Result<Parser, ParserError> {
         Ok(Parser {
             binary: Parser::locate(self.cfg.apparmor_parser.as_deref())?,
             include_dirs: self.cfg.include_dirs(),
@@ -297,7 +297,7 @@ impl Hook {
         None
     }
 
-    fn template(&self, warnings: &mut Vec<String>) -> String {
+    pub(crate) fn template(&self, warnings: &mut Vec<String>) -> String {
         let p = self.cfg.rooted(&self.cfg.template);
         match store::read_capped(&p) {
             Ok(Some(b)) => match String::from_utf8(b) {

@@ -8,7 +8,8 @@
 //! - act: [`store`] (atomic files, locks), [`aaparser`] (apparmor_parser with timeouts),
 //!   [`apparmorfs`] (kernel state), [`log`] (the admin's log), [`caps`] (capability cache),
 //!   [`config`] (the TOML file);
-//! - entry points: [`hook`] (libvirt events), [`wrapper`] (emulator wrapper).
+//! - entry points: [`hook`] (libvirt events), [`helper`] (libvirt's AppArmor driver, in place
+//!   of virt-aa-helper), [`wrapper`] (emulator wrapper).
 
 pub mod aaparser;
 pub mod apparmorfs;
@@ -18,6 +19,7 @@ pub mod config;
 pub mod derive;
 pub mod domain;
 pub mod generate;
+pub mod helper;
 pub mod hook;
 pub mod log;
 pub mod paths;
