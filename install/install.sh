@@ -24,6 +24,10 @@
 #   /etc/apparmor.d/abstractions/libvirt-qemu   a minimal one, only if the distro has none
 #   /etc/logrotate.d/virt-aa-hook               log rotation
 #   /var/lib/virt-aa-hook/install-manifest      what this script wrote (path + sha256)
+#   /usr/lib/libvirt/virt-aa-helper             helper mode (default where libvirt ships it):
+#                                               symlink to the binary; libvirt's own helper is
+#                                               moved aside by `dpkg-divert --rename` to
+#                                               virt-aa-helper.distrib and restored on uninstall
 #
 # The symlinks matter: libvirtd's AppArmor profile confines plain files in hooks/ (and denies them
 # apparmor_parser), but lets an exec of /usr/lib/libvirt/* leave its confinement; the rule is
@@ -50,6 +54,8 @@ Usage: install/install.sh [--prefix DIR] [--no-build] [--dry-run] [--uninstall]
   --no-build     do not run cargo; use the binaries already in target/release
   --dry-run      print each action that would be taken, change nothing
   --uninstall    remove what an earlier install wrote (files edited since are kept)
+  --no-helper-mode  keep libvirt's own virt-aa-helper (and undo helper mode if it was installed);
+                 default: helper mode wherever /usr/lib/libvirt/virt-aa-helper exists
   -h, --help     this text
 
 Environment:
@@ -63,6 +69,7 @@ PREFIX=/usr
 DRY=0
 UNINSTALL=0
 BUILD=1
+HELPER_MODE=1
 while [ $# -gt 0 ]; do
   case $1 in
     --prefix) [ $# -ge 2 ] || die "--prefix needs a directory"; PREFIX=$2; shift ;;
@@ -70,6 +77,8 @@ while [ $# -gt 0 ]; do
     --dry-run) DRY=1 ;;
     --uninstall) UNINSTALL=1 ;;
     --no-build) BUILD=0 ;;
+    --no-helper-mode) HELPER_MODE=0 ;;
+    --helper-mode) HELPER_MODE=1 ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
@@ -99,6 +108,9 @@ STATE=/var/lib/virt-aa-hook
 MANIFEST=$STATE/install-manifest
 EMULATOR_DIR=/usr/bin           # the config's emulator_dir default: one wrapper per emulator here
 PROFILE_NAME=virt-aa-hook       # the name inside install/apparmor/usr.lib.libvirt.virt-aa-hook
+# libvirt's fixed helper path (LIBEXECDIR "/virt-aa-helper" in security_apparmor.c; not --prefix).
+VAH_HELPER=/usr/lib/libvirt/virt-aa-helper
+VAH_DISTRIB=$VAH_HELPER.distrib
 
 BUILT=${CARGO_TARGET_DIR:-$SRC/target}/release
 
@@ -314,6 +326,44 @@ notify_libvirt() {
   [ "$any" -eq 1 ] || note "neither libvirtd nor virtqemud is running; they read the hooks when they start"
 }
 
+
+# ---------------------------------------------------------------------------------------------
+# Helper mode: libvirt's AppArmor driver runs $VAH_HELPER for every start and relabel; we divert
+# the distribution's binary and put a symlink to ours in its place. Kept apart and small so a
+# .deb can run the same steps in postinst (helper_mode_install) and prerm (helper_mode_remove).
+# The symlink resolves to $BIN, so libvirtd's "/usr/lib/libvirt/* PUxr" lands in OUR profile
+# (usr.lib.libvirt.virt-aa-hook), which already allows our log, state, profile writes and
+# apparmor_parser: the distribution's usr.lib.libvirt.virt-aa-helper profile is not touched.
+helper_mode_installed() {
+  [ -L "$D$VAH_HELPER" ] && [ "$(readlink "$D$VAH_HELPER")" = "$BIN" ]
+}
+helper_mode_install() {
+  if helper_mode_installed; then report unchanged "$VAH_HELPER -> $BIN" "(helper mode)"; return 0; fi
+  if [ -n "$D" ]; then note "DESTDIR: helper mode is set up by the package's postinst, not staged"; return 0; fi
+  if ! exists "$VAH_HELPER" && ! exists "$VAH_DISTRIB"; then
+    note "no $VAH_HELPER (libvirt built without AppArmor support?): helper mode not installed"; return 0
+  fi
+  command -v dpkg-divert >/dev/null 2>&1 || { note "no dpkg-divert: helper mode not installed"; return 0; }
+  if [ -L "$VAH_HELPER" ] || { exists "$VAH_DISTRIB" && exists "$VAH_HELPER"; }; then
+    note "$VAH_HELPER is not libvirt's binary and not ours: helper mode not installed"; return 0
+  fi
+  run dpkg-divert --quiet --package virt-aa-hook --rename \
+    --divert "$VAH_DISTRIB" --add "$VAH_HELPER"
+  run ln -s "$BIN" "$VAH_HELPER"
+  report installed "$VAH_HELPER -> $BIN" "(helper mode; libvirt's helper diverted to $VAH_DISTRIB)"
+}
+helper_mode_remove() {
+  if helper_mode_installed; then
+    run rm -f "$VAH_HELPER"
+    report removed "$VAH_HELPER -> $BIN"
+  fi
+  if [ -z "$D" ] && command -v dpkg-divert >/dev/null 2>&1 &&
+    dpkg-divert --listpackage "$VAH_HELPER" 2>/dev/null | grep -qx virt-aa-hook; then
+    run dpkg-divert --quiet --package virt-aa-hook --rename --remove "$VAH_HELPER"
+    report restored "$VAH_HELPER" "(libvirt's own helper, from $VAH_DISTRIB)"
+  fi
+}
+
 # ---------------------------------------------------------------------------------------------
 do_uninstall() {
   [ -f "$D$MANIFEST" ] || die "not installed: no manifest at $D$MANIFEST"
@@ -328,6 +378,9 @@ do_uninstall() {
   if [ ${#users[@]} -gt 0 ]; then
     die "guest(s) ${users[*]} use virt-aa-hook's emulator wrapper; run 'virt-aa-hook unenroll GUEST' for each, then uninstall again"
   fi
+
+  # libvirt's own helper back first: after this, nothing runs our binary as virt-aa-helper.
+  helper_mode_remove
 
   # Unload the binary's own profile while its file is still there.
   if [ -z "$D" ] && kernel_has_apparmor && profile_loaded; then
@@ -505,6 +558,9 @@ do_install() {
     ensure_dir "${HOOK_D%/*}"
     ensure_symlink "$HOOK_D" "$BIN" || die "$HOOK_D exists and is not a symlink to $BIN; remove it and run again"
   fi
+
+  # 4b. Helper mode (after the binary and its profile are in place).
+  if [ "$HELPER_MODE" -eq 1 ]; then helper_mode_install; else helper_mode_remove; fi
 
   # 5. The manifest: what we wrote now, plus older entries that still exist (e.g. kept files).
   for path in "${OLD_ORDER[@]}"; do
