@@ -89,6 +89,7 @@ pub const FILES_MARKER: &str = "# virt-aa-hook helper mode: files libvirt named 
 /// Most extra files kept per guest (libvirt's helper lets `.files` grow without bound).
 pub const MAX_EXTRAS: usize = 4096;
 const EXTRA_PREFIX: &str = "# extra: ";
+const COVERED_PREFIX: &str = "# covered by the profile: ";
 const SUBTREE_SUFFIX: &str = "/{,**}";
 
 /// What libvirt asked for.
@@ -320,10 +321,13 @@ pub fn extra_base(raw: &str) -> (&str, Scope) {
 
 /// Render the extra files as rules. Files that can no longer be granted (a symlink now points
 /// into `/etc`, say) are left out with a warning, except `must_grant` (the file of this call),
-/// whose refusal fails the call.
+/// whose refusal fails the call. A file the main profile's rules (`main`) already grant `rwk`
+/// is listed as covered, without a rule: the policy does not change, so nothing is recompiled
+/// (at every start libvirt names the per-domain directories our profile already grants).
 pub fn render_extras(
     extras: &[String],
     must_grant: Option<&str>,
+    main: Option<&RuleSet>,
 ) -> Result<(String, Vec<String>), String> {
     let mut out = String::from(FILES_MARKER);
     out.push_str(" (-F), kept until the guest stops.\n");
@@ -333,11 +337,18 @@ pub fn render_extras(
         let (base, scope) = extra_base(raw);
         let mut rs = RuleSet::new();
         match rs.grant("file named by libvirt", base, Perms::RWK, scope) {
-            Ok(_) => {
-                out.push_str(EXTRA_PREFIX);
-                out.push_str(&serde_json::to_string(raw).unwrap_or_default());
-                out.push('\n');
-                out.push_str(&rs.render());
+            Ok(resolved) => {
+                let json = serde_json::to_string(raw).unwrap_or_default();
+                if main.is_some_and(|m| covered(m, &resolved, scope)) {
+                    out.push_str(COVERED_PREFIX);
+                    out.push_str(&json);
+                    out.push('\n');
+                } else {
+                    out.push_str(EXTRA_PREFIX);
+                    out.push_str(&json);
+                    out.push('\n');
+                    out.push_str(&rs.render());
+                }
             }
             Err(e) if Some(raw.as_str()) == must_grant => return Err(e.to_string()),
             Err(e) => warnings.push(format!("dropped an earlier extra file: {e}")),
@@ -346,14 +357,45 @@ pub fn render_extras(
     Ok((out, warnings))
 }
 
+/// Do `main`'s rules already grant what an extra file would (`rwk`, and for a subtree the
+/// directory `r` and everything below `rwk`)?
+fn covered(main: &RuleSet, resolved: &Path, scope: Scope) -> bool {
+    let Some(p) = resolved.to_str() else {
+        return false;
+    };
+    match scope {
+        Scope::File => main.covers(p, Perms::RWK),
+        Scope::Tree | Scope::DirEntries => {
+            let d = p.trim_end_matches('/');
+            // A probe name no rule of ours spells out: only `*`/`**` rules match it.
+            main.covers(&format!("{d}/"), Perms::R)
+                && main.covers(&format!("{d}/\u{1}"), Perms::RWK)
+                && main.covers(&format!("{d}/\u{1}/\u{1}/\u{1}"), Perms::RWK)
+        }
+    }
+}
+
 /// The extra files recorded in a `.files` we wrote (empty for libvirt's own or a missing file).
 pub fn parse_extras(text: &str) -> Vec<String> {
     if !text.starts_with(FILES_MARKER) {
         return Vec::new();
     }
     text.lines()
-        .filter_map(|l| l.strip_prefix(EXTRA_PREFIX))
+        .filter_map(|l| {
+            l.strip_prefix(EXTRA_PREFIX)
+                .or_else(|| l.strip_prefix(COVERED_PREFIX))
+        })
         .filter_map(|j| serde_json::from_str::<String>(j).ok())
+        .collect()
+}
+
+/// The part of a profile file that is policy: everything but comment lines.
+fn policy_lines(text: &str) -> Vec<&str> {
+    text.lines()
+        .filter(|l| {
+            let t = l.trim_start();
+            !(t.starts_with('#') && !t.starts_with("#include"))
+        })
         .collect()
 }
 
@@ -509,9 +551,7 @@ impl Helper {
                 extras.push(f.path.clone());
             }
         }
-        let (files_text, mut warnings) =
-            render_extras(&extras, file.map(|f| f.path.as_str())).map_err(e)?;
-
+        let mut warnings = Vec::new();
         let template = self.hook.template(&mut warnings);
         let opts = self.hook.derive_options();
         let g = generate::from_domain(
@@ -525,6 +565,13 @@ impl Helper {
         )
         .map_err(|x| e(x.to_string()))?;
         warnings.extend(g.derived.warnings.iter().cloned());
+        let (files_text, w) = render_extras(
+            &extras,
+            file.map(|f| f.path.as_str()),
+            Some(&g.derived.rules),
+        )
+        .map_err(e)?;
+        warnings.extend(w);
         let nrules = g.derived.rules.len();
 
         if dry_run {
@@ -534,6 +581,9 @@ impl Helper {
         }
         let main_changed = old_main.as_deref() != Some(g.profile.as_str());
         let files_changed = old_files.as_deref() != Some(files_text.as_str());
+        // Only comments changed (a file the profile already covers): write, do not recompile.
+        let policy_changed = main_changed
+            || old_files.as_deref().map(policy_lines) != Some(policy_lines(&files_text));
         let kernel_on = self.hook.kernel.enabled();
         let loaded = kernel_on && self.hook.kernel.profile_mode(profile).is_some();
         let what = format!(
@@ -546,11 +596,17 @@ impl Helper {
                 (true, true) => ", rewrote profile and .files",
             }
         );
-        if !main_changed && !files_changed && (loaded || !kernel_on) {
-            let state = if kernel_on {
-                "already loaded"
-            } else {
+        if !policy_changed && (loaded || !kernel_on) {
+            if files_changed {
+                store::write_atomic(&files_path, files_text.as_bytes())
+                    .map_err(|x| e(format!("cannot write {}: {x}", files_path.display())))?;
+            }
+            let state = if !kernel_on {
                 "kernel has no AppArmor"
+            } else if files_changed {
+                "already covered by the loaded profile, not recompiled"
+            } else {
+                "already loaded"
             };
             return Ok(Done::Text(who, format!("{what}, {state}"), warnings));
         }
@@ -893,7 +949,7 @@ mod tests {
             img.to_string_lossy().into_owned(),
             format!("{}/{{,**}}", sub.display()),
         ];
-        let (text, warnings) = render_extras(&extras, None).unwrap();
+        let (text, warnings) = render_extras(&extras, None, None).unwrap();
         assert!(warnings.is_empty(), "{warnings:?}");
         assert!(!text.contains("deny"), "{text}");
         assert!(text.contains("we\\*ird\\,name.qcow2\" rwk,"), "{text}");
@@ -912,14 +968,14 @@ mod tests {
             "/etc/shadow".to_string(),
             "/var/lib/libvirt/images/a.img".to_string(),
         ];
-        assert!(render_extras(&bad, Some("/etc/shadow")).is_err());
-        let (text, warnings) = render_extras(&bad, None).unwrap();
+        assert!(render_extras(&bad, Some("/etc/shadow"), None).is_err());
+        let (text, warnings) = render_extras(&bad, None, None).unwrap();
         assert_eq!(warnings.len(), 1);
         assert!(!text.contains("shadow"));
         // "/{,**}" names no directory: it stays one literal (escaped) file, never the root tree.
-        let (root, _) = render_extras(&["/{,**}".to_string()], Some("/{,**}")).unwrap();
+        let (root, _) = render_extras(&["/{,**}".to_string()], Some("/{,**}"), None).unwrap();
         assert!(root.contains("\"/\\{\\,\\*\\*\\}\" rwk,"), "{root}");
-        assert!(render_extras(&["/var/{,**}".to_string()], Some("/var/{,**}")).is_err());
+        assert!(render_extras(&["/var/{,**}".to_string()], Some("/var/{,**}"), None).is_err());
     }
 
     #[test]
