@@ -49,6 +49,17 @@ pub struct Parser {
 }
 
 impl Parser {
+    /// The parser as configured: binary (configured or found), include dirs, our private
+    /// binary cache under the state directory, timeout.
+    pub fn from_config(cfg: &crate::config::Config) -> Result<Parser, ParserError> {
+        Ok(Parser {
+            binary: Parser::locate(cfg.apparmor_parser.as_deref())?,
+            include_dirs: cfg.include_dirs(),
+            cache_dir: Some(cfg.rooted(&cfg.state_dir).join("cache")),
+            timeout: cfg.parser_timeout(),
+        })
+    }
+
     /// Find the binary (configured path first).
     pub fn locate(configured: Option<&Path>) -> Result<PathBuf, ParserError> {
         if let Some(p) = configured {

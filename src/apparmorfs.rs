@@ -44,6 +44,20 @@ impl Default for Kernel {
 }
 
 impl Kernel {
+    /// The kernel view under the configuration's root (`/` in production).
+    pub fn from_config(cfg: &crate::config::Config) -> Kernel {
+        Kernel {
+            root: cfg.root.clone(),
+        }
+    }
+
+    /// Unload a profile by name through `.remove` (for a profile whose file is gone, so the
+    /// parser cannot be handed it). The error carries the interface's path.
+    pub fn remove_by_name(&self, name: &str) -> Result<(), (PathBuf, std::io::Error)> {
+        let rm = self.p("sys/kernel/security/apparmor/.remove");
+        std::fs::write(&rm, name.as_bytes()).map_err(|e| (rm, e))
+    }
+
     fn p(&self, rel: &str) -> PathBuf {
         self.root.join(rel)
     }

@@ -31,6 +31,11 @@ pub struct Caps {
     pub firmware: Vec<String>,
     /// NVRAM templates paired with them.
     pub nvram_templates: Vec<String>,
+    /// The host facts this answer depends on (boot, kernel AppArmor, qemu.conf, daemon start):
+    /// [`crate::mode::choose`] trusts `secmodels` only while they still hold. Missing in caches
+    /// written before it existed, which are then never trusted for the mode.
+    #[serde(default)]
+    pub host_key: Option<crate::mode::HostKey>,
 }
 
 impl Caps {
@@ -46,6 +51,11 @@ impl Caps {
             .unwrap_or_default()
             .as_secs();
         Duration::from_secs(now.saturating_sub(self.generated_at))
+    }
+
+    /// Whether a refresh is due: older than `max_age`, or written under other host facts.
+    pub fn needs_refresh(&self, max_age: Duration, now: &crate::mode::HostKey) -> bool {
+        self.age() > max_age || self.host_key.as_ref() != Some(now)
     }
 
     /// Read the cache; `None` when missing, unreadable or of another format version.
@@ -94,8 +104,8 @@ pub fn spawn_detached_refresh(admin_binary: &Path, config: Option<&Path>) -> std
 pub fn admin_binary() -> PathBuf {
     std::env::current_exe()
         .ok()
-        .and_then(|p| p.parent().map(|d| d.join("virt-aa-hook-libvirt")))
-        .unwrap_or_else(|| PathBuf::from("/usr/lib/libvirt/virt-aa-hook-libvirt"))
+        .and_then(|p| p.parent().map(|d| d.join(crate::layout::ADMIN_BINARY_NAME)))
+        .unwrap_or_else(|| PathBuf::from(crate::layout::ADMIN_BINARY))
 }
 
 #[cfg(test)]

@@ -36,7 +36,7 @@ impl Default for Options {
             max_chain_depth: 200,
             firmware: Vec::new(),
             host_root: PathBuf::from("/"),
-            wrapper_prefix: crate::wrapper::WRAPPER_PATH_PREFIX.into(),
+            wrapper_prefix: crate::layout::WRAPPER_PATH_PREFIX.into(),
         }
     }
 }

@@ -166,9 +166,12 @@ impl Domain {
     }
 }
 
+/// What every guest profile name starts with; libvirt's AppArmor driver names profiles so.
+pub const PROFILE_PREFIX: &str = "libvirt-";
+
 /// `libvirt-<lowercase hyphenated uuid>`.
 pub fn profile_name(uuid: &Uuid) -> String {
-    format!("libvirt-{}", uuid.hyphenated())
+    format!("{PROFILE_PREFIX}{}", uuid.hyphenated())
 }
 
 fn parse_settings(root: &Element) -> Result<GuestSettings, DomainError> {

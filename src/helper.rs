@@ -67,11 +67,11 @@
 use crate::aaparser::Parser;
 use crate::config::Config;
 use crate::domain::Domain;
-use crate::generate;
 use crate::hook::Hook;
+use crate::lifecycle;
 use crate::log::Level;
 use crate::paths;
-use crate::profile::{self, Mode};
+use crate::profile::Mode;
 use crate::rules::{Perms, RuleSet, Scope};
 use crate::store::{self, GuestLock};
 use std::io::Read;
@@ -509,7 +509,7 @@ impl Helper {
     }
 
     fn parser(&self) -> Result<Parser, String> {
-        self.hook.parser().map_err(|e| e.to_string())
+        self.hook.profiles().parser().map_err(|e| e.to_string())
     }
 
     /// `-c`/`-r` [`-F FILE`].
@@ -552,19 +552,12 @@ impl Helper {
             }
         }
         let mut warnings = Vec::new();
-        let template = self.hook.template(&mut warnings);
         let opts = self.hook.derive_options();
-        let g = generate::from_domain(
-            dom.clone(),
-            &generate::Settings {
-                mode: Mode::Libvirt,
-                default_enforcement: cfg.enforcement,
-                template: &template,
-                derive: &opts,
-            },
-        )
-        .map_err(|x| e(x.to_string()))?;
-        warnings.extend(g.derived.warnings.iter().cloned());
+        let g = self
+            .hook
+            .profiles()
+            .render(dom.clone(), Mode::Libvirt, &opts, &mut warnings)
+            .map_err(|x| e(x.to_string()))?;
         let (files_text, w) = render_extras(
             &extras,
             file.map(|f| f.path.as_str()),
@@ -687,7 +680,7 @@ impl Helper {
         let cfg = self.cfg();
         let main_path = cfg.profile_path(profile);
         let files_path = cfg.files_path(profile);
-        let main_ours = is_ours(&main_path, profile::MARKER);
+        let main_ours = lifecycle::is_ours(&main_path);
         let files_ours = is_ours(&files_path, FILES_MARKER);
         if !main_ours && !files_ours && main_path.exists() {
             return self.delegate(args, None, &who, "profile was not written by virt-aa-hook");
@@ -695,14 +688,11 @@ impl Helper {
         let _lock = self.lock(profile).map_err(|e| (who.clone(), e))?;
         let mut text = Vec::new();
         if self.hook.kernel.enabled() && self.hook.kernel.profile_mode(profile).is_some() {
-            let r = if main_path.exists() {
-                self.parser()
-                    .and_then(|p| p.remove(&main_path).map(|_| ()).map_err(|e| e.to_string()))
-            } else {
-                let rm = cfg.root.join("sys/kernel/security/apparmor/.remove");
-                std::fs::write(&rm, profile.as_bytes())
-                    .map_err(|e| format!("{}: {e}", rm.display()))
-            };
+            let r = self
+                .hook
+                .profiles()
+                .unload(profile, &main_path)
+                .map_err(|e| e.to_string());
             r.map_err(|e| (who.clone(), e))?;
             text.push("unloaded".to_string());
         } else {

@@ -13,18 +13,17 @@
 //! The hook never writes to stdout (libvirt parses it as XML for migrate/restore) and never
 //! calls libvirt.
 
-use crate::aaparser::{Parser, ParserError};
 use crate::apparmorfs::Kernel;
 use crate::caps::{self, Caps};
-use crate::config::{Config, ModeSetting};
+use crate::config::Config;
 use crate::derive;
 use crate::domain::Domain;
-use crate::generate::{self, GenerateError};
+use crate::lifecycle::{InstallRequest, LifecycleError, Profiles, Report};
 use crate::log::{Level, Log};
-use crate::profile::{self, Mode};
-use crate::store::{self, GuestLock};
+use crate::mode::{self, HostKey};
+use crate::profile::Mode;
+use crate::store::GuestLock;
 use std::io::Read;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// What the event asks of us.
@@ -40,6 +39,15 @@ pub enum Action {
     Remove,
     /// Make sure it exists and is loaded, never fail (reconnect).
     Ensure,
+}
+
+impl Action {
+    /// Events whose failure must not reach libvirt as an error: a failing `reconnect` makes
+    /// libvirt kill the running guest, and `stopped`/`release` come too late to stop anything.
+    /// The one rule for the exit status, also with a broken configuration.
+    pub fn never_fails(self) -> bool {
+        matches!(self, Action::Ensure | Action::Remove | Action::LogOnly)
+    }
 }
 
 /// Map `<op> <sub-op>` to an action.
@@ -58,12 +66,14 @@ pub fn action_for(op: &str, sub: &str) -> Action {
     }
 }
 
-/// The hook's environment: configuration, kernel view, log, parser, cached capabilities.
+/// The hook's environment: configuration, kernel view, log, cached capabilities and the host
+/// facts the cache is checked against.
 pub struct Hook {
     pub cfg: Config,
     pub kernel: Kernel,
     pub log: Log,
     pub caps: Option<Caps>,
+    pub host_key: HostKey,
 }
 
 /// Result of one event: exit status and, on failure, the one line for libvirt's error.
@@ -89,46 +99,30 @@ impl Outcome {
 }
 
 impl Hook {
-    /// Set up from a configuration (reads the capability cache, nothing else).
+    /// Set up from a configuration (reads the capability cache and the host key, nothing else).
     pub fn new(cfg: Config) -> Hook {
-        let kernel = Kernel {
-            root: cfg.root.clone(),
-        };
+        let kernel = Kernel::from_config(&cfg);
         let log = Log::new(cfg.rooted(&cfg.log_file));
         let caps = Caps::load(&cfg.caps_path());
+        let host_key = HostKey::current(&cfg.root);
         Hook {
             cfg,
             kernel,
             log,
             caps,
+            host_key,
         }
     }
 
-    /// Which mode applies on this host, and why.
+    /// Which mode applies on this host, and why (see [`crate::mode`]).
     pub fn mode(&self) -> (Mode, String) {
-        match self.cfg.mode {
-            ModeSetting::Libvirt => (Mode::Libvirt, "configured".into()),
-            ModeSetting::Standalone => (Mode::Standalone, "configured".into()),
-            ModeSetting::Auto => match &self.caps {
-                Some(c) if c.apparmor_driver() => {
-                    (Mode::Libvirt, "libvirt reports secmodel apparmor".into())
-                }
-                Some(_) => (
-                    Mode::Standalone,
-                    "libvirt reports no apparmor secmodel".into(),
-                ),
-                None => guess_mode(&self.cfg, &self.kernel),
-            },
-        }
+        let c = mode::choose(&self.cfg, self.caps.as_ref(), &self.host_key);
+        (c.mode, c.why)
     }
 
-    pub(crate) fn parser(&self) -> Result<Parser, ParserError> {
-        Ok(Parser {
-            binary: Parser::locate(self.cfg.apparmor_parser.as_deref())?,
-            include_dirs: self.cfg.include_dirs(),
-            cache_dir: Some(self.cfg.rooted(&self.cfg.state_dir).join("cache")),
-            timeout: self.cfg.parser_timeout(),
-        })
+    /// The profile owner for this configuration.
+    pub fn profiles(&self) -> Profiles<'_> {
+        Profiles::new(&self.cfg)
     }
 
     /// Run one event. `args` are the hook's arguments after the program name.
@@ -138,7 +132,7 @@ impl Hook {
         let (dname, op, sub) = (get(0), get(1), get(2));
         let event = format!("{op}/{sub}");
         let action = action_for(op, sub);
-        let never_fail = matches!(action, Action::Ensure | Action::Remove | Action::LogOnly);
+        let never_fail = action.never_fails();
         self.maybe_refresh_caps();
 
         let mut xml = Vec::new();
@@ -168,7 +162,7 @@ impl Hook {
             // A stale file of ours would make libvirt reload it instead of generating its own.
             let mut note = String::new();
             if matches!(action, Action::Install { .. } | Action::Remove) {
-                if let Ok(true) = self.remove_our_file(&dom.profile_name()) {
+                if let Ok(true) = self.profiles().remove_if_ours(&dom.profile_name()) {
                     note = "; removed our old profile file".into();
                 }
             }
@@ -226,7 +220,7 @@ impl Hook {
                     if let Some(c) = &self.caps {
                         if !c.emulators.is_empty()
                             && !c.emulators.contains(emu)
-                            && !emu.starts_with(crate::wrapper::WRAPPER_PATH_PREFIX)
+                            && !crate::layout::is_wrapper_path(emu)
                             && matches!(action, Action::Install { .. })
                         {
                             self.log.line(
@@ -264,10 +258,12 @@ impl Hook {
         }
     }
 
+    /// Start a detached refresh of the capability cache when it is missing, old, or written
+    /// under other host facts (a reboot, a qemu.conf edit, a daemon restart).
     fn maybe_refresh_caps(&self) {
         let stale = match &self.caps {
             None => true,
-            Some(c) => c.age() > Duration::from_secs(self.cfg.caps_max_age),
+            Some(c) => c.needs_refresh(Duration::from_secs(self.cfg.caps_max_age), &self.host_key),
         };
         if !stale {
             return;
@@ -305,25 +301,6 @@ impl Hook {
         None
     }
 
-    pub(crate) fn template(&self, warnings: &mut Vec<String>) -> String {
-        let p = self.cfg.rooted(&self.cfg.template);
-        match store::read_capped(&p) {
-            Ok(Some(b)) => match String::from_utf8(b) {
-                Ok(s) => return s,
-                Err(_) => warnings.push(format!(
-                    "template {} is not UTF-8; using the built-in template",
-                    p.display()
-                )),
-            },
-            Ok(None) => warnings.push(format!(
-                "template {} missing; using the built-in template",
-                p.display()
-            )),
-            Err(e) => warnings.push(format!("template: {e}; using the built-in template")),
-        }
-        profile::DEFAULT_TEMPLATE.to_string()
-    }
-
     /// Derivation options from config and capability cache.
     pub fn derive_options(&self) -> derive::Options {
         derive::Options {
@@ -337,138 +314,32 @@ impl Hook {
         }
     }
 
-    fn install(&self, dom: &Domain, mode: Mode, load: bool) -> Result<Report, String> {
-        let mut warnings = Vec::new();
-        let template = self.template(&mut warnings);
+    fn install(&self, dom: &Domain, mode: Mode, load: bool) -> Result<Report, LifecycleError> {
         let opts = self.derive_options();
-        let g = generate::from_domain(
-            dom.clone(),
-            &generate::Settings {
-                mode,
-                default_enforcement: self.cfg.enforcement,
-                template: &template,
-                derive: &opts,
-            },
-        )
-        .map_err(|e: GenerateError| e.to_string())?;
-        warnings.extend(g.derived.warnings.iter().cloned());
-        let name = dom.profile_name();
-        let path = self.cfg.profile_path(&name);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        }
-        let stale = store::remove_stale_temps(&path);
-        if stale > 0 {
-            warnings.push(format!(
-                "removed {stale} temporary file(s) left by an interrupted run"
-            ));
-        }
-        let old = store::read_capped(&path)
-            .map_err(|e| e.to_string())?
-            .map(|b| String::from_utf8_lossy(&b).into_owned());
-        let kernel_on = self.kernel.enabled();
-        let nrules = g.derived.rules.len();
-        let mode_word = format!("{:?}", g.enforcement).to_lowercase();
-        let mut text = Vec::new();
-
-        if old.as_deref() == Some(g.profile.as_str()) {
-            text.push(format!("{name} unchanged ({nrules} rules, {mode_word})"));
-            if kernel_on && load {
-                if self.kernel.profile_mode(&name).is_none() {
-                    self.parser()
-                        .and_then(|p| p.replace(&path, true))
-                        .map_err(|e| e.to_string())?;
-                    text.push("loaded from cache".into());
-                } else {
-                    text.push("already loaded".into());
-                }
-            } else {
-                text.push(self.not_loaded_reason(kernel_on, mode));
-            }
-            return Ok(Report {
-                text: text.join(", "),
-                warnings,
-            });
-        }
-
-        let (added, removed) = generate::rule_diff(old.as_deref().unwrap_or(""), &g.profile);
-        let staged = store::Staged::write(&path, g.profile.as_bytes())
-            .map_err(|e| format!("cannot write profile: {e}"))?;
-        match self.parser() {
-            Ok(p) => {
-                if kernel_on && load {
-                    p.replace(staged.path(), false).map_err(|e| e.to_string())?;
-                } else {
-                    p.check(staged.path()).map_err(|e| e.to_string())?;
-                }
-            }
-            Err(e) if !kernel_on => {
-                warnings.push(format!("{e}; profile written without a compile check"))
-            }
-            Err(e) => return Err(e.to_string()),
-        }
-        staged
-            .commit()
-            .map_err(|e| format!("cannot replace profile: {e}"))?;
-        text.push(format!(
-            "{} {name}: {nrules} rules, {mode_word} (+{} -{}{})",
-            if old.is_some() { "rewrote" } else { "wrote" },
-            added.len(),
-            removed.len(),
-            if old.is_some() {
-                summarize(&added, &removed)
-            } else {
-                String::new()
-            }
-        ));
-        if kernel_on && load {
-            text.push("loaded".into());
-        } else {
-            text.push("compile ok".into());
-            text.push(self.not_loaded_reason(kernel_on, mode));
-        }
-        Ok(Report {
-            text: text.join(", "),
-            warnings,
+        self.profiles().install(&InstallRequest {
+            domain: dom,
+            mode,
+            load,
+            derive: &opts,
         })
     }
 
-    fn not_loaded_reason(&self, kernel_on: bool, mode: Mode) -> String {
-        if !kernel_on {
-            match self.kernel.status() {
-                crate::apparmorfs::Status::Disabled(why) => format!("not loaded: {why}"),
-                crate::apparmorfs::Status::Enabled => "not loaded".into(),
-            }
-        } else if mode == Mode::Libvirt {
-            "libvirt loads it".into()
-        } else {
-            "not loaded".into()
-        }
-    }
-
-    fn verify(&self, dom: &Domain) -> Result<Report, String> {
+    fn verify(&self, dom: &Domain) -> Result<Report, LifecycleError> {
         let name = dom.profile_name();
-        if !self.cfg.profile_path(&name).exists() {
-            return Err(format!("profile file of {name} is missing"));
-        }
-        if self.kernel.enabled() {
-            match self.kernel.profile_mode(&name) {
-                Some(m) => {
-                    let q = self.qemu_label(dom);
-                    let mut r = Report::text(&format!("{name} loaded ({m}){q}"));
-                    if q.contains("NOT in its profile") {
-                        r.warnings
-                            .push(format!("QEMU is not confined by {name}{q}"));
-                    }
-                    Ok(r)
+        let text = match self.profiles().verify(&name)? {
+            Some(m) => {
+                let q = self.qemu_label(dom);
+                if q.contains("NOT in its profile") {
+                    let mut r = Report::text(format!("{name} loaded ({m}){q}"));
+                    r.warnings
+                        .push(format!("QEMU is not confined by {name}{q}"));
+                    return Ok(r);
                 }
-                None => Err(format!("{name} is not loaded")),
+                format!("{name} loaded ({m}){q}")
             }
-        } else {
-            Ok(Report::text(&format!(
-                "{name} in place (kernel has no AppArmor)"
-            )))
-        }
+            None => format!("{name} in place (kernel has no AppArmor)"),
+        };
+        Ok(Report::text(text))
     }
 
     /// What QEMU really runs under (`/proc/<pid>/attr/current`; the pid from libvirt's pid file
@@ -477,7 +348,7 @@ impl Hook {
     fn qemu_label(&self, dom: &Domain) -> String {
         let pidfile = self
             .cfg
-            .rooted(Path::new("/run/libvirt/qemu"))
+            .rooted(std::path::Path::new("/run/libvirt/qemu"))
             .join(format!("{}.pid", dom.name));
         let pid = std::fs::read_to_string(&pidfile)
             .ok()
@@ -494,68 +365,9 @@ impl Hook {
         }
     }
 
-    fn remove(&self, dom: &Domain, mode: Mode) -> Result<Report, String> {
-        let name = dom.profile_name();
-        let path = self.cfg.profile_path(&name);
-        let mut text = Vec::new();
-        if self.kernel.enabled() {
-            if self.kernel.profile_mode(&name).is_some() {
-                self.unload(&name, &path)?;
-                text.push(format!("unloaded {name}"));
-            } else {
-                text.push(format!("{name} was not loaded"));
-            }
-        }
-        match self.remove_our_file(&name) {
-            Ok(true) => text.push(format!("removed {}", path.display())),
-            Ok(false) => text.push("no profile file of ours to remove".into()),
-            Err(e) => return Err(e),
-        }
-        if mode == Mode::Standalone {
-            let _ = store::remove_if_exists(&self.cfg.files_path(&name));
-        }
-        text.push("kept local rules".into());
-        Ok(Report::text(&text.join(", ")))
-    }
-
-    fn unload(&self, name: &str, path: &Path) -> Result<(), String> {
-        if path.exists() {
-            self.parser()
-                .and_then(|p| p.remove(path))
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        } else {
-            // No file to hand the parser: use the kernel interface directly.
-            let rm = self.cfg.root.join("sys/kernel/security/apparmor/.remove");
-            std::fs::write(&rm, name.as_bytes()).map_err(|e| format!("{}: {e}", rm.display()))
-        }
-    }
-
-    /// Remove the main profile file if we wrote it (never a file libvirt or the admin made).
-    fn remove_our_file(&self, name: &str) -> Result<bool, String> {
-        let path = self.cfg.profile_path(name);
-        match store::read_capped(&path) {
-            Ok(Some(b)) if b.starts_with(profile::MARKER.as_bytes()) => {
-                store::remove_if_exists(&path).map_err(|e| e.to_string())
-            }
-            Ok(_) => Ok(false),
-            Err(e) => Err(e.to_string()),
-        }
-    }
-}
-
-/// What an action did, for the log line.
-struct Report {
-    text: String,
-    warnings: Vec<String>,
-}
-
-impl Report {
-    fn text(s: &str) -> Report {
-        Report {
-            text: s.to_string(),
-            warnings: Vec::new(),
-        }
+    fn remove(&self, dom: &Domain, mode: Mode) -> Result<Report, LifecycleError> {
+        self.profiles()
+            .remove(&dom.profile_name(), mode == Mode::Standalone)
     }
 }
 
@@ -563,75 +375,18 @@ fn ms(t0: Instant) -> String {
     format!("{:.1} ms", t0.elapsed().as_secs_f64() * 1000.0)
 }
 
-fn summarize(added: &[String], removed: &[String]) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for a in added.iter().take(3) {
-        parts.push(format!("+{}", a.trim_end_matches(',')));
-    }
-    for r in removed.iter().take(3) {
-        parts.push(format!("-{}", r.trim_end_matches(',')));
-    }
-    if added.len() + removed.len() > parts.len() {
-        parts.push("...".into());
-    }
-    if parts.is_empty() || added.len() + removed.len() > 20 {
-        String::new()
-    } else {
-        format!(": {}", parts.join(" "))
-    }
-}
-
-/// Without a capability cache: libvirt's AppArmor driver is active when the kernel has AppArmor,
-/// the daemon's profile is loaded and qemu.conf does not turn the driver off.
-pub fn guess_mode(cfg: &Config, kernel: &Kernel) -> (Mode, String) {
-    let qemu_conf = std::fs::read_to_string(cfg.rooted(Path::new("/etc/libvirt/qemu.conf")))
-        .unwrap_or_default();
-    let driver_line = qemu_conf
-        .lines()
-        .map(str::trim)
-        .rfind(|l| l.starts_with("security_driver"))
-        .unwrap_or("");
-    if driver_line.contains("\"none\"")
-        || (!driver_line.is_empty() && !driver_line.contains("apparmor"))
-    {
-        return (
-            Mode::Standalone,
-            "qemu.conf sets another security_driver (no cache)".into(),
-        );
-    }
-    if !kernel.enabled() {
-        // libvirt's AppArmor driver cannot be active without AppArmor in the kernel.
-        return (
-            Mode::Standalone,
-            "no capability cache; kernel has no AppArmor".into(),
-        );
-    }
-    let daemon_confined = kernel
-        .loaded()
-        .iter()
-        .any(|(n, _)| n == "libvirtd" || n == "virtqemud" || n == "/usr/sbin/libvirtd");
-    if daemon_confined {
-        (
-            Mode::Libvirt,
-            "no capability cache; libvirtd profile loaded".into(),
-        )
-    } else {
-        (
-            Mode::Standalone,
-            "no capability cache; libvirtd runs unconfined".into(),
-        )
-    }
-}
-
 /// Entry point for the binary: read stdin, run, print the failure line, return the exit code.
 pub fn main(args: &[String]) -> i32 {
     let cfg = match Config::load() {
         Ok(c) => c,
         Err(e) => {
-            // Still honour the reconnect/release contract with a broken config.
+            // The same exit-status rule as every other failure: a broken config must not kill a
+            // running guest (`reconnect`) nor fail an event that only logs (`started` is
+            // fatal only when configured so, which a broken config cannot say).
             eprintln!("virt-aa-hook: {e}");
-            let op = args.get(1).map(String::as_str).unwrap_or("");
-            return if matches!(op, "reconnect" | "release" | "stopped") {
+            let get = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
+            let action = action_for(get(1), get(2));
+            return if action.never_fails() || action == Action::Verify {
                 0
             } else {
                 1

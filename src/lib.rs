@@ -1,15 +1,24 @@
 //! virt-aa-hook: per-guest AppArmor profiles (sVirt) for libvirt/QEMU guests.
 //!
-//! Each module owns one step, so a newcomer finds their room from the file list:
-//! - parse: [`xml`] (element tree), [`domain`] (identity, labels, our metadata);
-//! - derive: [`derive`] (device → grants), [`rules`] (dedup/merge), [`paths`] (resolve, escape,
-//!   host policy), [`backing`] (image headers);
-//! - render: [`profile`] (template), [`generate`] (the pure pipeline);
-//! - act: [`store`] (atomic files, locks), [`aaparser`] (apparmor_parser with timeouts),
-//!   [`apparmorfs`] (kernel state), [`log`] (the admin's log), [`caps`] (capability cache),
-//!   [`config`] (the TOML file);
-//! - entry points: [`hook`] (libvirt events), [`helper`] (libvirt's AppArmor driver, in place
-//!   of virt-aa-helper), [`wrapper`] (emulator wrapper).
+//! # Code map
+//! Each module owns one thing, so a newcomer finds their room from the file list, and each fact
+//! has one owner that everyone asks:
+//! - **parse:** [`xml`] (element tree, hostile-input limits), [`domain`] (identity, profile name,
+//!   labels, our metadata);
+//! - **derive:** [`derive`] (device → grants), [`rules`] (dedup/merge), [`paths`] (resolve,
+//!   escape, host policy), [`backing`] (image headers and chains);
+//! - **render:** [`profile`] (template, our marker line), [`generate`] (the pure pipeline);
+//! - **own a guest's profile:** [`lifecycle`] (install = write if changed + compile + load,
+//!   verify, remove, "is this file ours") — the hook, the helper, `gc` and `status` go through it;
+//! - **host facts:** [`layout`] (every installed path), [`mode`] (libvirt vs standalone mode,
+//!   daemon confinement, when the capability cache still holds), [`caps`] (the cache),
+//!   [`config`] (the TOML file), [`apparmorfs`] (kernel state);
+//! - **act:** [`store`] (atomic files, locks), [`aaparser`] (apparmor_parser with timeouts),
+//!   [`log`] (the admin's log);
+//! - **entry points:** [`hook`] (libvirt events), [`helper`] (libvirt's AppArmor driver, in
+//!   place of virt-aa-helper), [`wrapper`] (emulator wrapper); the binaries in
+//!   `src/main.rs` (no libvirt linked) and `src/bin/virt-aa-hook-libvirt.rs` + `src/admin/`
+//!   (commands that talk to libvirt).
 
 pub mod aaparser;
 pub mod apparmorfs;
@@ -21,7 +30,10 @@ pub mod domain;
 pub mod generate;
 pub mod helper;
 pub mod hook;
+pub mod layout;
+pub mod lifecycle;
 pub mod log;
+pub mod mode;
 pub mod paths;
 pub mod profile;
 pub mod rules;

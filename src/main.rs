@@ -15,9 +15,10 @@ use std::ffi::OsString;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use virt_aa_hook::config::Config;
+use virt_aa_hook::generate::GenerateError;
 use virt_aa_hook::hook::Hook;
 use virt_aa_hook::profile::Mode;
-use virt_aa_hook::{generate, helper, wrapper};
+use virt_aa_hook::{helper, wrapper};
 
 #[derive(Parser)]
 #[command(
@@ -89,7 +90,7 @@ fn main() {
     if argv0
         .file_name()
         .and_then(|n| n.to_str())
-        .is_some_and(|n| n.starts_with(wrapper::WRAPPER_PREFIX))
+        .is_some_and(|n| n.starts_with(virt_aa_hook::layout::WRAPPER_PREFIX))
     {
         let rest = args.split_off(1);
         std::process::exit(wrapper::main(&argv0, rest));
@@ -168,22 +169,14 @@ fn cmd_generate(
         Some(ModeArg::Standalone) => Mode::Standalone,
         None => hook.mode().0,
     };
-    let template = match std::fs::read_to_string(hook.cfg.rooted(&hook.cfg.template)) {
-        Ok(t) => t,
-        Err(_) => virt_aa_hook::profile::DEFAULT_TEMPLATE.to_string(),
-    };
     let mut opts = hook.derive_options();
     opts.probe_backing = opts.probe_backing && !no_probe;
-    let g = generate::from_xml(
-        &xml,
-        &generate::Settings {
-            mode,
-            default_enforcement: hook.cfg.enforcement,
-            template: &template,
-            derive: &opts,
-        },
-    )?;
-    for w in &g.derived.warnings {
+    let dom = virt_aa_hook::domain::Domain::parse(&xml).map_err(GenerateError::from)?;
+    // The hook's own rendering (same template fallback, same warnings): what is printed is
+    // exactly what would be installed.
+    let mut warnings = Vec::new();
+    let g = hook.profiles().render(dom, mode, &opts, &mut warnings)?;
+    for w in &warnings {
         eprintln!("warning: {w}");
     }
     let out = if full { &g.profile } else { &g.rules_text };

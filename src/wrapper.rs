@@ -12,11 +12,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
-/// File-name prefix that makes the binary act as a wrapper.
-pub const WRAPPER_PREFIX: &str = "virt-aa-hook.";
-/// Full path prefix of the installed wrappers (`<this><emulator file name>`): they must sit
-/// directly in libvirt's libexec directory, whose `PUxr` rule in libvirtd's profile applies.
-pub const WRAPPER_PATH_PREFIX: &str = "/usr/lib/libvirt/virt-aa-hook.";
+use crate::layout::WRAPPER_PREFIX;
 
 /// Why the wrapper refuses to start QEMU.
 #[derive(Debug, Error, PartialEq, Eq)]

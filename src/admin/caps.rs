@@ -15,6 +15,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use virt::connect::Connect;
 use virt_aa_hook::caps::{CACHE_VERSION, Caps};
 use virt_aa_hook::config::Config;
+use virt_aa_hook::layout::LIBEXEC_DIR;
+use virt_aa_hook::mode::HostKey;
 use virt_aa_hook::xml::{self, Element};
 
 /// Where QEMU firmware descriptors live (the files libvirt itself reads to pair firmware
@@ -285,6 +287,8 @@ pub fn collect(conn: &Connect, uri: &str) -> Result<(Caps, Vec<String>)> {
         emulators: host.emulators(),
         firmware,
         nvram_templates: nvram,
+        // Set by the caller right after the query, from the host it ran on.
+        host_key: None,
     };
     Ok((caps, warnings))
 }
@@ -364,7 +368,7 @@ pub fn touch_wrappers(dir: &Path) -> Vec<Result<PathBuf, String>> {
         .filter(|e| {
             e.file_name()
                 .to_str()
-                .is_some_and(|n| n.starts_with(virt_aa_hook::wrapper::WRAPPER_PREFIX))
+                .is_some_and(|n| n.starts_with(virt_aa_hook::layout::WRAPPER_PREFIX))
         })
         .map(|e| e.path())
         .collect();
@@ -398,7 +402,7 @@ pub fn run(cfg: &Config, lv: &Libvirt, a: &CapsArgs) -> Result<i32> {
     let cache = cfg.caps_path();
     let lock_path = cfg.rooted(&cfg.state_dir).join("caps.lock");
     if a.background {
-        return Ok(background(lv, &cache, &lock_path, a.refresh));
+        return Ok(background(cfg, lv, &cache, &lock_path, a.refresh));
     }
     let _lock = match RefreshLock::try_acquire(&lock_path) {
         Ok(Some(l)) => Some(l),
@@ -412,7 +416,7 @@ pub fn run(cfg: &Config, lv: &Libvirt, a: &CapsArgs) -> Result<i32> {
         }
     };
     if a.refresh {
-        let dir = Path::new(super::LIBEXEC_DIR);
+        let dir = Path::new(LIBEXEC_DIR);
         let touched = touch_wrappers(dir);
         if touched.is_empty() {
             println!("no emulator wrappers in {} to touch", dir.display());
@@ -425,7 +429,8 @@ pub fn run(cfg: &Config, lv: &Libvirt, a: &CapsArgs) -> Result<i32> {
         }
     }
     let uri = lv.uri.clone();
-    let (caps, warnings) = lv.run(move |c| collect(c, &uri))?;
+    let (mut caps, warnings) = lv.run(move |c| collect(c, &uri))?;
+    caps.host_key = Some(HostKey::current(&cfg.root));
     for w in &warnings {
         eprintln!("warning: {w}");
     }
@@ -442,26 +447,30 @@ pub fn run(cfg: &Config, lv: &Libvirt, a: &CapsArgs) -> Result<i32> {
 /// `caps --background`: silent, one refresher at a time, retrying a daemon that is not up yet
 /// with exponential backoff (0.5 s doubling, within [`BACKGROUND_RETRY_WINDOW`]). Exit status
 /// 0 = written or not needed, 1 = gave up.
-fn background(lv: &Libvirt, cache: &Path, lock_path: &Path, refresh: bool) -> i32 {
+fn background(cfg: &Config, lv: &Libvirt, cache: &Path, lock_path: &Path, refresh: bool) -> i32 {
     let _lock = match RefreshLock::try_acquire(lock_path) {
         Ok(Some(l)) => l,
         Ok(None) => return 0,
         Err(_) => return 1,
     };
     if let Some(c) = Caps::load(cache) {
-        if c.age() < BACKGROUND_FRESH_ENOUGH && !refresh {
+        // Fresh and written under today's host facts: another refresher just did the work.
+        if !refresh && !c.needs_refresh(BACKGROUND_FRESH_ENOUGH, &HostKey::current(&cfg.root)) {
             return 0;
         }
     }
     if refresh {
-        let _ = touch_wrappers(Path::new(super::LIBEXEC_DIR));
+        let _ = touch_wrappers(Path::new(LIBEXEC_DIR));
     }
     let start = Instant::now();
     let mut delay = Duration::from_millis(500);
     loop {
         let uri = lv.uri.clone();
         match lv.run(move |c| collect(c, &uri)) {
-            Ok((caps, _)) => return if caps.store(cache).is_ok() { 0 } else { 1 },
+            Ok((mut caps, _)) => {
+                caps.host_key = Some(HostKey::current(&cfg.root));
+                return if caps.store(cache).is_ok() { 0 } else { 1 };
+            }
             Err(LvError::Unreachable(_)) => {
                 let left = BACKGROUND_RETRY_WINDOW.saturating_sub(start.elapsed());
                 if left.is_zero() {

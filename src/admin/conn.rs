@@ -13,6 +13,7 @@ use virt::connect::Connect;
 use virt::domain::DomainState;
 use virt::enumutil::Enum;
 use virt_aa_hook::domain::{Domain as DomainDef, GuestSettings};
+use virt_aa_hook::layout::WRAPPER_PATH_PREFIX;
 
 /// Why a libvirt call gave no answer. Commands need the distinction: "daemon unreachable"
 /// turns the remaining libvirt checks of `doctor` into "not checked", and `caps --background`
@@ -189,7 +190,7 @@ impl GuestInfo {
 
 /// Whether an emulator path is one of our wrappers.
 pub fn is_wrapper(emulator: Option<&str>) -> bool {
-    emulator.is_some_and(|e| e.starts_with(&super::wrapper_prefix()))
+    emulator.is_some_and(|e| e.starts_with(WRAPPER_PATH_PREFIX))
 }
 
 fn facts(xml: &str) -> Result<ConfigFacts, String> {

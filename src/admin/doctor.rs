@@ -11,6 +11,7 @@ use virt_aa_hook::apparmorfs::{Kernel, Status as KStatus};
 use virt_aa_hook::caps::Caps;
 use virt_aa_hook::config::Config;
 use virt_aa_hook::hook::Hook;
+use virt_aa_hook::layout::{self, LIBEXEC_DIR};
 use virt_aa_hook::profile::{self, Mode};
 
 /// Outcome of one check.
@@ -134,7 +135,7 @@ pub fn classify_hook(root: &Path, p: &Path) -> HookEntry {
         if !is_our_name(&host) {
             return HookEntry::Foreign;
         }
-        return if host.parent() == Some(Path::new(super::LIBEXEC_DIR)) {
+        return if host.parent() == Some(Path::new(LIBEXEC_DIR)) {
             HookEntry::Good(host)
         } else {
             HookEntry::Outside(host)
@@ -181,10 +182,11 @@ fn hook_check(cfg: &Config) -> Check {
         entries.extend(v);
     }
     let link_hint = format!(
-        "ln -sf {}/virt-aa-hook {}/qemu.d/virt-aa-hook (install.sh does this), then restart \
-         libvirtd/virtqemud: hooks are found at daemon start",
-        super::LIBEXEC_DIR,
-        hooks.display()
+        "ln -sf {} {} (the installer does this; or {} when you have no qemu hook of your \
+         own), then restart libvirtd/virtqemud: hooks are found at daemon start",
+        layout::HOOK_BINARY,
+        cfg.rooted(Path::new(layout::HOOK_LINK_D)).display(),
+        cfg.rooted(Path::new(layout::HOOK_LINK)).display(),
     );
     let mut good = Vec::new();
     let mut problems: Vec<(State, String)> = Vec::new();
@@ -198,7 +200,7 @@ fn hook_check(cfg: &Config) -> Check {
                      apparmor_parser)",
                     e.display(),
                     t.display(),
-                    super::LIBEXEC_DIR
+                    LIBEXEC_DIR
                 ),
             )),
             HookEntry::Dangling(t) => problems.push((
@@ -218,7 +220,7 @@ fn hook_check(cfg: &Config) -> Check {
                 format!(
                     "{} is a script mentioning virt-aa-hook: it works only if it execs {}/virt-aa-hook",
                     e.display(),
-                    super::LIBEXEC_DIR
+                    LIBEXEC_DIR
                 ),
             )),
             HookEntry::Foreign => {}
@@ -440,9 +442,7 @@ fn cache_check(cfg: &Config, live: Option<&[String]>) -> Check {
 /// Run all checks. Pure with respect to output: returns the lines; `run` prints them.
 pub fn checks(cfg: &Config, lv: &Libvirt) -> Vec<Check> {
     let mut v = Vec::new();
-    let kernel = Kernel {
-        root: cfg.root.clone(),
-    };
+    let kernel = Kernel::from_config(cfg);
     let kstatus = kernel.status();
     let kernel_on = kstatus == KStatus::Enabled;
     v.push(match &kstatus {
@@ -455,15 +455,10 @@ pub fn checks(cfg: &Config, lv: &Libvirt) -> Vec<Check> {
         ),
     });
 
-    v.push(match Parser::locate(cfg.apparmor_parser.as_deref()) {
-        Ok(bin) => {
-            let p = Parser {
-                binary: bin.clone(),
-                include_dirs: Vec::new(),
-                cache_dir: None,
-                timeout: cfg.parser_timeout(),
-            };
+    v.push(match Parser::from_config(cfg) {
+        Ok(p) => {
             let ver = p.version().unwrap_or_else(|| "version unknown".into());
+            let bin = &p.binary;
             check(
                 State::Pass,
                 "apparmor_parser",
@@ -544,11 +539,7 @@ pub fn checks(cfg: &Config, lv: &Libvirt) -> Vec<Check> {
             None,
         )
     } else {
-        let loaded = kernel.loaded();
-        let daemon = loaded.iter().find(|(n, _)| {
-            n == "libvirtd" || n == "virtqemud" || n.ends_with("/libvirtd") || n.ends_with("/virtqemud")
-        });
-        match daemon {
+        match virt_aa_hook::mode::daemon_profile(&kernel) {
             Some((n, m)) => check(
                 State::Pass,
                 "libvirt daemon confined",

@@ -21,6 +21,7 @@ use virt::connect::Connect;
 use virt::domain::Domain;
 use virt_aa_hook::config::Config;
 use virt_aa_hook::domain::{Domain as DomainDef, METADATA_NS};
+use virt_aa_hook::layout::WRAPPER_PATH_PREFIX;
 
 /// Our metadata attribute naming the emulator the wrapper replaced.
 pub const ORIGINAL_ATTR: &str = "original-emulator";
@@ -471,7 +472,7 @@ pub fn run(cfg: &Config, lv: &Libvirt, targets: Targets, enroll: bool) -> Result
             );
         }
     }
-    let prefix = super::wrapper_prefix();
+    let prefix = WRAPPER_PATH_PREFIX.to_string();
     let emulator_dir: PathBuf = cfg.emulator_dir.clone();
     let outcomes = lv.run(move |c| apply(c, &targets, enroll, &prefix, &emulator_dir, true))?;
     if outcomes.is_empty() {

@@ -10,14 +10,14 @@
 use super::conn::{self, Libvirt, LvError};
 use anyhow::{Context, Result, anyhow, bail};
 use std::collections::HashSet;
-use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
 use virt::error::ErrorNumber;
-use virt_aa_hook::aaparser::Parser;
 use virt_aa_hook::apparmorfs::Kernel;
 use virt_aa_hook::config::Config;
+use virt_aa_hook::lifecycle::{self, Profiles};
 use virt_aa_hook::log::{Level, Log};
+#[cfg(test)]
 use virt_aa_hook::profile::MARKER;
 use virt_aa_hook::store::{self, GuestLock};
 
@@ -110,15 +110,6 @@ pub fn decide(defined: &HashSet<String>, entries: &[DirEntry]) -> Vec<Decision> 
     out
 }
 
-/// Whether a file starts with our marker line.
-pub fn is_ours(path: &Path) -> bool {
-    let Ok(f) = std::fs::File::open(path) else {
-        return false;
-    };
-    let mut head = Vec::new();
-    f.take(MARKER.len() as u64).read_to_end(&mut head).is_ok() && head == MARKER.as_bytes()
-}
-
 /// List the profile directory (missing directory: empty).
 pub fn scan(dir: &Path) -> Result<Vec<DirEntry>> {
     let rd = match std::fs::read_dir(dir) {
@@ -135,7 +126,7 @@ pub fn scan(dir: &Path) -> Result<Vec<DirEntry>> {
         if parse_name(&name).is_none() || !e.file_type().is_ok_and(|t| t.is_file()) {
             continue;
         }
-        let ours = is_ours(&e.path());
+        let ours = lifecycle::is_ours(&e.path());
         v.push(DirEntry { name, ours });
     }
     Ok(v)
@@ -160,9 +151,7 @@ pub fn run(cfg: &Config, lv: &Libvirt, dry_run: bool) -> Result<i32> {
     let defined: HashSet<String> = guests.iter().map(|g| g.uuid.clone()).collect();
     let dir = cfg.rooted(&cfg.profile_dir);
     let decisions = decide(&defined, &scan(&dir)?);
-    let kernel = Kernel {
-        root: cfg.root.clone(),
-    };
+    let kernel = Kernel::from_config(cfg);
     let log = Log::new(cfg.rooted(&cfg.log_file));
     let lock_dir = cfg.rooted(&cfg.state_dir).join("locks");
     let (mut removed, mut not_ours, mut of_defined, mut errors) = (0, 0, 0, 0);
@@ -259,19 +248,15 @@ fn remove_one(
         Ok(false) => return Ok(None),
         Err(e) => bail!("{e}"),
     }
-    if !is_ours(path) {
+    if !lifecycle::is_ours(path) {
         bail!("no longer ours (changed since the scan)");
     }
-    let name = format!("libvirt-{uuid}");
+    let name = format!("{}{uuid}", virt_aa_hook::domain::PROFILE_PREFIX);
     let mut note = String::new();
     if kernel.enabled() && kernel.profile_mode(&name).is_some() {
-        let parser = Parser {
-            binary: Parser::locate(cfg.apparmor_parser.as_deref())?,
-            include_dirs: cfg.include_dirs(),
-            cache_dir: None,
-            timeout: cfg.parser_timeout(),
-        };
-        parser.remove(path).context("cannot unload it; file kept")?;
+        Profiles::new(cfg)
+            .unload(&name, path)
+            .context("cannot unload it; file kept")?;
         note = " (unloaded)".into();
     }
     store::remove_if_exists(path)?;

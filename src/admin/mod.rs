@@ -18,13 +18,4 @@ pub mod gc;
 /// `status`: per-guest overview.
 pub mod status;
 
-/// Directory libvirt's AppArmor profile lets the daemon exec unconfined (`PUxr`), where
-/// install.sh puts the hook binary and the emulator wrappers. A host path: never rooted,
-/// because libvirt itself uses it.
-pub const LIBEXEC_DIR: &str = "/usr/lib/libvirt";
-
-/// Path prefix of every emulator wrapper (`/usr/lib/libvirt/virt-aa-hook.`), used to tell an
-/// enrolled guest from one that is not.
-pub fn wrapper_prefix() -> String {
-    format!("{LIBEXEC_DIR}/{}", virt_aa_hook::wrapper::WRAPPER_PREFIX)
-}
+// Installed paths (libexec directory, wrapper prefix) are owned by `virt_aa_hook::layout`.

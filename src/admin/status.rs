@@ -9,6 +9,9 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use virt_aa_hook::apparmorfs::{Kernel, LoadedMode};
 use virt_aa_hook::config::Config;
+use virt_aa_hook::domain::PROFILE_PREFIX;
+use virt_aa_hook::lifecycle;
+#[cfg(test)]
 use virt_aa_hook::profile::MARKER;
 
 /// How much of the end of the log `status` reads: enough for months of events on a busy host,
@@ -119,25 +122,6 @@ pub fn read_log_tail(path: &Path) -> String {
     s
 }
 
-/// Whose profile file is at `path`: ours (first line is [`MARKER`]), libvirt's, or none.
-pub fn profile_owner(path: &Path) -> &'static str {
-    match std::fs::File::open(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "missing",
-        Err(_) => "unreadable",
-        Ok(f) => {
-            let mut head = Vec::new();
-            if f.take(MARKER.len() as u64).read_to_end(&mut head).is_err() {
-                return "unreadable";
-            }
-            if head == MARKER.as_bytes() {
-                "ours"
-            } else {
-                "libvirt's"
-            }
-        }
-    }
-}
-
 /// The LOADED column from the kernel's list (`None`: kernel without AppArmor).
 pub fn loaded_word(loaded: Option<&[(String, LoadedMode)]>, profile: &str) -> String {
     match loaded {
@@ -169,15 +153,13 @@ pub fn enrolled_word(g: &GuestInfo) -> String {
 
 /// Build the rows from libvirt's guests and the local state.
 pub fn rows(cfg: &Config, guests: &[GuestInfo], log_text: &str) -> Vec<Row> {
-    let kernel = Kernel {
-        root: cfg.root.clone(),
-    };
+    let kernel = Kernel::from_config(cfg);
     let loaded = kernel.enabled().then(|| kernel.loaded());
     let events = last_events(log_text);
     guests
         .iter()
         .map(|g| {
-            let pname = format!("libvirt-{}", g.uuid);
+            let pname = format!("{PROFILE_PREFIX}{}", g.uuid);
             Row {
                 name: g.name.clone(),
                 uuid: g.uuid.clone(),
@@ -186,7 +168,7 @@ pub fn rows(cfg: &Config, guests: &[GuestInfo], log_text: &str) -> Vec<Row> {
                 } else {
                     format!("{} (transient)", g.state)
                 },
-                profile: profile_owner(&cfg.profile_path(&pname)).into(),
+                profile: lifecycle::owner(&cfg.profile_path(&pname)).word().into(),
                 loaded: loaded_word(loaded.as_deref(), &pname),
                 enrolled: enrolled_word(g),
                 last_event: events.get(&g.uuid).cloned(),
@@ -338,9 +320,9 @@ mod tests {
         std::fs::write(&ours, format!("{MARKER} for domain 'x'\n")).unwrap();
         let theirs = d.path().join("b");
         std::fs::write(&theirs, "#include <tunables/global>\n").unwrap();
-        assert_eq!(profile_owner(&ours), "ours");
-        assert_eq!(profile_owner(&theirs), "libvirt's");
-        assert_eq!(profile_owner(&d.path().join("c")), "missing");
+        assert_eq!(lifecycle::owner(&ours).word(), "ours");
+        assert_eq!(lifecycle::owner(&theirs).word(), "libvirt's");
+        assert_eq!(lifecycle::owner(&d.path().join("c")).word(), "missing");
         let l = vec![("libvirt-x".to_string(), LoadedMode::Complain)];
         assert_eq!(loaded_word(Some(&l), "libvirt-x"), "complain");
         assert_eq!(loaded_word(Some(&l), "libvirt-y"), "no");

@@ -1,0 +1,76 @@
+//! Where virt-aa-hook's own installed files live on a host: one owner for every such path.
+//!
+//! These are host paths that libvirt, libvirtd's AppArmor profile or the package refer to by
+//! name, so they are fixed, not configured: libvirtd's profile lets the daemon run programs in
+//! `/usr/lib/libvirt/` unconfined (`PUxr`), libvirt looks for hooks in `/etc/libvirt/hooks/`,
+//! and libvirt's AppArmor driver runs `/usr/lib/libvirt/virt-aa-helper`. Code that needs one
+//! asks here (tests root them with [`crate::config::Config::rooted`]); the installer and the
+//! package ship files at exactly these places (`tests/` checks the README table against them).
+
+/// A path inside libvirt's libexec directory, as a `&'static str` literal.
+macro_rules! libexec {
+    ($file:literal) => {
+        concat!("/usr/lib/libvirt/", $file)
+    };
+}
+
+/// libvirt's libexec directory: what libvirtd's profile lets the daemon exec unconfined.
+pub const LIBEXEC_DIR: &str = "/usr/lib/libvirt";
+/// The hook, wrapper and admin binary (no libvirt linked).
+pub const HOOK_BINARY: &str = libexec!("virt-aa-hook");
+/// File name of the libvirt-linked admin binary, found beside the running executable.
+pub const ADMIN_BINARY_NAME: &str = "virt-aa-hook-libvirt";
+/// The libvirt-linked admin binary at its installed place.
+pub const ADMIN_BINARY: &str = libexec!("virt-aa-hook-libvirt");
+/// File-name prefix that makes the binary act as an emulator wrapper.
+pub const WRAPPER_PREFIX: &str = "virt-aa-hook.";
+/// Full path prefix of the installed wrappers (`<this><emulator file name>`): they must sit
+/// directly in the libexec directory, whose `PUxr` rule in libvirtd's profile applies.
+pub const WRAPPER_PATH_PREFIX: &str = libexec!("virt-aa-hook.");
+/// libvirt's AppArmor helper, which its security driver runs at every label/relabel/teardown.
+pub const LIBVIRT_HELPER: &str = libexec!("virt-aa-helper");
+/// Where the distribution's helper is kept while ours answers in its place (`dpkg-divert`).
+pub const LIBVIRT_HELPER_DIVERTED: &str = libexec!("virt-aa-helper.distrib");
+/// libvirt's hook directory.
+pub const HOOKS_DIR: &str = "/etc/libvirt/hooks";
+/// The qemu hook libvirt runs when there is no admin hook of its own.
+pub const HOOK_LINK: &str = "/etc/libvirt/hooks/qemu";
+/// Our entry in `qemu.d/` when the admin already has a `qemu` hook (never touched).
+pub const HOOK_LINK_D: &str = "/etc/libvirt/hooks/qemu.d/50-virt-aa-hook";
+/// The admin command in `PATH`.
+pub const ADMIN_COMMAND: &str = "/usr/sbin/virt-aa-hook";
+/// libvirt's QEMU driver configuration (`security_driver`).
+pub const QEMU_CONF: &str = "/etc/libvirt/qemu.conf";
+
+/// The wrapper path for an emulator binary (`/usr/bin/qemu-system-x86_64` →
+/// `/usr/lib/libvirt/virt-aa-hook.qemu-system-x86_64`).
+pub fn wrapper_path(emulator_file_name: &str) -> String {
+    format!("{WRAPPER_PATH_PREFIX}{emulator_file_name}")
+}
+
+/// Whether an `<emulator>` path is one of our wrappers.
+pub fn is_wrapper_path(emulator: &str) -> bool {
+    emulator.starts_with(WRAPPER_PATH_PREFIX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_agree() {
+        assert_eq!(HOOK_BINARY, format!("{LIBEXEC_DIR}/virt-aa-hook"));
+        assert_eq!(ADMIN_BINARY, format!("{LIBEXEC_DIR}/{ADMIN_BINARY_NAME}"));
+        assert_eq!(
+            WRAPPER_PATH_PREFIX,
+            format!("{LIBEXEC_DIR}/{WRAPPER_PREFIX}")
+        );
+        assert!(HOOK_LINK_D.starts_with(&format!("{HOOKS_DIR}/qemu.d/")));
+        assert_eq!(
+            wrapper_path("qemu-system-x86_64"),
+            "/usr/lib/libvirt/virt-aa-hook.qemu-system-x86_64"
+        );
+        assert!(is_wrapper_path(&wrapper_path("qemu-system-x86_64")));
+        assert!(!is_wrapper_path("/usr/bin/qemu-system-x86_64"));
+    }
+}

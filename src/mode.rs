@@ -1,0 +1,403 @@
+//! Which mode applies on this host — libvirt's AppArmor driver loads and applies the profiles
+//! (`libvirt`), or we do (`standalone`) — and the facts it rests on. The hook, the helper,
+//! `doctor`, `generate` and `enroll` all ask [`choose`]; nobody else decides it.
+//!
+//! The capability cache (`caps.json`) says what libvirt reported, but libvirt's answer depends on
+//! things that change under it: the boot (AppArmor on or off in the kernel), `qemu.conf`'s
+//! `security_driver`, and the daemon that read them at its start. A cache written before such a
+//! change once made every event run in the wrong mode for up to a day (`caps_max_age`): the hook
+//! loaded profiles itself and libvirt loaded them again. So the cache carries a [`HostKey`] of
+//! those facts, and its answer about the mode is only trusted while the key still matches the
+//! host; otherwise the mode is decided from the host itself ([`guess`]) and a refresh is started.
+
+use crate::apparmorfs::Kernel;
+use crate::caps::Caps;
+use crate::config::{Config, ModeSetting};
+use crate::layout;
+use crate::profile::Mode;
+use serde::{Deserialize, Serialize};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+/// The libvirt daemons that run QEMU guests: monolithic `libvirtd`, modular `virtqemud`.
+/// Their AppArmor profiles are named after them (or after their path, in old policies) and their
+/// pid files are `/run/<name>.pid`.
+pub const DAEMONS: &[&str] = &["libvirtd", "virtqemud"];
+
+/// Whether a loaded AppArmor profile name is a libvirt daemon's (`libvirtd`,
+/// `/usr/sbin/libvirtd`, `virtqemud`, ...).
+pub fn is_daemon_profile(name: &str) -> bool {
+    DAEMONS
+        .iter()
+        .any(|d| name == *d || name.strip_suffix(d).is_some_and(|p| p.ends_with('/')))
+}
+
+/// The loaded daemon profile and its mode, if a libvirt daemon's profile is loaded.
+pub fn daemon_profile(kernel: &Kernel) -> Option<(String, crate::apparmorfs::LoadedMode)> {
+    kernel
+        .loaded()
+        .into_iter()
+        .find(|(n, _)| is_daemon_profile(n))
+}
+
+/// The host facts libvirt's answer about its security drivers depends on. Equal keys: the
+/// cached answer still holds. Each field is cheap to read (a handful of system calls per event).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostKey {
+    /// `/proc/sys/kernel/random/boot_id`: a reboot may switch AppArmor on or off.
+    pub boot_id: String,
+    /// Whether the kernel's AppArmor is enabled and reachable now.
+    pub apparmor: bool,
+    /// `qemu.conf`'s identity (`size:mtime_ns:inode`, empty when absent): an edit of
+    /// `security_driver` only takes effect at the daemon's next start, but that start is then
+    /// seen by `daemons`; an edit alone makes us re-ask too, which is cheap.
+    pub qemu_conf: String,
+    /// Running daemons as `name:pid:starttime` (from `/run/<name>.pid` and `/proc/<pid>/stat`):
+    /// a restarted daemon may have read another configuration.
+    pub daemons: Vec<String>,
+}
+
+impl HostKey {
+    /// Read the facts now, under `root` (`/` in production).
+    pub fn current(root: &Path) -> HostKey {
+        let kernel = Kernel {
+            root: root.to_path_buf(),
+        };
+        HostKey {
+            boot_id: std::fs::read_to_string(root.join("proc/sys/kernel/random/boot_id"))
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default(),
+            apparmor: kernel.enabled(),
+            qemu_conf: file_identity(&root.join(layout::QEMU_CONF.trim_start_matches('/'))),
+            daemons: DAEMONS
+                .iter()
+                .filter_map(|d| daemon_instance(root, d))
+                .collect(),
+        }
+    }
+
+    /// What differs from `now`, for the log (`None` when nothing does).
+    pub fn changed_since(&self, now: &HostKey) -> Option<String> {
+        let mut what = Vec::new();
+        if self.boot_id != now.boot_id {
+            what.push("the host rebooted");
+        }
+        if self.apparmor != now.apparmor {
+            what.push(if now.apparmor {
+                "the kernel's AppArmor is now enabled"
+            } else {
+                "the kernel's AppArmor is now off"
+            });
+        }
+        if self.qemu_conf != now.qemu_conf {
+            what.push("qemu.conf changed");
+        }
+        if self.daemons != now.daemons {
+            what.push("the libvirt daemon restarted");
+        }
+        (!what.is_empty()).then(|| what.join(", "))
+    }
+}
+
+/// `size:mtime_ns:inode` of a file, empty when it does not exist.
+fn file_identity(p: &Path) -> String {
+    match std::fs::metadata(p) {
+        Ok(m) => format!(
+            "{}:{}:{}",
+            m.len(),
+            m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
+            m.ino()
+        ),
+        Err(_) => String::new(),
+    }
+}
+
+/// `name:pid:starttime` of a running daemon, from its pid file; `None` when it is not running.
+fn daemon_instance(root: &Path, name: &str) -> Option<String> {
+    let pid = std::fs::read_to_string(root.join(format!("run/{name}.pid"))).ok()?;
+    let pid: u32 = pid.trim().parse().ok()?;
+    let stat = std::fs::read_to_string(root.join(format!("proc/{pid}/stat"))).ok()?;
+    // Field 22 (starttime) counts from after the command name, which may contain spaces and
+    // parentheses: split after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let start = rest.split_whitespace().nth(19)?;
+    Some(format!("{name}:{pid}:{start}"))
+}
+
+/// The mode and why, and whether the capability cache was trusted for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Choice {
+    pub mode: Mode,
+    pub why: String,
+    /// The cache exists but describes another boot/configuration/daemon: refresh it.
+    pub cache_outdated: bool,
+}
+
+/// Decide the mode: the configuration wins; in `auto`, libvirt's cached answer while its key
+/// matches `now`, else [`guess`].
+pub fn choose(cfg: &Config, caps: Option<&Caps>, now: &HostKey) -> Choice {
+    let fixed = |mode| Choice {
+        mode,
+        why: "configured".into(),
+        cache_outdated: false,
+    };
+    match cfg.mode {
+        ModeSetting::Libvirt => return fixed(Mode::Libvirt),
+        ModeSetting::Standalone => return fixed(Mode::Standalone),
+        ModeSetting::Auto => {}
+    }
+    let kernel = Kernel {
+        root: cfg.root.clone(),
+    };
+    let Some(c) = caps else {
+        let (mode, why) = guess(cfg, &kernel);
+        return Choice {
+            mode,
+            why: format!("no capability cache; {why}"),
+            cache_outdated: false,
+        };
+    };
+    let changed = match &c.host_key {
+        None => Some("the cache predates host keys".to_string()),
+        Some(k) => k.changed_since(now),
+    };
+    match changed {
+        None if c.apparmor_driver() => Choice {
+            mode: Mode::Libvirt,
+            why: "libvirt reports secmodel apparmor".into(),
+            cache_outdated: false,
+        },
+        None => Choice {
+            mode: Mode::Standalone,
+            why: "libvirt reports no apparmor secmodel".into(),
+            cache_outdated: false,
+        },
+        Some(what) => {
+            let (mode, why) = guess(cfg, &kernel);
+            Choice {
+                mode,
+                why: format!("capability cache outdated ({what}); {why}"),
+                cache_outdated: true,
+            }
+        }
+    }
+}
+
+/// Without a trusted cache: libvirt's AppArmor driver is active when `qemu.conf` does not turn
+/// it off, the kernel has AppArmor and the daemon's own profile is loaded (libvirt's driver
+/// probes exactly that: `security_apparmor.c` `AppArmorSecurityManagerProbe` checks the
+/// daemon's profile).
+pub fn guess(cfg: &Config, kernel: &Kernel) -> (Mode, String) {
+    let qemu_conf =
+        std::fs::read_to_string(cfg.rooted(Path::new(layout::QEMU_CONF))).unwrap_or_default();
+    if let Some(driver) = security_driver(&qemu_conf) {
+        if !driver.contains("apparmor") {
+            return (
+                Mode::Standalone,
+                format!("qemu.conf sets security_driver = {driver}"),
+            );
+        }
+    }
+    if !kernel.enabled() {
+        // libvirt's AppArmor driver cannot be active without AppArmor in the kernel.
+        return (Mode::Standalone, "kernel has no AppArmor".into());
+    }
+    match daemon_profile(kernel) {
+        Some((n, _)) => (Mode::Libvirt, format!("daemon profile {n} loaded")),
+        None => (Mode::Standalone, "libvirt daemon runs unconfined".into()),
+    }
+}
+
+/// The value of the last uncommented `security_driver` line (`"none"`, `[ "apparmor" ]`).
+fn security_driver(qemu_conf: &str) -> Option<String> {
+    qemu_conf
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.strip_prefix("security_driver"))
+        .filter_map(|rest| rest.trim_start().strip_prefix('='))
+        .map(|v| v.trim().to_string())
+        .next_back()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::caps::CACHE_VERSION;
+
+    fn host(dir: &Path, apparmor: bool, daemon: Option<(u32, &str)>) {
+        let _ = std::fs::remove_dir_all(dir.join("sys"));
+        std::fs::create_dir_all(dir.join("proc/sys/kernel/random")).unwrap();
+        std::fs::write(dir.join("proc/sys/kernel/random/boot_id"), "boot-1\n").unwrap();
+        if apparmor {
+            std::fs::create_dir_all(dir.join("sys/module/apparmor/parameters")).unwrap();
+            std::fs::write(dir.join("sys/module/apparmor/parameters/enabled"), "Y\n").unwrap();
+            std::fs::create_dir_all(dir.join("sys/kernel/security/apparmor")).unwrap();
+            std::fs::write(
+                dir.join("sys/kernel/security/apparmor/profiles"),
+                "libvirtd (enforce)\n",
+            )
+            .unwrap();
+        }
+        std::fs::create_dir_all(dir.join("run")).unwrap();
+        let _ = std::fs::remove_file(dir.join("run/libvirtd.pid"));
+        if let Some((pid, start)) = daemon {
+            std::fs::write(dir.join("run/libvirtd.pid"), format!("{pid}\n")).unwrap();
+            std::fs::create_dir_all(dir.join(format!("proc/{pid}"))).unwrap();
+            let stat = format!(
+                "{pid} (libvirtd (x)) S 1 1 1 0 -1 4 0 0 0 0 0 0 0 0 20 0 17 0 {start} 0 0"
+            );
+            std::fs::write(dir.join(format!("proc/{pid}/stat")), stat).unwrap();
+        }
+    }
+
+    fn caps_with(key: Option<HostKey>, secmodels: &[&str]) -> Caps {
+        Caps {
+            version: CACHE_VERSION,
+            secmodels: secmodels.iter().map(|s| s.to_string()).collect(),
+            host_key: key,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn daemon_profile_names() {
+        for n in [
+            "libvirtd",
+            "virtqemud",
+            "/usr/sbin/libvirtd",
+            "/usr/sbin/virtqemud",
+        ] {
+            assert!(is_daemon_profile(n), "{n}");
+        }
+        for n in [
+            "libvirtd-x",
+            "mylibvirtd",
+            "/usr/sbin/xlibvirtd",
+            "libvirt-1234",
+        ] {
+            assert!(!is_daemon_profile(n), "{n}");
+        }
+    }
+
+    #[test]
+    fn qemu_conf_driver_line() {
+        assert_eq!(security_driver(""), None);
+        assert_eq!(
+            security_driver("#security_driver = \"none\"\nsecurity_driver = \"none\"\n"),
+            Some("\"none\"".into())
+        );
+        assert_eq!(
+            security_driver("security_driver = [ \"apparmor\" ]\n# security_driver = \"none\""),
+            Some("[ \"apparmor\" ]".into())
+        );
+    }
+
+    /// The measured bug: a cache written while the kernel had no AppArmor (`none, dac`) must not
+    /// pick standalone after a boot with AppArmor and the driver on. Every key field, changed
+    /// alone, makes the cache untrusted.
+    #[test]
+    fn cache_is_trusted_only_while_its_key_holds() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = Config {
+            root: d.path().into(),
+            ..Default::default()
+        };
+        host(d.path(), false, Some((4242, "100")));
+        let key_then = HostKey::current(d.path());
+        assert_eq!(key_then.boot_id, "boot-1");
+        assert!(!key_then.apparmor);
+        assert_eq!(key_then.daemons, vec!["libvirtd:4242:100".to_string()]);
+        let stale = caps_with(Some(key_then.clone()), &["none", "dac"]);
+
+        // Same host: the cache decides.
+        let c = choose(&cfg, Some(&stale), &HostKey::current(d.path()));
+        assert_eq!(
+            (c.mode, c.cache_outdated),
+            (Mode::Standalone, false),
+            "{c:?}"
+        );
+
+        // Reboot with AppArmor: boot id and kernel state change.
+        std::fs::write(d.path().join("proc/sys/kernel/random/boot_id"), "boot-2\n").unwrap();
+        host_apparmor_on(d.path());
+        let c = choose(&cfg, Some(&stale), &HostKey::current(d.path()));
+        assert_eq!(c.mode, Mode::Libvirt, "{c:?}");
+        assert!(c.cache_outdated);
+        assert!(c.why.contains("rebooted") && c.why.contains("AppArmor is now enabled"));
+
+        // Each field alone.
+        let now = HostKey::current(d.path());
+        let mut k = now.clone();
+        k.qemu_conf = "1:2:3".into();
+        assert!(k.changed_since(&now).unwrap().contains("qemu.conf"));
+        let mut k = now.clone();
+        k.daemons = vec!["libvirtd:4242:99".into()];
+        assert!(k.changed_since(&now).unwrap().contains("restarted"));
+        let mut k = now.clone();
+        k.apparmor = !k.apparmor;
+        assert!(k.changed_since(&now).unwrap().contains("AppArmor"));
+        assert_eq!(now.changed_since(&now), None);
+
+        // qemu.conf edited: the key changes and the guess reads it.
+        std::fs::create_dir_all(d.path().join("etc/libvirt")).unwrap();
+        std::fs::write(
+            d.path().join("etc/libvirt/qemu.conf"),
+            "security_driver = \"none\"\n",
+        )
+        .unwrap();
+        let fresh = caps_with(Some(now.clone()), &["apparmor", "dac"]);
+        let c = choose(&cfg, Some(&fresh), &HostKey::current(d.path()));
+        assert_eq!(c.mode, Mode::Standalone, "{c:?}");
+        assert!(c.why.contains("qemu.conf"), "{c:?}");
+
+        // Daemon restarted (same pid file, another start time).
+        host(d.path(), true, Some((4242, "555")));
+        let k2 = HostKey::current(d.path());
+        assert!(k2.changed_since(&now).unwrap().contains("restarted"));
+
+        // A cache from before host keys is never trusted for the mode.
+        let old = caps_with(None, &["none"]);
+        let c = choose(&cfg, Some(&old), &k2);
+        assert!(c.cache_outdated && c.why.contains("predates"), "{c:?}");
+
+        // The configuration wins over everything.
+        let fixed = Config {
+            mode: ModeSetting::Standalone,
+            ..cfg.clone()
+        };
+        assert_eq!(choose(&fixed, Some(&fresh), &k2).mode, Mode::Standalone);
+    }
+
+    fn host_apparmor_on(dir: &Path) {
+        std::fs::create_dir_all(dir.join("sys/module/apparmor/parameters")).unwrap();
+        std::fs::write(dir.join("sys/module/apparmor/parameters/enabled"), "Y\n").unwrap();
+        std::fs::create_dir_all(dir.join("sys/kernel/security/apparmor")).unwrap();
+        std::fs::write(
+            dir.join("sys/kernel/security/apparmor/profiles"),
+            "libvirtd (enforce)\n",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn guess_without_cache() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = Config {
+            root: d.path().into(),
+            ..Default::default()
+        };
+        let k = Kernel {
+            root: d.path().into(),
+        };
+        assert_eq!(guess(&cfg, &k).0, Mode::Standalone);
+        host(d.path(), true, None);
+        assert_eq!(guess(&cfg, &k).0, Mode::Libvirt);
+        std::fs::write(
+            d.path().join("sys/kernel/security/apparmor/profiles"),
+            "other (enforce)\n",
+        )
+        .unwrap();
+        assert_eq!(guess(&cfg, &k).0, Mode::Standalone);
+    }
+}
