@@ -394,7 +394,7 @@ fn policy_lines(text: &str) -> Vec<&str> {
     text.lines()
         .filter(|l| {
             let t = l.trim_start();
-            !(t.starts_with('#') && !t.starts_with("#include"))
+            !t.starts_with('#') || t.starts_with("#include")
         })
         .collect()
 }
