@@ -25,6 +25,7 @@ Usage: install/install.sh [--no-build | --deb FILE] [--dry-run] [--uninstall [--
 
   --no-build     do not compile; package the binaries already in target/release
   --deb FILE     install this already built package (offline: its dependencies must be there)
+  --no-helper-mode  leave libvirt's own virt-aa-helper in place (undo helper mode if on)
   --dry-run      print the commands that would run, change nothing
   --uninstall    apt-get remove virt-aa-hook (configuration kept); with --purge, apt-get purge
   --prefix /usr  accepted for compatibility; no other prefix (see below)
@@ -51,6 +52,7 @@ while [ $# -gt 0 ]; do
     --uninstall) UNINSTALL=1 ;;
     --purge) PURGE=1 ;;
     --no-build) BUILD=0 ;;
+    --no-helper-mode) export VIRT_AA_HOOK_HELPER_MODE=no ;;
     --deb) [ $# -ge 2 ] || die "--deb needs a file"; DEB=$2; shift ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;

@@ -76,6 +76,9 @@ pub struct Config {
     pub connect: String,
     /// Directory of the real emulators the wrapper execs (`/usr/bin/<wrapper suffix>`).
     pub emulator_dir: PathBuf,
+    /// Answer libvirt's AppArmor driver in place of `virt-aa-helper` (README "Helper mode").
+    /// Read by the package's postinst: after changing it run `dpkg-reconfigure virt-aa-hook`.
+    pub helper_mode: bool,
 }
 
 impl Default for Config {
@@ -99,6 +102,7 @@ impl Default for Config {
             allow_opt_out: true,
             connect: "qemu:///system".into(),
             emulator_dir: "/usr/bin".into(),
+            helper_mode: true,
         }
     }
 }

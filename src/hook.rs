@@ -192,6 +192,14 @@ impl Hook {
         };
 
         let result = match action {
+            // Helper mode: libvirt's AppArmor driver runs our helper (GenSecurityLabel, right
+            // after this event) which writes and loads the profile; compiling here too would
+            // double the cost of a start for nothing.
+            Action::Install {
+                load_in_libvirt_mode: false,
+            } if mode == Mode::Libvirt && crate::helper::installed(&self.cfg) => Ok(Report::text(
+                "helper mode: libvirt's AppArmor driver has our helper write and load the profile",
+            )),
             Action::Install {
                 load_in_libvirt_mode,
             } => {
@@ -319,10 +327,42 @@ impl Hook {
     fn verify(&self, dom: &Domain) -> Result<Report, LifecycleError> {
         let name = dom.profile_name();
         let text = match self.profiles().verify(&name)? {
-            Some(m) => format!("{name} loaded ({m})"),
+            Some(m) => {
+                let q = self.qemu_label(dom);
+                if q.contains("NOT in its profile") {
+                    let mut r = Report::text(format!("{name} loaded ({m}){q}"));
+                    r.warnings
+                        .push(format!("QEMU is not confined by {name}{q}"));
+                    return Ok(r);
+                }
+                format!("{name} loaded ({m}){q}")
+            }
             None => format!("{name} in place (kernel has no AppArmor)"),
         };
         Ok(Report::text(text))
+    }
+
+    /// What QEMU really runs under (`/proc/<pid>/attr/current`; the pid from libvirt's pid file
+    /// `/run/libvirt/qemu/<name>.pid`, which QEMU has written by `started`): a profile that is
+    /// loaded does not prove QEMU is in it (standalone mode needs the wrapper).
+    fn qemu_label(&self, dom: &Domain) -> String {
+        let pidfile = self
+            .cfg
+            .rooted(std::path::Path::new("/run/libvirt/qemu"))
+            .join(format!("{}.pid", dom.name));
+        let pid = std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok());
+        let Some(pid) = pid else {
+            return "; QEMU's pid unknown".into();
+        };
+        match self.kernel.process_label(pid) {
+            Some(l) if l.starts_with(&dom.profile_name()) => {
+                format!("; QEMU (pid {pid}) runs confined: {l}")
+            }
+            Some(l) => format!("; QEMU (pid {pid}) is NOT in its profile: runs {l}"),
+            None => format!("; QEMU (pid {pid}) label unreadable"),
+        }
     }
 
     fn remove(&self, dom: &Domain, mode: Mode) -> Result<Report, LifecycleError> {

@@ -16,7 +16,8 @@
 //! - **act:** [`store`] (atomic files, locks), [`aaparser`] (apparmor_parser with timeouts),
 //!   [`links`] (the emulator wrapper links the package makes),
 //!   [`log`] (the admin's log);
-//! - **entry points:** [`hook`] (libvirt events), [`wrapper`] (emulator wrapper); the binaries in
+//! - **entry points:** [`hook`] (libvirt events), [`helper`] (libvirt's AppArmor driver, in
+//!   place of virt-aa-helper), [`wrapper`] (emulator wrapper); the binaries in
 //!   `src/main.rs` (no libvirt linked) and `src/bin/virt-aa-hook-libvirt.rs` + `src/admin/`
 //!   (commands that talk to libvirt).
 
@@ -28,6 +29,7 @@ pub mod config;
 pub mod derive;
 pub mod domain;
 pub mod generate;
+pub mod helper;
 pub mod hook;
 pub mod layout;
 pub mod lifecycle;

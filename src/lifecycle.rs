@@ -443,7 +443,7 @@ impl<'a> Profiles<'a> {
         }
     }
 
-    fn parser(&self) -> Result<Parser, ParserError> {
+    pub fn parser(&self) -> Result<Parser, ParserError> {
         Parser::from_config(self.cfg)
     }
 }

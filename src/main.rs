@@ -3,6 +3,8 @@
 //!
 //! Dispatch on the name it runs as:
 //! - `.../hooks/qemu` or anything in `.../hooks/qemu.d/` → hook event;
+//! - `virt-aa-helper` → helper mode: libvirt's AppArmor driver runs us in place of its own
+//!   helper (`/usr/lib/libvirt/virt-aa-helper` is a symlink to this binary; see `helper`);
 //! - `virt-aa-hook.<emulator>` → emulator wrapper;
 //! - otherwise the admin command line. Commands that need libvirt (`caps`, `doctor`, `status`,
 //!   `gc`, `enroll`, `unenroll`, `setup-links`, `remove-links`) are run by `virt-aa-hook-libvirt`
@@ -17,7 +19,7 @@ use virt_aa_hook::config::Config;
 use virt_aa_hook::generate::GenerateError;
 use virt_aa_hook::hook::Hook;
 use virt_aa_hook::profile::Mode;
-use virt_aa_hook::wrapper;
+use virt_aa_hook::{helper, wrapper};
 
 #[derive(Parser)]
 #[command(
@@ -57,6 +59,12 @@ enum Cmd {
         #[arg(num_args = 2..=4, required = true)]
         args: Vec<String>,
     },
+    /// Answer libvirt's AppArmor driver by hand, as virt-aa-helper would be run:
+    /// `virt-aa-hook helper -- -r -u libvirt-<uuid> [-F FILE] < xml`.
+    Helper {
+        #[arg(num_args = 0.., allow_hyphen_values = true, trailing_var_arg = true)]
+        args: Vec<String>,
+    },
     /// Commands that talk to libvirt (run by virt-aa-hook-libvirt).
     #[command(external_subcommand)]
     External(Vec<OsString>),
@@ -72,6 +80,13 @@ fn main() {
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
         std::process::exit(virt_aa_hook::hook::main(&rest));
+    }
+    if argv0.file_name().and_then(|n| n.to_str()) == Some(helper::HELPER_NAME) {
+        let rest: Vec<String> = args[1..]
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        std::process::exit(helper::main(&rest));
     }
     if argv0
         .file_name()
@@ -127,6 +142,7 @@ fn run(cli: Cli) -> Result<i32> {
             silence_stdout();
             Ok(virt_aa_hook::hook::main(&args))
         }
+        Cmd::Helper { args } => Ok(helper::main(&args)),
         Cmd::External(args) => exec_admin(args),
     }
 }

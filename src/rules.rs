@@ -240,6 +240,23 @@ impl RuleSet {
         self.rules.is_empty()
     }
 
+    /// Whether these rules already grant `perms` on the literal path `path` (the union of every
+    /// rule whose pattern matches it, as AppArmor does). Conservative: a pattern with syntax we
+    /// do not model (variables) matches nothing. The helper uses it to skip a recompile when
+    /// libvirt names a file the profile already covers (the per-domain directories at start).
+    pub fn covers(&self, path: &str, perms: Perms) -> bool {
+        let mut have = Perms::default();
+        for r in &self.rules {
+            if glob_matches(&r.pattern, path) {
+                have = have.with(r.perms);
+                if have.contains(perms) {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
     /// The rules as profile body lines: `  "<pattern>" <perms>,` one per line.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(self.rules.len() * 64);
@@ -253,6 +270,179 @@ impl RuleSet {
             let _ = writeln!(out, "  \"{}\" {},", r.pattern, r.perms);
         }
         out
+    }
+}
+
+/// One element of an AppArmor file pattern (after brace expansion).
+#[derive(Debug)]
+enum Tok {
+    Lit(char),
+    /// `*`: any run of characters except `/`.
+    Star,
+    /// `**`: any run of characters.
+    DStar,
+    /// `?`: one character except `/`.
+    Quest,
+    /// `[...]`: one character (not `/`) in (or, negated, not in) the ranges.
+    Class(Vec<(char, char)>, bool),
+}
+
+/// Does the AppArmor pattern `pat` (as we write them: escapes, `*`, `**`, `?`, `[...]`, `{a,b}`)
+/// match the literal `s`? Patterns with `@{` variables match nothing.
+pub fn glob_matches(pat: &str, s: &str) -> bool {
+    let mut alts = Vec::new();
+    if !expand_braces(pat, &mut alts) {
+        return false;
+    }
+    let text: Vec<char> = s.chars().collect();
+    alts.iter().any(|a| match tokenize(a) {
+        Some(t) => match_toks(&t, &text),
+        None => false,
+    })
+}
+
+/// Expand the first unescaped `{...}` group (recursively); false when the pattern is malformed
+/// or expands to too many alternatives.
+fn expand_braces(pat: &str, out: &mut Vec<String>) -> bool {
+    let b: Vec<char> = pat.chars().collect();
+    let mut i = 0;
+    let mut open = None;
+    while i < b.len() {
+        match b[i] {
+            '\\' => i += 1,
+            '{' => {
+                open = Some(i);
+                break;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    let Some(o) = open else {
+        out.push(pat.to_string());
+        return out.len() <= 256;
+    };
+    // Find the matching '}' and the top-level commas.
+    let (mut depth, mut j, mut parts, mut start) = (0, o + 1, Vec::new(), o + 1);
+    while j < b.len() {
+        match b[j] {
+            '\\' => j += 1,
+            '{' => depth += 1,
+            '}' if depth == 0 => break,
+            '}' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(b[start..j].iter().collect::<String>());
+                start = j + 1;
+            }
+            _ => {}
+        }
+        j += 1;
+    }
+    if j >= b.len() {
+        return false;
+    }
+    parts.push(b[start..j].iter().collect::<String>());
+    let head: String = b[..o].iter().collect();
+    let tail: String = b[j + 1..].iter().collect();
+    parts
+        .iter()
+        .all(|p| expand_braces(&format!("{head}{p}{tail}"), out))
+}
+
+fn tokenize(p: &str) -> Option<Vec<Tok>> {
+    let c: Vec<char> = p.chars().collect();
+    let mut t = Vec::new();
+    let mut i = 0;
+    while i < c.len() {
+        match c[i] {
+            '\\' if c.get(i + 1) == Some(&'x') && i + 3 < c.len() + 1 => {
+                let hex: String = c.get(i + 2..i + 4)?.iter().collect();
+                t.push(Tok::Lit(char::from(u8::from_str_radix(&hex, 16).ok()?)));
+                i += 4;
+                continue;
+            }
+            '\\' => {
+                t.push(Tok::Lit(*c.get(i + 1)?));
+                i += 2;
+                continue;
+            }
+            '*' if c.get(i + 1) == Some(&'*') => {
+                t.push(Tok::DStar);
+                i += 2;
+                continue;
+            }
+            '*' => t.push(Tok::Star),
+            '?' => t.push(Tok::Quest),
+            '@' if c.get(i + 1) == Some(&'{') => return None,
+            '[' => {
+                let mut j = i + 1;
+                let neg = matches!(c.get(j), Some('^'));
+                if neg {
+                    j += 1;
+                }
+                let mut ranges = Vec::new();
+                while *c.get(j)? != ']' {
+                    let lo = c[j];
+                    if c.get(j + 1) == Some(&'-') && c.get(j + 2).is_some_and(|&x| x != ']') {
+                        ranges.push((lo, c[j + 2]));
+                        j += 3;
+                    } else {
+                        ranges.push((lo, lo));
+                        j += 1;
+                    }
+                }
+                t.push(Tok::Class(ranges, neg));
+                i = j + 1;
+                continue;
+            }
+            ch => t.push(Tok::Lit(ch)),
+        }
+        i += 1;
+    }
+    Some(t)
+}
+
+fn match_toks(t: &[Tok], s: &[char]) -> bool {
+    let Some((first, rest)) = t.split_first() else {
+        return s.is_empty();
+    };
+    match first {
+        Tok::Lit(c) => s.first() == Some(c) && match_toks(rest, &s[1..]),
+        Tok::Quest => s.first().is_some_and(|&c| c != '/') && match_toks(rest, &s[1..]),
+        Tok::Class(r, neg) => {
+            s.first()
+                .is_some_and(|&c| c != '/' && r.iter().any(|&(lo, hi)| lo <= c && c <= hi) != *neg)
+                && match_toks(rest, &s[1..])
+        }
+        Tok::Star => (0..=s.len())
+            .take_while(|&k| k == 0 || s[k - 1] != '/')
+            .any(|k| match_toks(rest, &s[k..])),
+        Tok::DStar => (0..=s.len()).any(|k| match_toks(rest, &s[k..])),
+    }
+}
+
+#[cfg(test)]
+mod glob_tests {
+    #[test]
+    fn glob_matching_of_our_patterns() {
+        use super::glob_matches as m;
+        assert!(m("/a/domain-1-x/**", "/a/domain-1-x/master-key.aes"));
+        assert!(m("/a/domain-1-x/**", "/a/domain-1-x/b/c"));
+        assert!(!m("/a/domain-1-x/*", "/a/domain-1-x/b/c"));
+        assert!(m("/a/{,*}", "/a/") && m("/a/{,*}", "/a/b") && !m("/a/{,*}", "/a/b/c"));
+        assert!(m("/dev/vfio/[0-9]*", "/dev/vfio/12") && !m("/dev/vfio/[0-9]*", "/dev/vfio/x"));
+        assert!(m("/img/we\\*ird\\,n.qcow2", "/img/we*ird,n.qcow2"));
+        assert!(!m("/img/we\\*ird.qcow2", "/img/weXird.qcow2"));
+        assert!(m("/b\\x5cs", "/b\\s"));
+        assert!(!m("@{HOME}/x", "/root/x"));
+        assert!(!m("/a/{b", "/a/{b"));
+        let mut rs = super::RuleSet::new();
+        rs.fixed("/a/d/", super::Perms::R);
+        rs.fixed("/a/d/**", super::Perms::RWK);
+        assert!(rs.covers("/a/d/k", super::Perms::RWK));
+        assert!(!rs.covers("/a/e", super::Perms::R));
+        rs.fixed("/a/e", super::Perms::R);
+        assert!(!rs.covers("/a/e", super::Perms::RW));
     }
 }
 

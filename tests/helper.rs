@@ -1,0 +1,149 @@
+//! Helper mode (`virt-aa-helper` argv, XML on stdin) against a temporary root, through the real
+//! binary and the real apparmor_parser (compile checks; loading is tested in the AppArmor VM,
+//! tests/aavm/suites/06-day2.sh).
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+
+const UUID: &str = "66666666-6666-4666-8666-666666666666";
+
+struct Root {
+    dir: tempfile::TempDir,
+    conf: PathBuf,
+}
+
+impl Root {
+    fn new() -> Root {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("virt-aa-hook.conf");
+        std::fs::write(&conf, "").unwrap();
+        let t = dir.path().join("etc/libvirt/virt-aa-hook.template");
+        std::fs::create_dir_all(t.parent().unwrap()).unwrap();
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("hooks/template.qemu"),
+            t,
+        )
+        .unwrap();
+        Root { dir, conf }
+    }
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+    fn read(&self, rel: &str) -> Option<String> {
+        std::fs::read_to_string(self.path(rel)).ok()
+    }
+    fn helper(&self, args: &[&str], xml: &[u8]) -> (i32, String) {
+        let mut a = vec!["helper", "--"];
+        a.extend_from_slice(args);
+        let out = run(
+            &a,
+            xml,
+            &[
+                ("VIRT_AA_HOOK_ROOT", self.dir.path().to_str().unwrap()),
+                ("VIRT_AA_HOOK_CONFIG", self.conf.to_str().unwrap()),
+            ],
+        );
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+fn guest(disk: &Path) -> String {
+    format!(
+        "<domain type='qemu' id='3'><name>hp</name><uuid>{UUID}</uuid><devices>\
+         <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='{}'/>\
+         <target dev='vda'/></disk></devices></domain>",
+        disk.display()
+    )
+}
+
+#[test]
+fn create_relabel_delete() {
+    let r = Root::new();
+    let img = r.path("images/hp.img");
+    std::fs::create_dir_all(img.parent().unwrap()).unwrap();
+    std::fs::write(&img, b"").unwrap();
+    let xml = guest(&img);
+    let prof = format!("libvirt-{UUID}");
+    let main = format!("etc/apparmor.d/libvirt/{prof}");
+    let files = format!("{main}.files");
+
+    let (code, err) = r.helper(&["-c", "-u", &prof], xml.as_bytes());
+    assert_eq!(code, 0, "{err}");
+    let text = r.read(&main).unwrap();
+    assert!(
+        text.contains(&format!("\"{}\" rwk,", img.display())),
+        "{text}"
+    );
+    assert!(text.contains(&format!("libvirt/{prof}.files")), "{text}");
+
+    // A relabel names a new overlay and a state directory subtree: both persist, no deny.
+    let overlay = r.path("images/hp.snap1");
+    std::fs::write(&overlay, b"").unwrap();
+    let ov = overlay.to_string_lossy().into_owned();
+    let (code, err) = r.helper(&["-r", "-u", &prof, "-F", &ov], xml.as_bytes());
+    assert_eq!(code, 0, "{err}");
+    let sub = format!("{}/{{,**}}", r.path("run/dom").display());
+    let (code, err) = r.helper(&["-r", "-u", &prof, "-F", &sub], xml.as_bytes());
+    assert_eq!(code, 0, "{err}");
+    // A full regeneration (libvirt's Restore*Label) keeps both.
+    let (code, err) = r.helper(&["-r", "-u", &prof], xml.as_bytes());
+    assert_eq!(code, 0, "{err}");
+    let f = r.read(&files).unwrap();
+    assert!(f.contains(&format!("\"{ov}\" rwk,")), "{f}");
+    assert!(f.contains("/run/dom/**\" rwk,"), "{f}");
+    assert!(!f.contains("deny"), "{f}");
+    assert_eq!(f.matches("# extra: ").count(), 2, "{f}");
+
+    // A host system path is refused: exit 1, one error line, nothing changed.
+    let (code, err) = r.helper(&["-r", "-u", &prof, "-F", "/etc/shadow"], xml.as_bytes());
+    assert_eq!(code, 1);
+    assert!(err.starts_with("virt-aa-helper: error: "), "{err}");
+    assert_eq!(r.read(&files).unwrap(), f);
+
+    // The uuid must match the XML's.
+    let other = "libvirt-77777777-7777-4777-8777-777777777777";
+    let (code, err) = r.helper(&["-r", "-u", other], xml.as_bytes());
+    assert_eq!(code, 1);
+    assert!(err.contains("does not match"), "{err}");
+
+    // Teardown removes our files only.
+    let (code, err) = r.helper(&["-D", "-u", &prof], b"");
+    assert_eq!(code, 0, "{err}");
+    assert!(r.read(&files).is_none());
+    assert!(r.read(&main).is_none());
+    let log = std::fs::read_to_string(r.path("var/log/libvirt/virt-aa-hook.log")).unwrap();
+    assert!(log.contains("helper -r -u"), "{log}");
+    assert!(log.lines().count() >= 6, "{log}");
+}
+
+#[test]
+fn foreign_profile_is_handed_to_the_distribution_helper() {
+    let r = Root::new();
+    let prof = format!("libvirt-{UUID}");
+    let main = r.path(&format!("etc/apparmor.d/libvirt/{prof}"));
+    std::fs::create_dir_all(main.parent().unwrap()).unwrap();
+    std::fs::write(&main, "profile x {}\n").unwrap();
+    // No diverted helper: a clear error, the foreign file untouched.
+    let (code, err) = r.helper(&["-D", "-u", &prof], b"");
+    assert_eq!(code, 1);
+    assert!(err.contains("virt-aa-helper.distrib"), "{err}");
+    assert!(main.exists());
+    // With one, it runs with the same arguments.
+    let distrib = r.path("usr/lib/libvirt/virt-aa-helper.distrib");
+    std::fs::create_dir_all(distrib.parent().unwrap()).unwrap();
+    write_script(
+        &distrib,
+        &format!(
+            "#!/bin/sh\necho \"$@\" > {}\nexit 0\n",
+            r.path("args").display()
+        ),
+    );
+    let (code, err) = r.helper(&["-D", "-u", &prof], b"");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(r.read("args").unwrap().trim(), format!("-D -u {prof}"));
+}
