@@ -597,11 +597,12 @@ impl Cx<'_> {
                 self.storage_source("os <nvram>", nv, Perms::RWK, f, 0)?;
             }
         }
-        // <varstore> (libvirt 12.1): the JSON variable store of QEMU's uefi-vars device, which
-        // QEMU reads and rewrites; `template=` is read by libvirt only.
+        // <varstore template=… path=…/> (libvirt 12.1): the JSON variable store of QEMU's
+        // uefi-vars device, which QEMU reads and rewrites (no image locking); `template=` is
+        // read by libvirt only. virt-aa-helper 12.8 grants the path `rw`.
         if let Some(vs) = os.child("varstore") {
-            if let Some(p) = vs.attr_nonempty("path").or_else(|| vs.text_nonempty()) {
-                self.grant("os <varstore>", p, Perms::RWK, Scope::File)?;
+            if let Some(p) = vs.attr_nonempty("path") {
+                self.grant("os <varstore>", p, Perms::RW, Scope::File)?;
             }
         }
         Ok(())
@@ -985,11 +986,18 @@ impl Cx<'_> {
         if n.child("backend").and_then(|b| b.attr("type")) == Some("passt") {
             let alias = n.child("alias").and_then(|a| a.attr_nonempty("name"));
             for short in self.dom.short_names() {
-                let tail = match alias {
-                    Some(a) => format!("-{}.socket", paths::escape(a)),
-                    None => "-*.socket".into(),
-                };
-                self.fixed_with_name("/run/libvirt/qemu/passt/", &short, &tail, Perms::RW);
+                match alias {
+                    Some(a) if !a.contains('/') => {
+                        let p = format!("/run/libvirt/qemu/passt/{short}-{a}.socket");
+                        self.grant(&label, &p, Perms::RW, Scope::File)?;
+                    }
+                    _ => self.fixed_with_name(
+                        "/run/libvirt/qemu/passt/",
+                        &short,
+                        "-*.socket",
+                        Perms::RW,
+                    ),
+                }
             }
         }
         if let Some(b) = n.child("backend") {
