@@ -1328,6 +1328,95 @@ mod tests {
         );
     }
 
+    /// A host root with two PCI devices: 0000:7f:10.1 in IOMMU group 42 (classic VFIO) and
+    /// 0000:7f:11.0 bound to vfio-pci with the cdev vfio3 (IOMMUFD).
+    fn fake_pci_host() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        let pci = d.path().join("sys/bus/pci/devices");
+        for bdf in ["0000:7f:10.1", "0000:7f:11.0"] {
+            std::fs::create_dir_all(pci.join(bdf).join("vfio-dev/vfio3")).unwrap();
+            std::fs::write(pci.join(bdf).join("config"), "").unwrap();
+        }
+        std::fs::create_dir_all(d.path().join("sys/kernel/iommu_groups/42")).unwrap();
+        std::os::unix::fs::symlink(
+            d.path().join("sys/kernel/iommu_groups/42"),
+            pci.join("0000:7f:10.1/iommu_group"),
+        )
+        .unwrap();
+        d
+    }
+
+    #[test]
+    fn libvirt_10_to_12_devices() {
+        let host = fake_pci_host();
+        let opts = Options {
+            host_root: host.path().into(),
+            probe_backing: false,
+            ..Default::default()
+        };
+        let xml = "<domain type='kvm' id='5'><name>n</name><uuid>10000000-0000-4000-8000-000000000003</uuid>\
+            <os><type>hvm</type><loader type='pflash'>/srv/fw/CODE.fd</loader>\
+            <nvram type='block' format='qcow2'><source dev='/dev/vg/vars'/></nvram>\
+            <kernel>/srv/k</kernel><shim>/srv/shim.efi</shim>\
+            <varstore template='/usr/share/x.json' path='/srv/vars.json'/></os>\
+            <devices>\
+            <disk type='file' device='cdrom'><source file='/srv/a.iso'/><target dev='sda'/></disk>\
+            <disk type='file' device='disk'><driver type='qcow2'/><source file='/srv/m.qcow2'><dataStore type='file'><format type='raw'/><source file='/srv/m.raw'/></dataStore></source><target dev='vda'/></disk>\
+            <channel type='unix'><source mode='bind' path='/run/libvirt/qemu/channel/5-n/org.qemu.guest_agent.0'/><target type='virtio' name='org.qemu.guest_agent.0'/></channel>\
+            <input type='evdev'><source dev='/dev/input/event9' grab='all'/></input>\
+            <input type='passthrough' bus='virtio'><source evdev='/dev/input/event8'/></input>\
+            <interface type='hostdev'><source><address type='pci' domain='0' bus='0x7f' slot='0x10' function='1'/></source></interface>\
+            <hostdev mode='subsystem' type='pci'><driver name='vfio' iommufd='yes'/><source><address domain='0' bus='0x7f' slot='0x11' function='0'/></source></hostdev>\
+            <interface type='vhostuser'><backend type='passt'/><alias name='net1'/></interface>\
+            <memory model='sgx-epc'><target><size unit='KiB'>1024</size></target></memory>\
+            </devices></domain>";
+        let r = derive_xml(xml, &opts).unwrap().rules.render();
+        for want in [
+            "\"/srv/fw/CODE.fd\" rwk,",
+            "\"/dev/vg/vars\" rwk,",
+            "\"/srv/shim.efi\" r,",
+            "\"/srv/vars.json\" rw,",
+            "\"/srv/a.iso\" rk,",
+            "\"/srv/m.raw\" rwk,",
+            "\"/run/libvirt/qemu/channel/5-n/{,*}\" rw,",
+            "\"/dev/input/event9\" rw,",
+            "\"/dev/input/event8\" rw,",
+            "\"/dev/vfio/42\" rw,",
+            "\"/dev/vfio/vfio\" rw,",
+            "\"/dev/iommu\" rw,",
+            "\"/dev/vfio/devices/vfio3\" rw,",
+            "\"/run/libvirt/qemu/passt/5-n-net1.socket\" rw,",
+            "\"/dev/sgx_vepc\" rw,",
+            "\"/dev/sgx_provision\" r,",
+            "\"/dev/userfaultfd\" rw,",
+        ] {
+            assert!(r.contains(want), "missing {want} in\n{r}");
+        }
+        assert!(!r.contains("/var/lib/libvirt/qemu/channel/target"), "{r}");
+        assert!(!r.contains("/usr/share/x.json"), "{r}");
+    }
+
+    #[test]
+    fn a_channel_without_a_path_gets_both_directory_layouts() {
+        let xml = "<domain type='kvm' id='6'><name>m</name><uuid>10000000-0000-4000-8000-000000000004</uuid><devices>\
+            <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel></devices></domain>";
+        let r = derive_xml(xml, &Options::default()).unwrap().rules.render();
+        assert!(
+            r.contains("\"/var/lib/libvirt/qemu/channel/target/domain-6-m/{,*}\" rw,"),
+            "{r}"
+        );
+        assert!(
+            r.contains("\"/run/libvirt/qemu/channel/6-m/{,*}\" rw,"),
+            "{r}"
+        );
+        let none = "<domain type='kvm' id='6'><name>m</name><uuid>10000000-0000-4000-8000-000000000004</uuid></domain>";
+        let r = derive_xml(none, &Options::default())
+            .unwrap()
+            .rules
+            .render();
+        assert!(!r.contains("/channel/"), "{r}");
+    }
+
     #[test]
     fn devices_beyond_virt_aa_helper() {
         let xml = "<domain type='kvm' id='4'><name>x</name><uuid>10000000-0000-4000-8000-000000000002</uuid>\
