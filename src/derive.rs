@@ -547,8 +547,8 @@ impl Cx<'_> {
         match loader.and_then(|l| l.text_nonempty()) {
             Some(p) => {
                 let l = loader.expect("loader");
-                // virt-aa-helper grants every loader `rk` up to 9.x and, since 10.0, `rwk`
-                // unless readonly='yes' whatever its type (11.3: `readonly ? "rk" : "rwk"`).
+                // virt-aa-helper 9.0 grants every loader `rk`; 11.3 (changed in 10.x) grants
+                // `rwk` unless readonly='yes', whatever its type (`readonly ? "rk" : "rwk"`).
                 // QEMU writes only a pflash that is not read-only (a ROM/-bios image is mapped
                 // read-only), so only that one gets `rwk` here: same or narrower.
                 let writable =
@@ -1027,8 +1027,8 @@ impl Cx<'_> {
                     self.grant(&label, p, Perms::RW, Scope::File)?;
                 }
             }
-            // SGX enclave page cache (libvirt 8.10; virt-aa-helper 11.1: DEV_SGX_VEPC rw,
-            // DEV_SGX_PROVISION r).
+            // SGX enclave page cache: virt-aa-helper grants DEV_SGX_VEPC rw and
+            // DEV_SGX_PROVISION r since 11.1 (NEWS: "apparmor: Allow SGX if configured").
             "sgx-epc" => {
                 self.out.rules.fixed("/dev/sgx_vepc", Perms::RW);
                 self.out.rules.fixed("/dev/sgx_provision", Perms::R);
