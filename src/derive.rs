@@ -75,6 +75,7 @@ pub fn derive(dom: &Domain, opts: &Options) -> Result<Derived, GrantError> {
             }
         }
     }
+    cx.channel_dirs();
     cx.os()?;
     if let Some(devs) = devices {
         for (i, g) in devs.children_named("graphics").enumerate() {
@@ -87,7 +88,16 @@ pub fn derive(dom: &Domain, opts: &Options) -> Result<Derived, GrantError> {
             cx.filesystem(f, i)?;
         }
         for (i, inp) in devs.children_named("input").enumerate() {
-            if let Some(ev) = inp.child("source").and_then(|s| s.attr_nonempty("evdev")) {
+            // <input type='passthrough'><source evdev=…> (virtio-input-host, libvirt 1.3) and
+            // <input type='evdev'><source dev=…> (input-linux, libvirt 7.4; virt-aa-helper
+            // up to 12.x grants only the first).
+            let src = inp.child("source");
+            let ev = match inp.attr("type") {
+                Some("passthrough") => src.and_then(|s| s.attr_nonempty("evdev")),
+                Some("evdev") => src.and_then(|s| s.attr_nonempty("dev")),
+                _ => None,
+            };
+            if let Some(ev) = ev {
                 cx.grant(&label_of("input", inp, i), ev, Perms::RW, Scope::File)?;
             }
         }
@@ -220,12 +230,6 @@ impl Cx<'_> {
             self.fixed_with_name("/var/lib/libvirt/qemu/domain-", &short, "/*", Perms::RW);
             self.fixed_with_name("/var/lib/libvirt/qemu/domain-", &short, "/", Perms::R);
             self.fixed_with_name("/var/lib/libvirt/qemu/domain-", &short, "/**", Perms::RWK);
-            self.fixed_with_name(
-                "/var/lib/libvirt/qemu/channel/target/domain-",
-                &short,
-                "/{,*}",
-                Perms::RW,
-            );
         }
         self.fixed_with_name("/run/libvirt/**/", &name, ".pid", Perms::RWK);
         self.fixed_with_name(
@@ -234,6 +238,51 @@ impl Cx<'_> {
             "",
             Perms::RW,
         );
+        // Post-copy migration: libvirt ≥ 9.x (11.3: qemuProcessAllowPostCopyMigration) adds
+        // /dev/userfaultfd to every guest's profile at start when the host has it and
+        // cgroup_device_acl allows it, so QEMU can create userfaultfds without the
+        // vm.unprivileged_userfaultfd sysctl. Granted here so standalone mode matches.
+        self.out.rules.fixed("/dev/userfaultfd", Perms::RW);
+    }
+
+    /// The per-guest directory of auto-generated channel sockets (`<channel type='unix'>`
+    /// without a path; the live XML then names the socket libvirt made up). libvirt moved it
+    /// in 9.7.0 (qemu_domain.c, qemuDomainChrDefDropDefaultPath):
+    /// - 1.3.3 – 9.6: `/var/lib/libvirt/qemu/channel/target/domain-<id>-<short name>/<target>`
+    /// - 9.7.0 on:   `/run/libvirt/qemu/channel/<id>-<short name>/<target>`
+    ///
+    /// The directory of whichever layout the XML's socket paths use is granted; an XML without
+    /// paths yet (the `prepare` event) gets both, since it does not tell the libvirt version.
+    fn channel_dirs(&mut self) {
+        const OLD: &str = "/var/lib/libvirt/qemu/channel/target/";
+        const NEW: &str = "/run/libvirt/qemu/channel/";
+        let Some(devs) = self.dom.root.child("devices") else {
+            return;
+        };
+        let (mut old, mut new) = (false, false);
+        for c in devs.children_named("channel") {
+            if c.attr("type") != Some("unix") {
+                continue;
+            }
+            match c.child("source").and_then(|s| s.attr_nonempty("path")) {
+                Some(p) if p.starts_with(OLD) => old = true,
+                Some(p) if p.starts_with(NEW) => new = true,
+                Some(_) => {}
+                None => {
+                    if c.child("target").and_then(|t| t.attr("type")) == Some("virtio") {
+                        (old, new) = (true, true);
+                    }
+                }
+            }
+        }
+        for short in self.dom.short_names() {
+            if old {
+                self.fixed_with_name(&format!("{OLD}domain-"), &short, "/{,*}", Perms::RW);
+            }
+            if new {
+                self.fixed_with_name(NEW, &short, "/{,*}", Perms::RW);
+            }
+        }
     }
 
     /// QEMU is exec'd after the profile switch, so a non-standard emulator (not in the
@@ -275,7 +324,10 @@ impl Cx<'_> {
 
     fn disk(&mut self, disk: &Element, i: usize) -> Result<(), GrantError> {
         let label = label_of("disk", disk, i);
-        let ro = disk.child("readonly").is_some();
+        // libvirt forces every cdrom read-only ("Force CDROM to be listed as read only",
+        // virDomainDiskDefPostParse, 9.0 and 11.3 alike), so QEMU opens it read-only and
+        // virt-aa-helper grants `rk` even without <readonly/>.
+        let ro = disk.child("readonly").is_some() || disk.attr("device") == Some("cdrom");
         let top = if ro { Perms::RK } else { Perms::RWK };
         let fmt = disk.child("driver").and_then(|d| d.attr_nonempty("type"));
         self.storage_source(&label, disk, top, fmt, 0)?;
@@ -478,7 +530,8 @@ impl Cx<'_> {
         let Some(os) = self.dom.root.child("os") else {
             return Ok(());
         };
-        for k in ["kernel", "initrd", "dtb"] {
+        // <shim> (libvirt 11.2, UKI/secure boot with a direct kernel): read like the kernel.
+        for k in ["kernel", "initrd", "shim", "dtb"] {
             if let Some(p) = os.child(k).and_then(|e| e.text_nonempty()) {
                 self.grant(&format!("os <{k}>"), p, Perms::R, Scope::File)?;
             }
@@ -494,6 +547,10 @@ impl Cx<'_> {
         match loader.and_then(|l| l.text_nonempty()) {
             Some(p) => {
                 let l = loader.expect("loader");
+                // virt-aa-helper 9.0 grants every loader `rk`; 11.3 (changed in 10.x) grants
+                // `rwk` unless readonly='yes', whatever its type (`readonly ? "rk" : "rwk"`).
+                // QEMU writes only a pflash that is not read-only (a ROM/-bios image is mapped
+                // read-only), so only that one gets `rwk` here: same or narrower.
                 let writable =
                     l.attr("type") == Some("pflash") && l.attr("readonly") != Some("yes");
                 let mut perms = if writable { Perms::RWK } else { Perms::RK };
@@ -534,8 +591,18 @@ impl Cx<'_> {
             if let Some(p) = nv.text_nonempty() {
                 self.grant("os <nvram>", p, Perms::RWK, Scope::File)?;
             } else if nv.child("source").is_some() {
-                let f = nv.child("format").and_then(|f| f.attr_nonempty("type"));
+                // <nvram type='file'|'block'|'network' format='raw|qcow2'> with <source file=|dev=>
+                // (type= since 8.5, format= and block devices since 10.10).
+                let f = nv.attr_nonempty("format");
                 self.storage_source("os <nvram>", nv, Perms::RWK, f, 0)?;
+            }
+        }
+        // <varstore template=… path=…/> (libvirt 12.1): the JSON variable store of QEMU's
+        // uefi-vars device, which QEMU reads and rewrites (no image locking); `template=` is
+        // read by libvirt only. virt-aa-helper 12.8 grants the path `rw`.
+        if let Some(vs) = os.child("varstore") {
+            if let Some(p) = vs.attr_nonempty("path") {
+                self.grant("os <varstore>", p, Perms::RW, Scope::File)?;
             }
         }
         Ok(())
@@ -645,27 +712,8 @@ impl Cx<'_> {
                 None => self.warn(format!("{label}: USB device not found on this host")),
             },
             "pci" => {
-                let Some(a) = src.child("address") else {
-                    return Ok(());
-                };
-                let Some(bdf) = pci_bdf(a) else {
-                    self.warn(format!("{label}: bad PCI address"));
-                    return Ok(());
-                };
-                let dev = self.opts.host_root.join("sys/bus/pci/devices").join(&bdf);
-                let backend = h
-                    .child("driver")
-                    .and_then(|d| d.attr("name"))
-                    .unwrap_or("vfio");
-                for f in pci_device_files(&dev) {
-                    if let Ok(real) = std::fs::canonicalize(&f) {
-                        self.out
-                            .rules
-                            .grant_resolved(&label, &real, Perms::RW, Scope::File)?;
-                    }
-                }
-                if backend == "vfio" {
-                    self.pci_vfio_group(&label, a)?;
+                if let Some(a) = src.child("address") {
+                    self.pci_hostdev(&label, a, h.child("driver"))?;
                 }
             }
             "mdev" => {
@@ -697,6 +745,64 @@ impl Cx<'_> {
             _ => {}
         }
         Ok(())
+    }
+
+    /// A PCI device QEMU drives directly (`<hostdev type='pci'>`, `<interface type='hostdev'>`):
+    /// its sysfs files and, with the VFIO driver, its VFIO group — or, with
+    /// `<driver iommufd='yes'/>` (libvirt 12.2), `/dev/iommu` and its VFIO cdev
+    /// `/dev/vfio/devices/vfioN` as virt-aa-helper 12.x grants.
+    fn pci_hostdev(
+        &mut self,
+        label: &str,
+        a: &Element,
+        driver: Option<&Element>,
+    ) -> Result<(), GrantError> {
+        let Some(bdf) = pci_bdf(a) else {
+            self.warn(format!("{label}: bad PCI address"));
+            return Ok(());
+        };
+        let dev = self.opts.host_root.join("sys/bus/pci/devices").join(&bdf);
+        for f in pci_device_files(&dev) {
+            if let Ok(real) = std::fs::canonicalize(&f) {
+                self.out
+                    .rules
+                    .grant_resolved(label, &real, Perms::RW, Scope::File)?;
+            }
+        }
+        if driver.and_then(|d| d.attr("name")).unwrap_or("vfio") != "vfio" {
+            return Ok(());
+        }
+        if driver.is_some_and(|d| d.attr_yes("iommufd")) {
+            self.out.rules.fixed("/dev/iommu", Perms::RW);
+            let cdevs = std::fs::read_dir(dev.join("vfio-dev"))
+                .map(|rd| {
+                    rd.flatten()
+                        .filter_map(|e| e.file_name().into_string().ok())
+                        .filter(|n| {
+                            n.strip_prefix("vfio").is_some_and(|d| {
+                                !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())
+                            })
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default();
+            if cdevs.is_empty() {
+                self.warn(format!(
+                    "{label}: no VFIO device file under {}; device absent or not bound to vfio-pci",
+                    dev.join("vfio-dev").display()
+                ));
+            }
+            for c in cdevs {
+                self.grant(
+                    label,
+                    &format!("/dev/vfio/devices/{c}"),
+                    Perms::RW,
+                    Scope::File,
+                )?;
+            }
+            return Ok(());
+        }
+        self.pci_vfio_group(label, a)
     }
 
     /// The VFIO group device of a PCI address (`/dev/vfio/<group>`) — only that group, not
@@ -859,7 +965,40 @@ impl Cx<'_> {
                     self.grant(&label, d, Perms::RW, Scope::File)?;
                 }
             }
+            // SR-IOV VF given to the guest as a NIC: libvirt adds it to the domain's hostdev
+            // list, so it is a PCI hostdev in every respect (VFIO group, /dev/vfio/vfio).
+            "hostdev" => {
+                if let Some(a) = n
+                    .child("source")
+                    .and_then(|s| s.child("address"))
+                    .filter(|a| a.attr("type").unwrap_or("pci") == "pci")
+                {
+                    let driver = n.child("driver");
+                    self.pci_hostdev(&label, a, driver)?;
+                }
+            }
             _ => {}
+        }
+        // passt back-end (type='user' since 9.0, type='vhostuser' since 11.1): QEMU connects to
+        // the socket libvirt's passt listens on, `<passtStateDir>/<short name>-<alias>.socket`
+        // (qemu_passt.c qemuPasstCreateSocketPath; passtStateDir = /run/libvirt/qemu/passt).
+        // The alias is known in live XML; before that any alias of this guest.
+        if n.child("backend").and_then(|b| b.attr("type")) == Some("passt") {
+            let alias = n.child("alias").and_then(|a| a.attr_nonempty("name"));
+            for short in self.dom.short_names() {
+                match alias {
+                    Some(a) if !a.contains('/') => {
+                        let p = format!("/run/libvirt/qemu/passt/{short}-{a}.socket");
+                        self.grant(&label, &p, Perms::RW, Scope::File)?;
+                    }
+                    _ => self.fixed_with_name(
+                        "/run/libvirt/qemu/passt/",
+                        &short,
+                        "-*.socket",
+                        Perms::RW,
+                    ),
+                }
+            }
         }
         if let Some(b) = n.child("backend") {
             for a in ["tap", "vhost"] {
@@ -880,11 +1019,21 @@ impl Cx<'_> {
 
     fn memory_device(&mut self, m: &Element, i: usize) -> Result<(), GrantError> {
         let model = m.attr("model").unwrap_or("");
-        if matches!(model, "nvdimm" | "virtio-pmem") {
-            if let Some(p) = m.path(&["source", "path"]).and_then(|e| e.text_nonempty()) {
-                let label = format!("memory {model} #{}", i + 1);
-                self.grant(&label, p, Perms::RW, Scope::File)?;
+        let label = format!("memory {model} #{}", i + 1);
+        match model {
+            // virtio-pmem: virt-aa-helper grants it since libvirt 7.1 (11.3: rw, like nvdimm).
+            "nvdimm" | "virtio-pmem" => {
+                if let Some(p) = m.path(&["source", "path"]).and_then(|e| e.text_nonempty()) {
+                    self.grant(&label, p, Perms::RW, Scope::File)?;
+                }
             }
+            // SGX enclave page cache: virt-aa-helper grants DEV_SGX_VEPC rw and
+            // DEV_SGX_PROVISION r since 11.1 (NEWS: "apparmor: Allow SGX if configured").
+            "sgx-epc" => {
+                self.out.rules.fixed("/dev/sgx_vepc", Perms::RW);
+                self.out.rules.fixed("/dev/sgx_provision", Perms::R);
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -1177,6 +1326,95 @@ mod tests {
                 .iter()
                 .any(|w| w.contains("pool volume missing/x"))
         );
+    }
+
+    /// A host root with two PCI devices: 0000:7f:10.1 in IOMMU group 42 (classic VFIO) and
+    /// 0000:7f:11.0 bound to vfio-pci with the cdev vfio3 (IOMMUFD).
+    fn fake_pci_host() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        let pci = d.path().join("sys/bus/pci/devices");
+        for bdf in ["0000:7f:10.1", "0000:7f:11.0"] {
+            std::fs::create_dir_all(pci.join(bdf).join("vfio-dev/vfio3")).unwrap();
+            std::fs::write(pci.join(bdf).join("config"), "").unwrap();
+        }
+        std::fs::create_dir_all(d.path().join("sys/kernel/iommu_groups/42")).unwrap();
+        std::os::unix::fs::symlink(
+            d.path().join("sys/kernel/iommu_groups/42"),
+            pci.join("0000:7f:10.1/iommu_group"),
+        )
+        .unwrap();
+        d
+    }
+
+    #[test]
+    fn libvirt_10_to_12_devices() {
+        let host = fake_pci_host();
+        let opts = Options {
+            host_root: host.path().into(),
+            probe_backing: false,
+            ..Default::default()
+        };
+        let xml = "<domain type='kvm' id='5'><name>n</name><uuid>10000000-0000-4000-8000-000000000003</uuid>\
+            <os><type>hvm</type><loader type='pflash'>/srv/fw/CODE.fd</loader>\
+            <nvram type='block' format='qcow2'><source dev='/dev/vg/vars'/></nvram>\
+            <kernel>/srv/k</kernel><shim>/srv/shim.efi</shim>\
+            <varstore template='/usr/share/x.json' path='/srv/vars.json'/></os>\
+            <devices>\
+            <disk type='file' device='cdrom'><source file='/srv/a.iso'/><target dev='sda'/></disk>\
+            <disk type='file' device='disk'><driver type='qcow2'/><source file='/srv/m.qcow2'><dataStore type='file'><format type='raw'/><source file='/srv/m.raw'/></dataStore></source><target dev='vda'/></disk>\
+            <channel type='unix'><source mode='bind' path='/run/libvirt/qemu/channel/5-n/org.qemu.guest_agent.0'/><target type='virtio' name='org.qemu.guest_agent.0'/></channel>\
+            <input type='evdev'><source dev='/dev/input/event9' grab='all'/></input>\
+            <input type='passthrough' bus='virtio'><source evdev='/dev/input/event8'/></input>\
+            <interface type='hostdev'><source><address type='pci' domain='0' bus='0x7f' slot='0x10' function='1'/></source></interface>\
+            <hostdev mode='subsystem' type='pci'><driver name='vfio' iommufd='yes'/><source><address domain='0' bus='0x7f' slot='0x11' function='0'/></source></hostdev>\
+            <interface type='vhostuser'><backend type='passt'/><alias name='net1'/></interface>\
+            <memory model='sgx-epc'><target><size unit='KiB'>1024</size></target></memory>\
+            </devices></domain>";
+        let r = derive_xml(xml, &opts).unwrap().rules.render();
+        for want in [
+            "\"/srv/fw/CODE.fd\" rwk,",
+            "\"/dev/vg/vars\" rwk,",
+            "\"/srv/shim.efi\" r,",
+            "\"/srv/vars.json\" rw,",
+            "\"/srv/a.iso\" rk,",
+            "\"/srv/m.raw\" rwk,",
+            "\"/run/libvirt/qemu/channel/5-n/{,*}\" rw,",
+            "\"/dev/input/event9\" rw,",
+            "\"/dev/input/event8\" rw,",
+            "\"/dev/vfio/42\" rw,",
+            "\"/dev/vfio/vfio\" rw,",
+            "\"/dev/iommu\" rw,",
+            "\"/dev/vfio/devices/vfio3\" rw,",
+            "\"/run/libvirt/qemu/passt/5-n-net1.socket\" rw,",
+            "\"/dev/sgx_vepc\" rw,",
+            "\"/dev/sgx_provision\" r,",
+            "\"/dev/userfaultfd\" rw,",
+        ] {
+            assert!(r.contains(want), "missing {want} in\n{r}");
+        }
+        assert!(!r.contains("/var/lib/libvirt/qemu/channel/target"), "{r}");
+        assert!(!r.contains("/usr/share/x.json"), "{r}");
+    }
+
+    #[test]
+    fn a_channel_without_a_path_gets_both_directory_layouts() {
+        let xml = "<domain type='kvm' id='6'><name>m</name><uuid>10000000-0000-4000-8000-000000000004</uuid><devices>\
+            <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel></devices></domain>";
+        let r = derive_xml(xml, &Options::default()).unwrap().rules.render();
+        assert!(
+            r.contains("\"/var/lib/libvirt/qemu/channel/target/domain-6-m/{,*}\" rw,"),
+            "{r}"
+        );
+        assert!(
+            r.contains("\"/run/libvirt/qemu/channel/6-m/{,*}\" rw,"),
+            "{r}"
+        );
+        let none = "<domain type='kvm' id='6'><name>m</name><uuid>10000000-0000-4000-8000-000000000004</uuid></domain>";
+        let r = derive_xml(none, &Options::default())
+            .unwrap()
+            .rules
+            .render();
+        assert!(!r.contains("/channel/"), "{r}");
     }
 
     #[test]

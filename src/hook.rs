@@ -130,7 +130,15 @@ impl Hook {
         let t0 = Instant::now();
         let get = |i: usize| args.get(i).map(String::as_str).unwrap_or("-");
         let (dname, op, sub) = (get(0), get(1), get(2));
-        let event = format!("{op}/{sub}");
+        // libvirt ≥ 10.5 passes the shut-off reason as the release hook's 4th argument (one
+        // argv element that may hold spaces: "from snapshot"); logged quoted, so it stays one
+        // token and a control character cannot split the log line. Otherwise it is "-".
+        let event = match args.get(3).map(String::as_str) {
+            Some(reason) if op == "release" && reason != "-" => {
+                format!("{op}/{sub} reason={reason:?}")
+            }
+            _ => format!("{op}/{sub}"),
+        };
         let action = action_for(op, sub);
         let never_fail = action.never_fails();
         self.maybe_refresh_caps();

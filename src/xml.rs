@@ -199,6 +199,15 @@ fn element_from_start(
         if a.key.as_ref().starts_with("xmlns") {
             continue;
         }
+        // XML 1.0 §3.1 (AttValue) forbids a literal '<' in an attribute value; libxml2, and so
+        // libvirt, rejects such a document, quick-xml does not. Be as strict: the guest must not
+        // start from XML libvirt itself would have refused.
+        if a.value.contains('<') {
+            return Err(malformed(
+                pos,
+                format!("'<' in the value of attribute {key:?} (write &lt;)"),
+            ));
+        }
         let value = a
             .normalized_value(quick_xml::XmlVersion::Implicit1_0)
             .map_err(|e| malformed(pos, e))?
@@ -228,6 +237,18 @@ mod tests {
     fn attributes_are_unescaped() {
         let e = parse_str(r#"<a p="/q&quot;r&lt;"/>"#).unwrap();
         assert_eq!(e.attr("p"), Some("/q\"r<"));
+    }
+
+    #[test]
+    fn a_raw_lt_in_an_attribute_is_malformed_like_in_libxml2() {
+        let e = parse_str("<a><b p='/x<y'/></a>").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("'<' in the value of attribute \"p\""),
+            "{e}"
+        );
+        assert!(parse_str("<a p=\"&lt;\"/>").is_ok());
+        assert!(parse_str("<a p='>'/>").is_ok());
     }
 
     #[test]

@@ -100,8 +100,10 @@ fn lifecycle_prepare_start_release() {
     let local = r.path(&format!("etc/apparmor.d/local/libvirt/libvirt-{UUID}"));
     std::fs::create_dir_all(local.parent().unwrap()).unwrap();
     std::fs::write(&local, "  /srv/extra r,\n").unwrap();
-    let (code, _, _) = r.hook(&["hk", "release", "end", "destroyed"], xml2.as_bytes());
-    assert_eq!(code, 0);
+    // libvirt ≥ 10.5 passes the shut-off reason as one argument, which may hold a space
+    // ("from snapshot", virDomainShutoffReasonTypeToString): removed all the same, logged quoted
+    let (code, out, _) = r.hook(&["hk", "release", "end", "from snapshot"], xml2.as_bytes());
+    assert_eq!((code, out.as_str()), (0, ""));
     assert!(!p.exists());
     assert!(local.exists());
 
@@ -118,6 +120,11 @@ fn lifecycle_prepare_start_release() {
     ]) {
         assert!(l.contains(&format!("[hk {UUID}] {ev}")), "{l}");
     }
+    assert!(
+        lines[5].contains("release/end reason=\"from snapshot\" mode="),
+        "{}",
+        lines[5]
+    );
     assert!(
         lines[0].contains("wrote libvirt-") && lines[0].contains("compile ok"),
         "{}",

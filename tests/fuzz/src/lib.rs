@@ -118,6 +118,8 @@ const NAMED: &[(&str, &[&str], bool)] = &[
         &["/{,*}"],
         true,
     ),
+    ("/run/libvirt/qemu/channel/", &["/{,*}"], true),
+    ("/run/libvirt/qemu/passt/", &["-*.socket"], true),
     ("/run/libvirt/**/", &[".pid"], false),
     ("/run/libvirt/**/*.tunnelmigrate.dest.", &[""], false),
     (
@@ -133,6 +135,10 @@ const NAMED: &[(&str, &[&str], bool)] = &[
 const CONSTANT: &[&str] = &[
     "/dev/vhost-net",
     "/dev/vfio/vfio",
+    "/dev/userfaultfd",
+    "/dev/sgx_vepc",
+    "/dev/sgx_provision",
+    "/dev/iommu",
     "/etc/pki/nssdb/{,*}",
     "/usr/lib{,32,64}/dri/*.so*",
     "/usr/lib/@{multiarch}/dri/*.so*",
