@@ -122,7 +122,8 @@ impl Hook {
         }
     }
 
-    fn parser(&self) -> Result<Parser, ParserError> {
+    /// The configured `apparmor_parser` (include dirs, binary cache, timeout).
+    pub fn parser(&self) -> Result<Parser, ParserError> {
         Ok(Parser {
             binary: Parser::locate(self.cfg.apparmor_parser.as_deref())?,
             include_dirs: self.cfg.include_dirs(),

@@ -8,6 +8,9 @@
 //! - act: [`store`] (atomic files, locks), [`aaparser`] (apparmor_parser with timeouts),
 //!   [`apparmorfs`] (kernel state), [`log`] (the admin's log), [`caps`] (capability cache),
 //!   [`config`] (the TOML file);
+//! - explain: [`denial`] (one AppArmor audit record, hostile input), [`explain`] (classify a
+//!   denial, render the fix, merge it into the local file), [`hostlog`] (read the host's logs),
+//!   [`journal`] (structured records for journald);
 //! - entry points: [`hook`] (libvirt events), [`wrapper`] (emulator wrapper).
 
 pub mod aaparser;
@@ -15,8 +18,10 @@ pub mod apparmorfs;
 pub mod backing;
 pub mod caps;
 pub mod config;
+pub mod denial;
 pub mod derive;
 pub mod domain;
+pub mod explain;
 pub mod generate;
 pub mod hook;
 pub mod log;
