@@ -76,6 +76,9 @@ pub struct Config {
     pub connect: String,
     /// Directory of the real emulators the wrapper execs (`/usr/bin/<wrapper suffix>`).
     pub emulator_dir: PathBuf,
+    /// Also send each event to journald as a structured record (`journalctl -t virt-aa-hook`)
+    /// when its socket exists; never waits for it.
+    pub journal: bool,
 }
 
 impl Default for Config {
@@ -99,6 +102,7 @@ impl Default for Config {
             allow_opt_out: true,
             connect: "qemu:///system".into(),
             emulator_dir: "/usr/bin".into(),
+            journal: true,
         }
     }
 }

@@ -397,13 +397,20 @@ mod tests {
         // journald's audit transport (no `audit: type=` prefix).
         let j = r#"{"_TRANSPORT":"audit","MESSAGE":"AVC apparmor=\"DENIED\" operation=\"open\" profile=\"libvirt-92c4f559-3323-44d7-abd5-34c49aef304a\" name=\"/x\" requested_mask=\"r\" denied_mask=\"r\""}"#;
         assert_eq!(parse_line(j).unwrap().unwrap().name.as_deref(), Some("/x"));
-        assert!(parse_line(r#"{"MESSAGE":"eth0: link up"}"#).unwrap().is_none());
+        assert!(
+            parse_line(r#"{"MESSAGE":"eth0: link up"}"#)
+                .unwrap()
+                .is_none()
+        );
         assert!(parse_line("{not json").is_err());
     }
 
     #[test]
     fn other_lines_are_not_records() {
-        assert_eq!(parse_line("[ 1.0] virbr0: port 1(vnet0) entered blocking state"), Ok(None));
+        assert_eq!(
+            parse_line("[ 1.0] virbr0: port 1(vnet0) entered blocking state"),
+            Ok(None)
+        );
         let status = r#"audit: type=1400 audit(1.2:3): apparmor="STATUS" operation="profile_load" profile="unconfined" name="libvirt-x" pid=1 comm="apparmor_parser""#;
         assert_eq!(parse_line(status), Ok(None));
         let cap = r#"audit: type=1400 audit(1.2:3): apparmor="DENIED" operation="capable" class="cap" profile="libvirt-92c4f559-3323-44d7-abd5-34c49aef304a" pid=1 comm="qemu" capability=21 capname="sys_admin""#;
@@ -418,25 +425,45 @@ mod tests {
         let line = format!(
             r#"audit: type=1400 audit(1.0:1): apparmor="DENIED" operation="open" profile="libvirt-{U}" name={hex} requested_mask="r" denied_mask="r""#
         );
-        assert_eq!(parse_line(&line).unwrap().unwrap().name.as_deref(), Some(path));
+        assert_eq!(
+            parse_line(&line).unwrap().unwrap().name.as_deref(),
+            Some(path)
+        );
         // A repeated field (a forged second name) is refused, not resolved either way.
         let forged = format!(
             r#"apparmor="DENIED" operation="open" profile="libvirt-{U}" name="/a" name="/etc/shadow" requested_mask="r""#
         );
-        assert_eq!(parse_line(&forged), Err(DenialError::Repeated("name".into())));
+        assert_eq!(
+            parse_line(&forged),
+            Err(DenialError::Repeated("name".into()))
+        );
         // A bare name that is not hex, a newline (hex 0A) inside a name, an open quote.
         let bare = format!(r#"apparmor="DENIED" profile="libvirt-{U}" name=/etc/x"#);
         assert!(matches!(parse_line(&bare), Err(DenialError::NotHex { .. })));
         let nl = format!(r#"apparmor="DENIED" profile="libvirt-{U}" name=2F610A2F62"#);
         assert_eq!(parse_line(&nl), Err(DenialError::BadText("name".into())));
         let open = format!(r#"apparmor="DENIED" profile="libvirt-{U}" name="/a"#);
-        assert!(matches!(parse_line(&open), Err(DenialError::Unterminated(_))));
+        assert!(matches!(
+            parse_line(&open),
+            Err(DenialError::Unterminated(_))
+        ));
         let notutf8 = format!(r#"apparmor="DENIED" profile="libvirt-{U}" name=2FFF"#);
-        assert_eq!(parse_line(&notutf8), Err(DenialError::BadText("name".into())));
+        assert_eq!(
+            parse_line(&notutf8),
+            Err(DenialError::BadText("name".into()))
+        );
         // Globs stay literal text here; escaping is the rule writer's job.
-        let glob = format!(r#"apparmor="DENIED" profile="libvirt-{U}" name="/srv/*/{{a,b}}" requested_mask="r""#);
-        assert_eq!(parse_line(&glob).unwrap().unwrap().name.as_deref(), Some("/srv/*/{a,b}"));
-        assert_eq!(parse_line(&"x".repeat(MAX_LINE + 1)), Err(DenialError::TooLong));
+        let glob = format!(
+            r#"apparmor="DENIED" profile="libvirt-{U}" name="/srv/*/{{a,b}}" requested_mask="r""#
+        );
+        assert_eq!(
+            parse_line(&glob).unwrap().unwrap().name.as_deref(),
+            Some("/srv/*/{a,b}")
+        );
+        assert_eq!(
+            parse_line(&"x".repeat(MAX_LINE + 1)),
+            Err(DenialError::TooLong)
+        );
     }
 
     #[test]

@@ -281,7 +281,8 @@ pub fn merge_local(existing: &str, rules: &[String]) -> Option<String> {
             Some(i) => {
                 let (_, have) = parse_rule(&lines[i]).expect("matched above");
                 if !have.contains(perms) {
-                    let indent: String = lines[i].chars().take_while(|c| c.is_whitespace()).collect();
+                    let indent: String =
+                        lines[i].chars().take_while(|c| c.is_whitespace()).collect();
                     lines[i] = format!("{indent}{}", rule_line_raw(pat, have.with(perms)));
                     changed = true;
                 }
@@ -412,6 +413,90 @@ pub fn element_writing<'a>(root: &'a Element, path: &str) -> Option<&'a Element>
     scopes.into_iter().find(|c| has(c, path))
 }
 
+/// What the admin reads about one access (several lines, indented under the guest heading).
+/// `local` and `profile_file` are the guest's paths, `child` the child profile if the record
+/// came from one, `report` the bug report for a generator gap.
+pub fn render(
+    f: &Finding,
+    local: &str,
+    profile_file: &str,
+    child: Option<&str>,
+    report: Option<&str>,
+) -> String {
+    use std::fmt::Write;
+    let r = &f.record;
+    let mut s = String::new();
+    let outcomes: Vec<String> = f
+        .outcomes
+        .iter()
+        .map(|o| format!("{o:?}").to_uppercase())
+        .collect();
+    let _ = writeln!(
+        s,
+        "{} {} {} {}{}{}",
+        outcomes.join("/"),
+        r.operation,
+        r.name
+            .as_deref()
+            .map(|n| format!("{n:?}"))
+            .unwrap_or_else(|| "-".into()),
+        r.requested.as_deref().unwrap_or("-"),
+        if f.count > 1 {
+            format!(" ({}×)", f.count)
+        } else {
+            String::new()
+        },
+        child
+            .map(|c| format!(" [child profile {c}]"))
+            .unwrap_or_default(),
+    );
+    match &f.verdict {
+        Verdict::NotFile(why) | Verdict::Unusable(why) => {
+            let _ = writeln!(s, "  no rule offered: {why}");
+        }
+        Verdict::Refused(why) => {
+            let _ = writeln!(s, "  refused by policy, stays denied: {why}");
+        }
+        Verdict::Stale { element } => {
+            let _ = writeln!(
+                s,
+                "  already granted by the current definition ({element}): the loaded profile is older.\n  reload it: apparmor_parser -r {profile_file}   (or restart the guest)"
+            );
+        }
+        Verdict::GeneratorGap { element, perms } => {
+            let _ = writeln!(
+                s,
+                "  generator gap: the guest's definition names it ({element}) but its profile does not grant {perms}.\n  This is a bug in virt-aa-hook; please report it with the text below. Meanwhile the site-specific rule works:\n      {}",
+                rule_line(r.name.as_deref().unwrap_or(""), *perms)
+            );
+            if let Some(rep) = report {
+                for l in rep.lines() {
+                    let _ = writeln!(s, "  | {l}");
+                }
+            }
+        }
+        Verdict::SiteSpecific { rule, .. } => {
+            let _ = writeln!(
+                s,
+                "  site-specific: not in the guest's definition. Rule for {local}:"
+            );
+            let _ = writeln!(s, "      {rule}");
+            if let Some(c) = child {
+                let _ = writeln!(
+                    s,
+                    "  note: the access was made under the child profile {c}; put the rule inside its block (--apply writes only rules of the main profile)"
+                );
+            } else {
+                let _ = writeln!(
+                    s,
+                    "  then: apparmor_parser -r {profile_file}   (or: explain --apply)"
+                );
+            }
+        }
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -472,10 +557,16 @@ mod tests {
         );
         // Another guest's disk: refused, names the guest.
         let v = classify(&rec(r#"name="/srv/db.img""#, "rw"), &own, &others);
-        assert!(matches!(&v, Verdict::Refused(w) if w.contains("\"db\"") && w.contains("vda")), "{v:?}");
+        assert!(
+            matches!(&v, Verdict::Refused(w) if w.contains("\"db\"") && w.contains("vda")),
+            "{v:?}"
+        );
         // A host system path: refused by the host policy.
         let v = classify(&rec(r#"name="/etc/shadow""#, "r"), &own, &others);
-        assert!(matches!(&v, Verdict::Refused(w) if w.contains("host system path")), "{v:?}");
+        assert!(
+            matches!(&v, Verdict::Refused(w) if w.contains("host system path")),
+            "{v:?}"
+        );
         // Granted read-only (cdrom), written: a generator gap naming the element.
         let v = classify(&rec(r#"name="/srv/iso/x.iso""#, "w"), &own, &others);
         assert_eq!(
@@ -509,7 +600,10 @@ mod tests {
             "{v:?}"
         );
         let e = element_writing(&me.root, "/srv/foo.bin").unwrap();
-        assert_eq!(element_xml(e), "<foo>\n  <bar path='/srv/foo.bin'/>\n</foo>\n");
+        assert_eq!(
+            element_xml(e),
+            "<foo>\n  <bar path='/srv/foo.bin'/>\n</foo>\n"
+        );
     }
 
     #[test]
@@ -543,7 +637,9 @@ mod tests {
         let once = merge_local(base, &[a.clone(), b.clone(), a.clone()]).unwrap();
         assert_eq!(
             once,
-            format!("# mine\n/srv/www/ r,\n\n{APPLY_HEADER}\n  \"/srv/a b.img\" r,\n  \"/srv/b\\,c\" rw,\n")
+            format!(
+                "# mine\n/srv/www/ r,\n\n{APPLY_HEADER}\n  \"/srv/a b.img\" r,\n  \"/srv/b\\,c\" rw,\n"
+            )
         );
         assert_eq!(merge_local(&once, &[a.clone(), b.clone()]), None);
         // Wider permissions widen the existing line in place.

@@ -4,7 +4,7 @@
 //! Dispatch on the name it runs as:
 //! - `.../hooks/qemu` or anything in `.../hooks/qemu.d/` → hook event;
 //! - `virt-aa-hook.<emulator>` → emulator wrapper;
-//! - otherwise the admin command line. Commands that need libvirt (`caps`, `doctor`, `status`,
+//! - otherwise the admin command line (`generate`, `hook`, `explain` here). Commands that need libvirt (`caps`, `doctor`, `status`,
 //!   `gc`, `enroll`, `unenroll`) are run by `virt-aa-hook-libvirt` next to this binary.
 
 use anyhow::{Context, Result, bail};
@@ -16,6 +16,9 @@ use virt_aa_hook::config::Config;
 use virt_aa_hook::hook::Hook;
 use virt_aa_hook::profile::Mode;
 use virt_aa_hook::{generate, wrapper};
+
+#[path = "cli/explain.rs"]
+mod explain;
 
 #[derive(Parser)]
 #[command(
@@ -54,6 +57,22 @@ enum Cmd {
     Hook {
         #[arg(num_args = 2..=4, required = true)]
         args: Vec<String>,
+    },
+    /// Explain AppArmor denials of guests (kernel log, journal or audit.log) and how to fix them.
+    Explain {
+        /// Only records at or after TIME: @EPOCH, YYYY-MM-DD[ HH:MM[:SS]] (UTC), or N[smhd] (ago).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Only this guest (name or UUID).
+        #[arg(long, value_name = "NAME|UUID")]
+        guest: Option<String>,
+        /// Add the site-specific rules to the guests' local files and reload their profiles.
+        #[arg(long)]
+        apply: bool,
+        /// Read records from FILE (audit.log, saved dmesg or `journalctl -o json` output; `-` for
+        /// stdin) instead of the host's log.
+        #[arg(long, value_name = "FILE")]
+        log: Option<PathBuf>,
     },
     /// Commands that talk to libvirt (run by virt-aa-hook-libvirt).
     #[command(external_subcommand)]
@@ -125,6 +144,12 @@ fn run(cli: Cli) -> Result<i32> {
             silence_stdout();
             Ok(virt_aa_hook::hook::main(&args))
         }
+        Cmd::Explain {
+            since,
+            guest,
+            apply,
+            log,
+        } => explain::run(since, guest, apply, log),
         Cmd::External(args) => exec_admin(args),
     }
 }
