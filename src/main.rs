@@ -4,8 +4,10 @@
 //! Dispatch on the name it runs as:
 //! - `.../hooks/qemu` or anything in `.../hooks/qemu.d/` → hook event;
 //! - `virt-aa-hook.<emulator>` → emulator wrapper;
-//! - otherwise the admin command line (`generate`, `hook`, `explain` here). Commands that need libvirt (`caps`, `doctor`, `status`,
-//!   `gc`, `enroll`, `unenroll`) are run by `virt-aa-hook-libvirt` next to this binary.
+//! - otherwise the admin command line. The other commands (`caps`, `doctor`, `status`, `gc`,
+//!   `enroll`, `unenroll`, `complain`, `enforce`, `explain`) are run by `virt-aa-hook-libvirt`
+//!   next to this binary: they talk to libvirt, or (`explain`) run outside this binary's
+//!   AppArmor profile.
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -16,9 +18,6 @@ use virt_aa_hook::config::Config;
 use virt_aa_hook::hook::Hook;
 use virt_aa_hook::profile::Mode;
 use virt_aa_hook::{generate, wrapper};
-
-#[path = "cli/explain.rs"]
-mod explain;
 
 #[derive(Parser)]
 #[command(
@@ -57,22 +56,6 @@ enum Cmd {
     Hook {
         #[arg(num_args = 2..=4, required = true)]
         args: Vec<String>,
-    },
-    /// Explain AppArmor denials of guests (kernel log, journal or audit.log) and how to fix them.
-    Explain {
-        /// Only records at or after TIME: @EPOCH, YYYY-MM-DD[ HH:MM[:SS]] (UTC), or N[smhd] (ago).
-        #[arg(long, value_name = "TIME")]
-        since: Option<String>,
-        /// Only this guest (name or UUID).
-        #[arg(long, value_name = "NAME|UUID")]
-        guest: Option<String>,
-        /// Add the site-specific rules to the guests' local files and reload their profiles.
-        #[arg(long)]
-        apply: bool,
-        /// Read records from FILE (audit.log, saved dmesg or `journalctl -o json` output; `-` for
-        /// stdin) instead of the host's log.
-        #[arg(long, value_name = "FILE")]
-        log: Option<PathBuf>,
     },
     /// Commands that talk to libvirt (run by virt-aa-hook-libvirt).
     #[command(external_subcommand)]
@@ -144,12 +127,6 @@ fn run(cli: Cli) -> Result<i32> {
             silence_stdout();
             Ok(virt_aa_hook::hook::main(&args))
         }
-        Cmd::Explain {
-            since,
-            guest,
-            apply,
-            log,
-        } => explain::run(since, guest, apply, log),
         Cmd::External(args) => exec_admin(args),
     }
 }

@@ -1,7 +1,10 @@
 //! `virt-aa-hook explain`: the I/O around [`virt_aa_hook::explain`] — read the host's log, find
 //! each record's guest in libvirt's files, generate what each guest's definition grants,
 //! classify, print, and with `--apply` write the site-specific rules
-//! ([`virt_aa_hook::localrules`]). No libvirt link: the guests come from libvirt's own files.
+//! ([`virt_aa_hook::localrules`]). The guests come from libvirt's own files, so it works with the
+//! daemon down. It lives in the libvirt-linked binary because that one runs unconfined: the
+//! hook's own AppArmor profile (which `/usr/sbin/virt-aa-hook` runs under) may neither run
+//! `dmesg`/`journalctl` nor write the admin's local rules.
 
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
@@ -90,12 +93,13 @@ fn bug_report(hook: &Hook, g: &GuestDef, gen_: &Generated, rec: &Record) -> Stri
 }
 
 pub fn run(
+    cfg: &Config,
     since: Option<String>,
     guest: Option<String>,
     apply: bool,
     log: Option<PathBuf>,
 ) -> Result<i32> {
-    let cfg = Config::load()?;
+    let cfg = cfg.clone();
     let hook = Hook::new(cfg.clone());
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
