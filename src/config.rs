@@ -79,6 +79,9 @@ pub struct Config {
     /// Answer libvirt's AppArmor driver in place of `virt-aa-helper` (README "Helper mode").
     /// Read by the package's postinst: after changing it run `dpkg-reconfigure virt-aa-hook`.
     pub helper_mode: bool,
+    /// Also send each event to journald as a structured record (`journalctl -t virt-aa-hook`)
+    /// when its socket exists; never waits for it.
+    pub journal: bool,
 }
 
 impl Default for Config {
@@ -103,6 +106,7 @@ impl Default for Config {
             connect: "qemu:///system".into(),
             emulator_dir: "/usr/bin".into(),
             helper_mode: true,
+            journal: true,
         }
     }
 }

@@ -48,6 +48,17 @@ impl Action {
     pub fn never_fails(self) -> bool {
         matches!(self, Action::Ensure | Action::Remove | Action::LogOnly)
     }
+
+    /// One word for logs and journald's `VAH_ACTION`.
+    pub fn word(self) -> &'static str {
+        match self {
+            Action::Install { .. } => "install",
+            Action::Verify => "verify",
+            Action::LogOnly => "log",
+            Action::Remove => "remove",
+            Action::Ensure => "ensure",
+        }
+    }
 }
 
 /// Map `<op> <sub-op>` to an action.
@@ -155,6 +166,7 @@ impl Hook {
             Ok(d) => d,
             Err(e) => {
                 let msg = format!("[{dname}] {event}: invalid domain XML: {e}");
+                self.journal(None, &event, action, "failed", Level::Error, &msg, t0);
                 if never_fail {
                     self.log.line(Level::Error, &msg);
                     return Outcome::ok();
@@ -174,10 +186,9 @@ impl Hook {
                     note = "; removed our old profile file".into();
                 }
             }
-            self.log.line(
-                Level::Info,
-                &format!("{who}: skipped: {reason}{note} ({})", ms(t0)),
-            );
+            let msg = format!("{who}: skipped: {reason}{note} ({})", ms(t0));
+            self.log.line(Level::Info, &msg);
+            self.journal(Some(&dom), &event, action, "skipped", Level::Info, &msg, t0);
             return Outcome::ok();
         }
 
@@ -191,6 +202,7 @@ impl Hook {
             Err(e) => {
                 let msg = format!("{who} mode={mode}: {e}");
                 self.log.line(Level::Error, &msg);
+                self.journal(Some(&dom), &event, action, "failed", Level::Error, &msg, t0);
                 return if never_fail {
                     Outcome::ok()
                 } else {
@@ -238,18 +250,16 @@ impl Hook {
                         }
                     }
                 }
-                self.log.line(
-                    Level::Info,
-                    &format!("{who} mode={mode}: {} ({})", r.text, ms(t0)),
-                );
+                let msg = format!("{who} mode={mode}: {} ({})", r.text, ms(t0));
+                self.log.line(Level::Info, &msg);
+                self.journal(Some(&dom), &event, action, "ok", Level::Info, &msg, t0);
                 Outcome::ok()
             }
             Err(e) => {
                 let level = Level::Error;
-                self.log.line(
-                    level,
-                    &format!("{who} mode={mode}: FAILED: {e} ({})", ms(t0)),
-                );
+                let msg = format!("{who} mode={mode}: FAILED: {e} ({})", ms(t0));
+                self.log.line(level, &msg);
+                self.journal(Some(&dom), &event, action, "failed", level, &msg, t0);
                 let fatal = match action {
                     Action::Verify => self.cfg.fail_on_started,
                     _ => !never_fail,
@@ -264,6 +274,45 @@ impl Hook {
                 }
             }
         }
+    }
+
+    /// The structured twin of a log line, for journald (see [`crate::journal`]): guest name
+    /// and UUID, event, action, result and duration as fields. Off with `journal = false`.
+    #[allow(clippy::too_many_arguments)]
+    fn journal(
+        &self,
+        dom: Option<&Domain>,
+        event: &str,
+        action: Action,
+        result: &str,
+        level: Level,
+        msg: &str,
+        t0: Instant,
+    ) {
+        if !self.cfg.journal {
+            return;
+        }
+        let socket = self
+            .cfg
+            .rooted(std::path::Path::new(crate::journal::SOCKET));
+        let dur = format!("{:.1}", t0.elapsed().as_secs_f64() * 1000.0);
+        let (name, uuid) = dom
+            .map(|d| (d.name.clone(), d.uuid.hyphenated().to_string()))
+            .unwrap_or_default();
+        crate::journal::send(
+            &socket,
+            &[
+                ("MESSAGE", msg),
+                ("PRIORITY", crate::journal::priority(level)),
+                ("SYSLOG_IDENTIFIER", crate::journal::IDENTIFIER),
+                ("VAH_GUEST_NAME", &name),
+                ("VAH_GUEST_UUID", &uuid),
+                ("VAH_EVENT", event),
+                ("VAH_ACTION", action.word()),
+                ("VAH_RESULT", result),
+                ("VAH_DURATION_MS", &dur),
+            ],
+        );
     }
 
     /// Start a detached refresh of the capability cache when it is missing, old, or written

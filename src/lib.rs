@@ -16,6 +16,10 @@
 //! - **act:** [`store`] (atomic files, locks), [`aaparser`] (apparmor_parser with timeouts),
 //!   [`links`] (the emulator wrapper links the package makes),
 //!   [`log`] (the admin's log);
+//! - **explain:** [`denial`] (one AppArmor audit record, hostile input), [`explain`] (classify
+//!   a denial, render the fix), [`localrules`] (merge it into the local file), [`hostlog`]
+//!   (read the host's logs), [`guests`] (guests from libvirt's files), [`journal`]
+//!   (structured records for journald);
 //! - **entry points:** [`hook`] (libvirt events), [`helper`] (libvirt's AppArmor driver, in
 //!   place of virt-aa-helper), [`wrapper`] (emulator wrapper); the binaries in
 //!   `src/main.rs` (no libvirt linked) and `src/bin/virt-aa-hook-libvirt.rs` + `src/admin/`
@@ -26,14 +30,20 @@ pub mod apparmorfs;
 pub mod backing;
 pub mod caps;
 pub mod config;
+pub mod denial;
 pub mod derive;
 pub mod domain;
+pub mod explain;
 pub mod generate;
+pub mod guests;
 pub mod helper;
 pub mod hook;
+pub mod hostlog;
+pub mod journal;
 pub mod layout;
 pub mod lifecycle;
 pub mod links;
+pub mod localrules;
 pub mod log;
 pub mod mode;
 pub mod paths;

@@ -6,9 +6,10 @@
 //! - `virt-aa-helper` → helper mode: libvirt's AppArmor driver runs us in place of its own
 //!   helper (`/usr/lib/libvirt/virt-aa-helper` is a symlink to this binary; see `helper`);
 //! - `virt-aa-hook.<emulator>` → emulator wrapper;
-//! - otherwise the admin command line. Commands that need libvirt (`caps`, `doctor`, `status`,
-//!   `gc`, `enroll`, `unenroll`, `setup-links`, `remove-links`) are run by `virt-aa-hook-libvirt`
-//!   next to this binary.
+//! - otherwise the admin command line. The other commands (`caps`, `doctor`, `status`, `gc`,
+//!   `enroll`, `unenroll`, `setup-links`, `remove-links`, `complain`, `enforce`, `explain`) are
+//!   run by `virt-aa-hook-libvirt` next to this binary: they talk to libvirt, or run outside
+//!   this binary's AppArmor profile.
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};

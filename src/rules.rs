@@ -102,6 +102,9 @@ pub struct Rule {
     pub perms: Perms,
     /// The literal resolved path for grants derived from the XML (`None` for fixed rules).
     pub literal: Option<String>,
+    /// The element that first asked for it (`disk 'vda'`), for `explain` (`None` for fixed
+    /// rules).
+    pub device: Option<String>,
 }
 
 /// A grant that was refused, with the device it came from, ready to be reported.
@@ -194,13 +197,13 @@ impl RuleSet {
         // "/" + "/**" must not become "//**"; a file rule for "/" itself stays "/".
         let base = if s == "/" { String::new() } else { esc.clone() };
         match scope {
-            Scope::File => self.insert(esc, perms, Some(s.to_string())),
+            Scope::File => self.insert(esc, perms, Some(s.to_string()), device),
             Scope::Tree => {
-                self.insert(format!("{base}/"), Perms::R, Some(format!("{s}/")));
-                self.insert(format!("{base}/**"), perms, Some(s.to_string()));
+                self.insert(format!("{base}/"), Perms::R, Some(format!("{s}/")), device);
+                self.insert(format!("{base}/**"), perms, Some(s.to_string()), device);
             }
             Scope::DirEntries => {
-                self.insert(format!("{base}/{{,*}}"), perms, Some(s.to_string()));
+                self.insert(format!("{base}/{{,*}}"), perms, Some(s.to_string()), device);
             }
         }
         Ok(())
@@ -208,20 +211,22 @@ impl RuleSet {
 
     /// Add a rule whose pattern we wrote ourselves (never from input).
     pub fn fixed(&mut self, pattern: &str, perms: Perms) {
-        self.insert(pattern.to_string(), perms, None);
+        self.insert(pattern.to_string(), perms, None, "");
     }
 
-    fn insert(&mut self, pattern: String, perms: Perms, literal: Option<String>) {
+    fn insert(&mut self, pattern: String, perms: Perms, literal: Option<String>, device: &str) {
         if let Some(&i) = self.index.get(&pattern) {
             let r = &mut self.rules[i];
             r.perms = r.perms.with(perms);
             return;
         }
         self.index.insert(pattern.clone(), self.rules.len());
+        let device = literal.as_ref().map(|_| one_line(device));
         self.rules.push(Rule {
             pattern,
             perms,
             literal,
+            device,
         });
     }
 

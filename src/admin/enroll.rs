@@ -348,7 +348,8 @@ pub enum Targets {
 /// One guest's outcome: success and the line to print.
 type Outcome = (bool, String);
 
-fn lookup(c: &Connect, key: &str) -> Result<Domain> {
+/// Find a guest by name or UUID.
+pub fn lookup(c: &Connect, key: &str) -> Result<Domain> {
     c.lookup_domain_by_name(key)
         .or_else(|_| c.lookup_domain_by_uuid_string(key))
         .map_err(|_| anyhow!("no defined guest is named or has the UUID {key:?}"))

@@ -1,5 +1,5 @@
 //! The admin commands that talk to libvirt (`caps`, `doctor`, `status`, `gc`, `enroll`,
-//! `unenroll`). They live in the libvirt-linked binary `virt-aa-hook-libvirt` only, so the hook
+//! `unenroll`, `complain`, `enforce`, `explain`). They live in the libvirt-linked binary `virt-aa-hook-libvirt` only, so the hook
 //! and the emulator wrapper never pay for loading libvirt.
 //!
 //! Each command module keeps its decisions in pure functions (tested on fixed strings) and its
@@ -13,8 +13,12 @@ pub mod conn;
 pub mod doctor;
 /// `enroll` / `unenroll`: the emulator wrapper switch.
 pub mod enroll;
+/// `explain`: AppArmor denials of guests → what to do.
+pub mod explain;
 /// `gc`: stale profile removal.
 pub mod gc;
+/// `complain` / `enforce`: a guest's profile mode in our metadata.
+pub mod mode;
 /// `status`: per-guest overview.
 pub mod status;
 

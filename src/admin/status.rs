@@ -47,6 +47,15 @@ pub struct Row {
     pub enrolled: String,
     /// Last hook event in our log, if any.
     pub last_event: Option<LogEvent>,
+    /// The label QEMU actually runs under (`/proc/<pid>/attr/apparmor/current`), running guests
+    /// only; `--json` only.
+    pub qemu_label: Option<String>,
+    /// The profile's mode as the kernel has it: `enforce`, `complain`, `no` (not loaded).
+    pub profile_mode: String,
+    /// AppArmor DENIED/ALLOWED records of the guest's profile (and its children) since boot, in
+    /// the host's log (`explain` tells what they mean); `None` when no log could be read.
+    /// `--json` only.
+    pub denials_since_boot: Option<usize>,
 }
 
 /// Parse `<ts> <LEVEL> [<name> <uuid>] <op>/<sub> ...` into (uuid, event). Domain names may
@@ -172,9 +181,47 @@ pub fn rows(cfg: &Config, guests: &[GuestInfo], log_text: &str) -> Vec<Row> {
                 loaded: loaded_word(loaded.as_deref(), &pname),
                 enrolled: enrolled_word(g),
                 last_event: events.get(&g.uuid).cloned(),
+                qemu_label: None,
+                profile_mode: loaded_word(loaded.as_deref(), &pname),
+                denials_since_boot: None,
             }
         })
         .collect()
+}
+
+/// Count records per guest UUID (main profile and children).
+pub fn denials_by_guest(records: &[virt_aa_hook::denial::Record]) -> HashMap<String, usize> {
+    let mut m = HashMap::new();
+    for r in records {
+        if let Some((u, _)) = virt_aa_hook::denial::guest_of(&r.profile) {
+            *m.entry(u.hyphenated().to_string()).or_insert(0) += 1;
+        }
+    }
+    m
+}
+
+/// The facts that cost a look at processes and the host's log: QEMU's label and the denials
+/// since boot.
+pub fn add_runtime(cfg: &Config, rows: &mut [Row]) {
+    let kernel = Kernel {
+        root: cfg.root.clone(),
+    };
+    let boot = virt_aa_hook::hostlog::boot_time(&cfg.root);
+    let counts = virt_aa_hook::hostlog::read_host(cfg, boot)
+        .ok()
+        .map(|(_, text)| denials_by_guest(&virt_aa_hook::hostlog::guest_records(&text, boot).0));
+    for r in rows {
+        let pidfile = cfg
+            .rooted(Path::new(virt_aa_hook::guests::STATUS_DIR))
+            .join(format!("{}.pid", r.name));
+        r.qemu_label = std::fs::read_to_string(pidfile)
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok())
+            .and_then(|pid| kernel.process_label(pid));
+        r.denials_since_boot = counts
+            .as_ref()
+            .map(|c| c.get(&r.uuid).copied().unwrap_or(0));
+    }
 }
 
 /// The aligned table (columns padded by character count, so non-ASCII names line up).
@@ -237,8 +284,9 @@ pub fn run(cfg: &Config, lv: &Libvirt, filter: Option<&str>, json: bool) -> Resu
         }
     }
     let log = read_log_tail(&cfg.rooted(&cfg.log_file));
-    let rows = rows(cfg, &guests, &log);
+    let mut rows = rows(cfg, &guests, &log);
     if json {
+        add_runtime(cfg, &mut rows);
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else if rows.is_empty() {
         println!("no guests defined at {}", lv.uri);
@@ -283,6 +331,9 @@ mod tests {
                 profile: "ours".into(),
                 loaded: "n/a (no AppArmor)".into(),
                 enrolled: "yes".into(),
+                qemu_label: None,
+                profile_mode: "enforce".into(),
+                denials_since_boot: None,
                 last_event: Some(LogEvent {
                     time: "2026-11-30T10:00:00.123Z".into(),
                     level: "ERROR".into(),
@@ -297,6 +348,9 @@ mod tests {
                 loaded: "no".into(),
                 enrolled: "no".into(),
                 last_event: None,
+                qemu_label: None,
+                profile_mode: "no".into(),
+                denials_since_boot: None,
             },
         ];
         let t = render_table(&rows);

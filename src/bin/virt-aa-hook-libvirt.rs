@@ -1,6 +1,6 @@
 //! `virt-aa-hook-libvirt`: the libvirt-linked half of the `virt-aa-hook` command line.
 //!
-//! `virt-aa-hook caps|doctor|status|gc|enroll|unenroll ...` execs this binary (found next to
+//! `virt-aa-hook caps|doctor|status|gc|enroll|unenroll|complain|enforce|explain ...` execs this binary (found next to
 //! itself), so the hook and the emulator wrapper — which run on every guest event — never load
 //! libvirt. `setup-links` / `remove-links` (no libvirt call) are here because this binary runs
 //! outside virt-aa-hook's AppArmor profile, which must not let the hook write to
@@ -13,7 +13,7 @@ mod admin;
 use admin::conn::Libvirt;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use virt_aa_hook::config::Config;
 
@@ -84,6 +84,32 @@ enum Cmd {
     SetupLinks,
     /// Remove every emulator wrapper; run by the package's prerm.
     RemoveLinks,
+    /// Explain AppArmor denials of guests (kernel log, journal or audit.log) and how to fix them.
+    Explain {
+        /// Only records at or after TIME: @EPOCH, YYYY-MM-DD[ HH:MM[:SS]] (UTC), or N[smhd] (ago).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Only this guest (name or UUID).
+        #[arg(long, value_name = "NAME|UUID")]
+        guest: Option<String>,
+        /// Add the site-specific rules to the guests' local files and reload their profiles.
+        #[arg(long)]
+        apply: bool,
+        /// Read records from FILE (audit.log, saved dmesg or `journalctl -o json` output; `-` for
+        /// stdin) instead of the host's log.
+        #[arg(long, value_name = "FILE")]
+        log: Option<PathBuf>,
+    },
+    /// Put a guest's profile in complain mode (log, do not deny); reloads a running guest's.
+    Complain {
+        /// Guest name or UUID.
+        domain: String,
+    },
+    /// Put a guest's profile back in enforce mode; reloads a running guest's.
+    Enforce {
+        /// Guest name or UUID.
+        domain: String,
+    },
     /// Restore guests' original emulator.
     Unenroll {
         /// Guest names or UUIDs.
@@ -159,6 +185,24 @@ fn run(cli: Cli) -> Result<i32> {
         Cmd::Status { domain, json } => admin::status::run(&cfg, &lv, domain.as_deref(), json),
         Cmd::Gc { dry_run } => admin::gc::run(&cfg, &lv, dry_run),
         Cmd::Enroll { domains, all } => admin::enroll::run(&cfg, &lv, targets(domains, all), true),
+        Cmd::Explain {
+            since,
+            guest,
+            apply,
+            log,
+        } => admin::explain::run(&cfg, since, guest, apply, log),
+        Cmd::Complain { domain } => admin::mode::run(
+            &cfg,
+            &lv,
+            &domain,
+            virt_aa_hook::domain::Enforcement::Complain,
+        ),
+        Cmd::Enforce { domain } => admin::mode::run(
+            &cfg,
+            &lv,
+            &domain,
+            virt_aa_hook::domain::Enforcement::Enforce,
+        ),
         Cmd::Unenroll { domains, all } => {
             admin::enroll::run(&cfg, &lv, targets(domains, all), false)
         }

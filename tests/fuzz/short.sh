@@ -5,6 +5,7 @@
 #   domain_xml    generate::from_xml      domain XML on the hook's stdin (whoever defines guests)
 #   config        Config::from_toml       the configuration file
 #   hook_args     hook::action_for, wrapper::find_uuid   the hook's and QEMU's arguments
+#   denial        denial::parse_line → explain::classify   AppArmor log lines (guests choose paths)
 #
 #   1. stable: `cargo test --release` here — replays corpus/<target> (and any input saved under
 #      artifacts/<target>), compiles the profile of every domain_xml seed with apparmor_parser,
@@ -41,13 +42,14 @@ opts_for() {
     domain_xml) echo "-max_len=16384 -dict=domain_xml.dict" ;;
     config) echo "-max_len=4096" ;;
     hook_args) echo "-max_len=1024" ;;
+    denial) echo "-max_len=4096" ;;
   esac
 }
 
 echo "--- fuzz: stable replay + apparmor_parser + mutation tests"
 if cargo test --release; then pass=$((pass + 1)); else fail=$((fail + 1)); fi
 
-targets="domain_xml image_header config hook_args"
+targets="domain_xml image_header config hook_args denial"
 total=0
 for t in $targets; do total=$((total + $(secs_for "$t"))); done
 

@@ -6,7 +6,9 @@
 //! - [`check_domain_xml`]: domain XML on the hook's stdin (`generate::from_xml`);
 //! - [`check_config`]: the TOML configuration file (`Config::from_toml`);
 //! - [`check_hook_args`]: the hook's event arguments (`hook::action_for`) and QEMU's argv as the
-//!   emulator wrapper sees it (`wrapper::find_uuid`).
+//!   emulator wrapper sees it (`wrapper::find_uuid`);
+//! - [`check_denial`]: AppArmor audit records read by `explain` (`denial::parse_line` →
+//!   `explain::classify` → `explain::merge_local`).
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
@@ -791,4 +793,75 @@ pub fn check_hook_args(data: &[u8]) {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// denial
+
+/// One log line (any shape `explain` reads) through the parser, the classifier and the local-file
+/// merge, against a fixed guest with one disk. Properties:
+/// - no panic; errors are one line;
+/// - a parsed record's name and profile contain no control character;
+/// - a rule is offered only for a file record of a libvirt guest profile, and it is exactly one
+///   line `"<pattern>" <perms>,` whose pattern is the escaped form of the record's name (so
+///   unescaping gives the name back, apparmor_parser's lexer ends the string where we do, and the
+///   pattern has no unescaped glob) with only permissions the record asked for, never `x`;
+/// - a host system path or the neighbour's disk never gets a rule;
+/// - merging the rule into a local file twice changes it once.
+pub fn check_denial(data: &[u8]) {
+    use virt_aa_hook::denial;
+    use virt_aa_hook::explain::{self, Claims, Verdict};
+    let Ok(line) = std::str::from_utf8(data) else {
+        return;
+    };
+    let rec = match denial::parse_line(line) {
+        Ok(Some(r)) => r,
+        Ok(None) => return,
+        Err(e) => {
+            assert!(!e.to_string().contains('\n'), "multi-line error: {e}");
+            return;
+        }
+    };
+    for s in [Some(&rec.profile), rec.name.as_ref()].into_iter().flatten() {
+        assert!(!s.chars().any(char::is_control), "control char in {s:?}");
+    }
+    let me = Domain::parse(
+        b"<domain type='qemu'><name>me</name><uuid>92c4f559-3323-44d7-abd5-34c49aef304a</uuid>\
+          <devices><disk type='file' device='disk'><source file='/srv/me.img'/><target dev='vda'/></disk></devices></domain>",
+    )
+    .expect("fixed guest");
+    let other = Domain::parse(
+        b"<domain type='qemu'><name>other</name><uuid>92c4f559-3323-44d7-abd5-34c49aef304b</uuid>\
+          <devices><disk type='file' device='disk'><source file='/srv/other.img'/><target dev='vda'/></disk></devices></domain>",
+    )
+    .expect("fixed guest");
+    let opts = Options {
+        probe_backing: false,
+        ..Options::default()
+    };
+    let claims = |d: &Domain| {
+        let derived = virt_aa_hook::derive::derive(d, &opts).ok();
+        Claims::of(d, derived.as_ref().map(|x| &x.rules))
+    };
+    let v = explain::classify(&rec, &claims(&me), &[("other".into(), claims(&other))]);
+    let Verdict::SiteSpecific { rule, perms } = v else {
+        return;
+    };
+    assert!(rec.is_file(), "rule for a non-file record: {rec:?}");
+    let name = rec.name.clone().expect("file record has a name");
+    assert!(!rule.contains('\n'), "rule spans lines: {rule:?}");
+    let (pattern, p) = parse_rule_line(&format!("  {rule}")).expect("rule line parses");
+    assert_eq!(unescape(&pattern).as_deref(), Some(name.as_str()), "rule names another path");
+    assert!(escape_closed(&pattern), "pattern not fully escaped: {pattern:?}");
+    assert_eq!(aa_quoted_end(&rule, 0), Some(pattern.len() + 1), "lexer ends elsewhere: {rule}");
+    assert!(!p.contains('x') && !p.contains('i'), "exec permission offered: {rule}");
+    let asked = explain::perms_of_mask(rec.requested.as_deref().unwrap_or("")).expect("asked");
+    assert!(asked.contains(perms) && perms.contains(asked), "perms {p} not those asked");
+    assert!(
+        paths::check_policy(Path::new(&name), perms.writes(), "x").is_ok(),
+        "rule for a refused host path: {rule}"
+    );
+    assert!(name != "/srv/other.img" && name != "/srv/me.img", "rule for a definition's disk");
+    let once = explain::merge_local("", std::slice::from_ref(&rule)).expect("first merge changes");
+    assert_eq!(explain::merge_local(&once, &[rule]), None, "merge not idempotent");
 }

@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use virt_aa_hook_fuzz::{
-    Rng, check_config, check_domain_xml, check_generated, check_hook_args, check_image_header,
+    Rng, check_config, check_denial, check_domain_xml, check_generated, check_hook_args, check_image_header,
     generate, mutate_xml,
 };
 
@@ -105,6 +105,7 @@ fn artifacts_replay() {
         ("domain_xml", check_domain_xml),
         ("config", check_config),
         ("hook_args", check_hook_args),
+        ("denial", check_denial),
     ] {
         failed.extend(replay_dir("artifacts", target, check).1);
     }
@@ -513,5 +514,92 @@ fn hook_args_mutations() {
             parts.join(&0u8)
         };
         check_hook_args(&b);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// denial
+
+#[test]
+fn denial_replay() {
+    assert!(replay("denial", check_denial) >= 6);
+}
+
+/// Hex of a string, as the kernel writes an untrusted name.
+fn hex(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02X}")).collect()
+}
+
+#[test]
+fn denial_mutations() {
+    let tokens: Vec<String> = vec![
+        "\"".into(),
+        " ".into(),
+        "\n".into(),
+        "\\".into(),
+        "=".into(),
+        "name=".into(),
+        "name=\"/etc/shadow\" ".into(),
+        " name=\"/srv/x\"".into(),
+        "requested_mask=\"rwx\" ".into(),
+        "requested_mask=\"c\" ".into(),
+        "profile=\"libvirt-92c4f559-3323-44d7-abd5-34c49aef304b\" ".into(),
+        "//passt".into(),
+        "apparmor=\"ALLOWED\" ".into(),
+        "class=\"net\" ".into(),
+        "operation=\"capable\" ".into(),
+        "*".into(),
+        "{a,b}".into(),
+        "[x]".into(),
+        "@{HOME}".into(),
+        "^".into(),
+        "#".into(),
+        ",".into(),
+        "..".into(),
+        "//".into(),
+        "\u{1d}".into(),
+        "é".into(),
+        "\\\"".into(),
+        format!("name={} ", hex("/srv/a\" rwk, /etc/shadow r, \"b")),
+        format!("name={} ", hex("/srv/x\\")),
+        format!("name={} ", hex("/srv/*/{a,b}/[x]")),
+        format!("name={} ", hex("/srv/other.img")),
+        format!("name={} ", hex("/srv/a\nb")),
+        "name=2F".into(),
+        "name=2FFF".into(),
+        "0A".into(),
+        "{\"MESSAGE\":".into(),
+        "[47,115,114,118]".into(),
+    ];
+    let seeds = seeds("denial", 6);
+    let iterations = env_count("FUZZ_DENIAL_MUTATIONS", 100_000);
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    for i in 0..iterations {
+        let mut b = seeds[i % seeds.len()].clone();
+        for _ in 0..1 + rng.below(4) {
+            match rng.below(4) {
+                0 | 1 => {
+                    let at = rng.below(b.len() + 1);
+                    let t = tokens[rng.below(tokens.len())].as_bytes().to_vec();
+                    b.splice(at..at, t);
+                }
+                2 if !b.is_empty() => {
+                    let at = rng.below(b.len());
+                    b[at] ^= 1 << rng.below(8);
+                }
+                _ => {
+                    let at = rng.below(b.len() + 1);
+                    let end = (at + rng.below(16)).min(b.len());
+                    b.drain(at..end);
+                }
+            }
+        }
+        if let Err(e) = quietly(|| check_denial(&b)) {
+            panic!(
+                "denial mutant {i} violates a property: {}\ninput: {:?}",
+                panic_message(&*e),
+                String::from_utf8_lossy(&b)
+            );
+        }
     }
 }

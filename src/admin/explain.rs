@@ -1,0 +1,265 @@
+//! `virt-aa-hook explain`: the I/O around [`virt_aa_hook::explain`] — read the host's log, find
+//! each record's guest in libvirt's files, generate what each guest's definition grants,
+//! classify, print, and with `--apply` write the site-specific rules
+//! ([`virt_aa_hook::localrules`]). The guests come from libvirt's own files, so it works with the
+//! daemon down. It lives in the libvirt-linked binary because that one runs unconfined: the
+//! hook's own AppArmor profile (which `/usr/sbin/virt-aa-hook` runs under) may neither run
+//! `dmesg`/`journalctl` nor write the admin's local rules.
+
+use anyhow::{Context, Result, bail};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::PathBuf;
+use virt_aa_hook::config::Config;
+use virt_aa_hook::denial::{self, Record};
+use virt_aa_hook::explain::{self, Claims, Finding, Verdict};
+use virt_aa_hook::generate;
+use virt_aa_hook::guests::{self, GuestDef};
+use virt_aa_hook::hook::Hook;
+use virt_aa_hook::hostlog;
+use virt_aa_hook::localrules::{self, Applied};
+
+/// What the generator makes of one guest: its claims and the `generate` output for a report.
+struct Generated {
+    claims: Claims,
+    rules_text: Result<String, String>,
+}
+
+fn generate_for(hook: &Hook, g: &GuestDef) -> Generated {
+    let mode = hook.mode().0;
+    let opts = hook.derive_options();
+    let settings = generate::Settings {
+        mode,
+        default_enforcement: hook.cfg.enforcement,
+        template: virt_aa_hook::profile::DEFAULT_TEMPLATE,
+        derive: &opts,
+    };
+    match generate::from_domain(g.domain.clone(), &settings) {
+        Ok(out) => Generated {
+            claims: Claims::of(&g.domain, Some(&out.derived.rules)),
+            rules_text: Ok(out.rules_text),
+        },
+        Err(e) => Generated {
+            claims: Claims::of(&g.domain, None),
+            rules_text: Err(e.to_string()),
+        },
+    }
+}
+
+fn first_line(cmd: &str, args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new(cmd).args(args).output().ok()?;
+    let text = String::from_utf8_lossy(if out.stdout.is_empty() {
+        &out.stderr
+    } else {
+        &out.stdout
+    })
+    .into_owned();
+    text.lines().next().map(|l| l.trim().to_string())
+}
+
+/// The bug report text for a generator gap.
+fn bug_report(hook: &Hook, g: &GuestDef, gen_: &Generated, rec: &Record) -> String {
+    let parser = virt_aa_hook::aaparser::Parser::from_config(&hook.cfg)
+        .ok()
+        .and_then(|p| p.version());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "?".into());
+    let libvirt = first_line("libvirtd", &["--version"]).unwrap_or_else(|| "?".into());
+    let path = rec.name.as_deref().unwrap_or("");
+    let element = explain::element_writing(&g.domain.root, path)
+        .map(explain::element_xml)
+        .unwrap_or_else(|| "(derived from the definition; see the rules below)\n".into());
+    let mut s = String::new();
+    s.push_str(&format!(
+        "--- virt-aa-hook bug report: generator gap ---\nvirt-aa-hook {} | {} | kernel {kernel} | {libvirt} | mode {}\n",
+        env!("CARGO_PKG_VERSION"),
+        parser.unwrap_or_else(|| "apparmor_parser ?".into()),
+        hook.mode().0
+    ));
+    s.push_str(&format!(
+        "record: apparmor={:?} operation={:?} profile={:?} name={path:?} requested_mask={:?}\nelement:\n",
+        rec.outcome,
+        rec.operation,
+        rec.profile,
+        rec.requested.as_deref().unwrap_or("")
+    ));
+    s.push_str(&element);
+    s.push_str("virt-aa-hook generate (rules):\n");
+    match &gen_.rules_text {
+        Ok(t) => s.push_str(t),
+        Err(e) => s.push_str(&format!("(generation failed: {e})\n")),
+    }
+    s.push_str("--- end ---");
+    s
+}
+
+pub fn run(
+    cfg: &Config,
+    since: Option<String>,
+    guest: Option<String>,
+    apply: bool,
+    log: Option<PathBuf>,
+) -> Result<i32> {
+    let cfg = cfg.clone();
+    let hook = Hook::new(cfg.clone());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let since = since
+        .map(|s| hostlog::parse_since(&s, now))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let (source, text) = match log {
+        Some(p) if p.as_os_str() == "-" => {
+            let mut t = Vec::new();
+            std::io::stdin()
+                .lock()
+                .take(hostlog::MAX_BYTES)
+                .read_to_end(&mut t)
+                .context("reading stdin")?;
+            (
+                "stdin".to_string(),
+                String::from_utf8_lossy(&t).into_owned(),
+            )
+        }
+        Some(p) => {
+            let src = hostlog::Source::File(p);
+            let t = hostlog::read_source(&src, since)?;
+            (src.to_string(), t)
+        }
+        None => {
+            let (s, t) = hostlog::read_host(&cfg, since)?;
+            (s.to_string(), t)
+        }
+    };
+    let (records, bad) = hostlog::guest_records(&text, since);
+    let (defs, warnings) = guests::load_all(&cfg);
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    if let Some(k) = &guest {
+        if !defs.iter().any(|g| g.is(k)) && uuid::Uuid::parse_str(k).is_err() {
+            bail!(
+                "no guest {k:?} in {} or {}",
+                guests::CONFIG_DIR,
+                guests::STATUS_DIR
+            );
+        }
+    }
+    // Records by guest UUID, in first-seen order.
+    let mut by_guest: BTreeMap<uuid::Uuid, Vec<Record>> = BTreeMap::new();
+    let mut order: Vec<uuid::Uuid> = Vec::new();
+    for r in records {
+        let Some((u, _)) = denial::guest_of(&r.profile) else {
+            continue;
+        };
+        if let Some(k) = &guest {
+            let named = defs.iter().any(|g| g.is(k) && g.domain.uuid == u);
+            if !named && uuid::Uuid::parse_str(k).ok() != Some(u) {
+                continue;
+            }
+        }
+        if !by_guest.contains_key(&u) {
+            order.push(u);
+        }
+        by_guest.entry(u).or_default().push(r);
+    }
+    println!(
+        "source: {source}{}: {} record(s) of {} guest(s)",
+        since.map(|s| format!(" since @{s}")).unwrap_or_default(),
+        by_guest.values().map(Vec::len).sum::<usize>(),
+        by_guest.len()
+    );
+    if !bad.is_empty() {
+        println!(
+            "{} record(s) could not be read and were skipped (first: {})",
+            bad.len(),
+            bad[0]
+        );
+    }
+    if by_guest.is_empty() {
+        println!("no AppArmor denials of libvirt guests");
+        return Ok(0);
+    }
+    let generated: Vec<Generated> = defs.iter().map(|g| generate_for(&hook, g)).collect();
+    let mut failed = false;
+    for u in order {
+        let recs = by_guest.remove(&u).unwrap_or_default();
+        let profile = virt_aa_hook::domain::profile_name(&u);
+        let local = cfg.local_path(&profile);
+        let pfile = cfg.profile_path(&profile);
+        let me = defs.iter().position(|g| g.domain.uuid == u);
+        match me {
+            Some(i) => println!(
+                "\nguest {} ({u}, {}): {} record(s), profile {profile}",
+                defs[i].domain.name,
+                defs[i].state,
+                recs.len()
+            ),
+            None => println!(
+                "\nguest {u} (unknown: no definition in {} or {}): {} record(s)",
+                guests::CONFIG_DIR,
+                guests::STATUS_DIR,
+                recs.len()
+            ),
+        }
+        let empty = Claims::default();
+        let own = me.map(|i| &generated[i].claims).unwrap_or(&empty);
+        let others: Vec<(String, Claims)> = defs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| Some(*i) != me)
+            .map(|(i, g)| (g.domain.name.clone(), generated[i].claims.clone()))
+            .collect();
+        let mut to_apply: Vec<String> = Vec::new();
+        for (record, count, outcomes) in explain::collapse(recs) {
+            let child = denial::guest_of(&record.profile).and_then(|(_, c)| c);
+            let verdict = explain::classify(&record, own, &others);
+            let report = match (&verdict, me) {
+                (Verdict::GeneratorGap { .. }, Some(i)) => {
+                    Some(bug_report(&hook, &defs[i], &generated[i], &record))
+                }
+                _ => None,
+            };
+            if let (Verdict::SiteSpecific { rule, .. }, None) = (&verdict, &child) {
+                to_apply.push(rule.clone());
+            }
+            let f = Finding {
+                record,
+                count,
+                outcomes,
+                verdict,
+            };
+            print!(
+                "{}",
+                explain::render(
+                    &f,
+                    &local.display().to_string(),
+                    &pfile.display().to_string(),
+                    child.as_deref(),
+                    report.as_deref()
+                )
+            );
+        }
+        if apply && !to_apply.is_empty() {
+            let parser = virt_aa_hook::aaparser::Parser::from_config(&hook.cfg).ok();
+            match localrules::apply(&cfg, parser.as_ref(), &u, &to_apply) {
+                Ok(Applied::Unchanged) => {
+                    println!("apply: {} already has these rules", local.display())
+                }
+                Ok(Applied::Written(how)) => println!(
+                    "apply: added {} rule(s) to {}; {how}",
+                    to_apply.len(),
+                    local.display()
+                ),
+                Err(e) => {
+                    eprintln!("error: apply: {e}");
+                    failed = true;
+                }
+            }
+        }
+    }
+    Ok(if failed { 1 } else { 0 })
+}

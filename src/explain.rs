@@ -1,0 +1,675 @@
+//! `virt-aa-hook explain`: from an AppArmor record to what to do about it.
+//!
+//! Each file access a guest's profile refused (or, in complain mode, would refuse) falls in one
+//! of three classes, decided here by pure functions over the record, the guest's definition and
+//! the other guests' definitions:
+//! - **generator gap**: the guest's definition names the path but the generated profile does
+//!   not grant the access — a bug in virt-aa-hook; we print a ready bug report;
+//! - **site-specific**: the path is not in any definition — a rule for the guest's local file
+//!   (`/etc/apparmor.d/local/libvirt/libvirt-<uuid>`), escaped by [`crate::paths::escape`], the
+//!   one escaper every rule goes through;
+//! - **refused**: the host policy ([`crate::paths::check_policy`]) forbids it, or the file is
+//!   another guest's: it stays denied and no rule is offered.
+//!
+//! A rule offered is always one literal path, exactly the record's name, escaped: never a glob,
+//! never a second rule (the fuzz target `denial` checks this on arbitrary records).
+
+use crate::denial::{Outcome, Record};
+use crate::domain::Domain;
+use crate::paths;
+use crate::rules::{Perms, RuleSet};
+use crate::xml::Element;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The permissions a `requested_mask` asks for, as rule permissions. Create, delete and append
+/// need `w` in a rule. Execution is never offered (a new program in QEMU's profile is a decision
+/// for a person, not a log line).
+pub fn perms_of_mask(mask: &str) -> Result<Perms, String> {
+    let mut p = Perms::default();
+    for c in mask.chars() {
+        p = p.with(match c {
+            'r' => Perms::R,
+            'w' | 'a' | 'c' | 'd' => Perms::W,
+            'k' => Perms::K,
+            'l' => Perms::L,
+            'm' => Perms::M,
+            'x' | 'i' | 'u' | 'p' | 'P' | 'U' | 'C' => {
+                return Err("execute access is never offered as a rule".into());
+            }
+            _ => Perms::default(),
+        });
+    }
+    if p == Perms::default() {
+        return Err(format!("requested mask {mask:?} has no file permission"));
+    }
+    Ok(p)
+}
+
+/// What to do about one access.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Not a file access with a path (capability, signal, network, ...): no rule from us.
+    NotFile(String),
+    /// The record cannot become a rule (execute access, relative or odd path).
+    Unusable(String),
+    /// The current definition already grants it (`element`): the loaded profile predates it.
+    Stale { element: String },
+    /// The guest's definition names the path, the generated profile does not grant `perms`.
+    GeneratorGap { element: String, perms: Perms },
+    /// Not in any definition: this rule in the guest's local file grants exactly the path.
+    SiteSpecific { rule: String, perms: Perms },
+    /// Stays denied: why.
+    Refused(String),
+}
+
+impl Verdict {
+    /// One word for summaries and JSON.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Verdict::NotFile(_) => "not-a-file",
+            Verdict::Unusable(_) => "unusable",
+            Verdict::Stale { .. } => "stale-profile",
+            Verdict::GeneratorGap { .. } => "generator-gap",
+            Verdict::SiteSpecific { .. } => "site-specific",
+            Verdict::Refused(_) => "refused",
+        }
+    }
+}
+
+/// Paths a definition claims: the generated rules' literal paths (with the element that asked
+/// for each, and whether it covers a whole tree), and every absolute path written in the XML.
+#[derive(Clone, Debug, Default)]
+pub struct Claims {
+    /// `(literal, element, perms, tree)` from the generated rules.
+    pub granted: Vec<(String, String, Perms, bool)>,
+    /// `(path, element description)` of every absolute path in the XML.
+    pub written: Vec<(String, String)>,
+}
+
+impl Claims {
+    /// Gather from a definition and (if it could be generated) its rules.
+    pub fn of(dom: &Domain, rules: Option<&RuleSet>) -> Claims {
+        let mut c = Claims::default();
+        if let Some(rs) = rules {
+            for r in rs.rules() {
+                if let (Some(lit), Some(dev)) = (&r.literal, &r.device) {
+                    let tree = r.pattern.ends_with("/**") || r.pattern.ends_with("/{,*}");
+                    c.granted.push((lit.clone(), dev.clone(), r.perms, tree));
+                }
+            }
+        }
+        walk_paths(&dom.root, &mut Vec::new(), &mut c.written);
+        c
+    }
+
+    /// The grant covering `path` (exact file, or a tree containing it), with the permissions
+    /// of every grant covering it.
+    fn grant_for(&self, path: &str) -> Option<(String, Perms)> {
+        let mut found: Option<(String, Perms)> = None;
+        for (lit, dev, perms, tree) in &self.granted {
+            let hit = if *tree {
+                paths::is_under(Path::new(path), lit) && path != lit.trim_end_matches('/')
+            } else {
+                lit == path || lit.trim_end_matches('/') == path.trim_end_matches('/')
+            };
+            if hit {
+                found = Some(match found {
+                    Some((d, p)) => (d, p.with(*perms)),
+                    None => (dev.clone(), *perms),
+                });
+            }
+        }
+        found
+    }
+
+    /// The XML element that writes `path`.
+    fn written_by(&self, path: &str) -> Option<&str> {
+        self.written
+            .iter()
+            .find(|(p, _)| p == path || paths::normalize_lexically(Path::new(p)) == Path::new(path))
+            .map(|(_, e)| e.as_str())
+    }
+
+    /// Whether the definition names or is granted `path` at all.
+    pub fn claims(&self, path: &str) -> Option<String> {
+        self.grant_for(path)
+            .map(|(d, _)| d)
+            .or_else(|| self.written_by(path).map(str::to_string))
+    }
+}
+
+/// Every attribute value or text that is an absolute path, with `<a><b attr=...>` naming it.
+fn walk_paths(e: &Element, stack: &mut Vec<String>, out: &mut Vec<(String, String)>) {
+    let mut here = e.name.clone();
+    if let Some(t) = e
+        .child("target")
+        .and_then(|t| t.attr_nonempty("dev").or(t.attr_nonempty("dir")))
+    {
+        here = format!("{here} (target {t})");
+    } else if let Some(a) = e.child("alias").and_then(|a| a.attr_nonempty("name")) {
+        here = format!("{here} (alias {a})");
+    }
+    stack.push(here);
+    let chain = |last: &str| format!("<{}>{last}", stack.join("><"));
+    for (k, v) in &e.attrs {
+        if v.starts_with('/') {
+            out.push((v.clone(), chain(&format!(" {k}="))));
+        }
+    }
+    if let Some(t) = e.text_nonempty() {
+        if t.starts_with('/') {
+            out.push((t.to_string(), chain(" text")));
+        }
+    }
+    for c in &e.children {
+        walk_paths(c, stack, out);
+    }
+    stack.pop();
+}
+
+/// Classify one record of guest `own`, given the other guests' claims (`(name, claims)`).
+pub fn classify(rec: &Record, own: &Claims, others: &[(String, Claims)]) -> Verdict {
+    if !rec.is_file() {
+        return Verdict::NotFile(format!(
+            "operation {:?}{} is not a file access: explain offers no rule for it",
+            rec.operation,
+            rec.class
+                .as_deref()
+                .map(|c| format!(" (class {c})"))
+                .unwrap_or_default()
+        ));
+    }
+    let path = rec.name.as_deref().unwrap_or("");
+    let mask = rec.requested.as_deref().unwrap_or("");
+    let perms = match perms_of_mask(mask) {
+        Ok(p) => p,
+        Err(e) => return Verdict::Unusable(e),
+    };
+    if let Err(e) = paths::validate(path) {
+        return Verdict::Unusable(e.to_string());
+    }
+    // The kernel logs the resolved path; anything with `.`/`..`/`//` left in it is not a path
+    // the rule could match as written.
+    let clean = paths::normalize_lexically(Path::new(path));
+    if clean.as_os_str() != path.trim_end_matches('/') && path != "/" {
+        return Verdict::Unusable(format!("{path:?} is not a normalised absolute path"));
+    }
+    if let Some((element, granted)) = own.grant_for(path) {
+        if granted.contains(perms) {
+            return Verdict::Stale { element };
+        }
+        let want = granted.with(perms);
+        return match paths::check_policy(Path::new(path), want.writes(), &want.to_string()) {
+            Ok(()) => Verdict::GeneratorGap { element, perms },
+            Err(e) => Verdict::Refused(format!("{e} (the guest's {element} asks for it)")),
+        };
+    }
+    if let Err(e) = paths::check_policy(Path::new(path), perms.writes(), &perms.to_string()) {
+        return Verdict::Refused(e.to_string());
+    }
+    if let Some(element) = own.written_by(path) {
+        return Verdict::GeneratorGap {
+            element: element.to_string(),
+            perms,
+        };
+    }
+    if let Some((name, el)) = others
+        .iter()
+        .find_map(|(n, c)| c.claims(path).map(|e| (n, e)))
+    {
+        return Verdict::Refused(format!(
+            "{path} belongs to guest {name:?} ({el} in its definition); one guest never gets \
+             another's files"
+        ));
+    }
+    Verdict::SiteSpecific {
+        rule: rule_line(path, perms),
+        perms,
+    }
+}
+
+/// The rule for the local file: one escaped literal path.
+pub fn rule_line(path: &str, perms: Perms) -> String {
+    format!("\"{}\" {perms},", paths::escape(path))
+}
+
+/// Header of the block `--apply` writes in a local file.
+pub const APPLY_HEADER: &str = "# added by virt-aa-hook explain --apply";
+
+/// Parse one rule line `"<pattern>" <perms>,` as written by [`rule_line`].
+fn parse_rule(line: &str) -> Option<(&str, Perms)> {
+    let l = line.trim();
+    let inner = l.strip_prefix('"')?;
+    // The pattern is escaped: a `"` inside is always preceded by a backslash.
+    let bytes = inner.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'"' => break,
+            _ => i += 1,
+        }
+    }
+    if i >= bytes.len() {
+        return None;
+    }
+    let pattern = &inner[..i];
+    let rest = inner[i + 1..].trim();
+    let perms = rest.strip_suffix(',')?.trim();
+    if perms.is_empty() || !perms.chars().all(|c| c.is_ascii_lowercase()) {
+        return None;
+    }
+    Some((pattern, Perms::parse(perms)))
+}
+
+/// The local file with `rules` (lines from [`rule_line`]) merged in: a rule whose pattern is
+/// already there with the permissions is skipped, one with fewer permissions is widened in
+/// place, the rest appended under [`APPLY_HEADER`]. `None` when nothing changes (idempotent).
+pub fn merge_local(existing: &str, rules: &[String]) -> Option<String> {
+    let mut lines: Vec<String> = existing.lines().map(str::to_string).collect();
+    let mut changed = false;
+    let mut appended: Vec<String> = Vec::new();
+    for r in rules {
+        let Some((pat, perms)) = parse_rule(r) else {
+            continue;
+        };
+        let pos = lines
+            .iter()
+            .position(|l| parse_rule(l).is_some_and(|(p, _)| p == pat));
+        match pos {
+            Some(i) => {
+                let (_, have) = parse_rule(&lines[i]).expect("matched above");
+                if !have.contains(perms) {
+                    let indent: String =
+                        lines[i].chars().take_while(|c| c.is_whitespace()).collect();
+                    lines[i] = format!("{indent}{}", rule_line_raw(pat, have.with(perms)));
+                    changed = true;
+                }
+            }
+            None => {
+                if let Some(a) = appended
+                    .iter_mut()
+                    .find(|a| parse_rule(a).is_some_and(|(p, _)| p == pat))
+                {
+                    let (_, have) = parse_rule(a).expect("ours");
+                    *a = format!("  {}", rule_line_raw(pat, have.with(perms)));
+                } else {
+                    appended.push(format!("  {r}"));
+                }
+                changed = true;
+            }
+        }
+    }
+    if !changed {
+        return None;
+    }
+    if !appended.is_empty() {
+        if !lines.iter().any(|l| l.trim() == APPLY_HEADER) {
+            if lines.last().is_some_and(|l| !l.trim().is_empty()) {
+                lines.push(String::new());
+            }
+            lines.push(APPLY_HEADER.to_string());
+        }
+        lines.extend(appended);
+    }
+    let mut out = lines.join("\n");
+    out.push('\n');
+    Some(out)
+}
+
+fn rule_line_raw(escaped: &str, perms: Perms) -> String {
+    format!("\"{escaped}\" {perms},")
+}
+
+/// One access of one guest, with how often it was logged.
+#[derive(Clone, Debug)]
+pub struct Finding {
+    pub record: Record,
+    pub count: usize,
+    pub outcomes: Vec<Outcome>,
+    pub verdict: Verdict,
+}
+
+/// Collapse repeated records of the same access (profile, path, operation), merging their
+/// requested masks, in first-seen order.
+pub fn collapse(records: Vec<Record>) -> Vec<(Record, usize, Vec<Outcome>)> {
+    let mut order: Vec<(Record, usize, Vec<Outcome>)> = Vec::new();
+    let mut index: BTreeMap<(String, Option<String>, String), usize> = BTreeMap::new();
+    for r in records {
+        match index.get(&r.key()) {
+            Some(&i) => {
+                let e = &mut order[i];
+                e.1 += 1;
+                if !e.2.contains(&r.outcome) {
+                    e.2.push(r.outcome);
+                }
+                if let (Some(a), Some(b)) = (&mut e.0.requested, &r.requested) {
+                    for c in b.chars() {
+                        if !a.contains(c) {
+                            a.push(c);
+                        }
+                    }
+                }
+            }
+            None => {
+                index.insert(r.key(), order.len());
+                let o = r.outcome;
+                order.push((r, 1, vec![o]));
+            }
+        }
+    }
+    order
+}
+
+/// Serialise an element back to XML for a bug report (attributes in order, text escaped).
+pub fn element_xml(e: &Element) -> String {
+    fn esc(s: &str) -> String {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('\'', "&apos;")
+    }
+    fn go(e: &Element, depth: usize, out: &mut String) {
+        let pad = "  ".repeat(depth);
+        out.push_str(&format!("{pad}<{}", e.name));
+        for (k, v) in &e.attrs {
+            out.push_str(&format!(" {k}='{}'", esc(v)));
+        }
+        let text = e.text.trim();
+        if e.children.is_empty() && text.is_empty() {
+            out.push_str("/>\n");
+            return;
+        }
+        out.push('>');
+        if e.children.is_empty() {
+            out.push_str(&esc(text));
+        } else {
+            out.push('\n');
+            for c in &e.children {
+                go(c, depth + 1, out);
+            }
+            out.push_str(&pad);
+        }
+        out.push_str(&format!("</{}>\n", e.name));
+    }
+    let mut s = String::new();
+    go(e, 0, &mut s);
+    s
+}
+
+/// The `<devices>` child (or other top-level element) whose subtree writes `path`.
+pub fn element_writing<'a>(root: &'a Element, path: &str) -> Option<&'a Element> {
+    fn has(e: &Element, path: &str) -> bool {
+        e.attrs.iter().any(|(_, v)| v == path)
+            || e.text.trim() == path
+            || e.children.iter().any(|c| has(c, path))
+    }
+    let scopes = root
+        .child("devices")
+        .into_iter()
+        .flat_map(|d| d.children.iter())
+        .chain(root.children.iter().filter(|c| c.name != "devices"));
+    scopes.into_iter().find(|c| has(c, path))
+}
+
+/// What the admin reads about one access (several lines, indented under the guest heading).
+/// `local` and `profile_file` are the guest's paths, `child` the child profile if the record
+/// came from one, `report` the bug report for a generator gap.
+pub fn render(
+    f: &Finding,
+    local: &str,
+    profile_file: &str,
+    child: Option<&str>,
+    report: Option<&str>,
+) -> String {
+    use std::fmt::Write;
+    let r = &f.record;
+    let mut s = String::new();
+    let outcomes: Vec<String> = f
+        .outcomes
+        .iter()
+        .map(|o| format!("{o:?}").to_uppercase())
+        .collect();
+    let _ = writeln!(
+        s,
+        "{} {} {} {}{}{}",
+        outcomes.join("/"),
+        r.operation,
+        r.name
+            .as_deref()
+            .map(|n| format!("{n:?}"))
+            .unwrap_or_else(|| "-".into()),
+        r.requested.as_deref().unwrap_or("-"),
+        if f.count > 1 {
+            format!(" ({}×)", f.count)
+        } else {
+            String::new()
+        },
+        child
+            .map(|c| format!(" [child profile {c}]"))
+            .unwrap_or_default(),
+    );
+    match &f.verdict {
+        Verdict::NotFile(why) | Verdict::Unusable(why) => {
+            let _ = writeln!(s, "  no rule offered: {why}");
+        }
+        Verdict::Refused(why) => {
+            let _ = writeln!(s, "  refused by policy, stays denied: {why}");
+        }
+        Verdict::Stale { element } => {
+            let _ = writeln!(
+                s,
+                "  already granted by the current definition ({element}): the loaded profile is older.\n  reload it: apparmor_parser -r {profile_file}   (or restart the guest)"
+            );
+        }
+        Verdict::GeneratorGap { element, perms } => {
+            let _ = writeln!(
+                s,
+                "  generator gap: the guest's definition names it ({element}) but its profile does not grant {perms}.\n  This is a bug in virt-aa-hook; please report it with the text below. Meanwhile the site-specific rule works:\n      {}",
+                rule_line(r.name.as_deref().unwrap_or(""), *perms)
+            );
+            if let Some(rep) = report {
+                for l in rep.lines() {
+                    let _ = writeln!(s, "  | {l}");
+                }
+            }
+        }
+        Verdict::SiteSpecific { rule, .. } => {
+            let _ = writeln!(
+                s,
+                "  site-specific: not in the guest's definition. Rule for {local}:"
+            );
+            let _ = writeln!(s, "      {rule}");
+            if let Some(c) = child {
+                let _ = writeln!(
+                    s,
+                    "  note: the access was made under the child profile {c}; put the rule inside its block (--apply writes only rules of the main profile)"
+                );
+            } else {
+                let _ = writeln!(
+                    s,
+                    "  then: apparmor_parser -r {profile_file}   (or: explain --apply)"
+                );
+            }
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::denial::parse_line;
+
+    const U: &str = "aaaaaaaa-0000-4000-8000-000000000001";
+
+    fn dom(name: &str, uuid: &str, devs: &str) -> Domain {
+        Domain::parse(
+            format!(
+                "<domain type='qemu'><name>{name}</name><uuid>{uuid}</uuid><devices>\
+                 <emulator>/usr/bin/qemu-system-x86_64</emulator>{devs}</devices></domain>"
+            )
+            .as_bytes(),
+        )
+        .unwrap()
+    }
+
+    fn claims(d: &Domain) -> Claims {
+        let opts = crate::derive::Options {
+            probe_backing: false,
+            ..Default::default()
+        };
+        let derived = crate::derive::derive(d, &opts).ok();
+        Claims::of(d, derived.as_ref().map(|x| &x.rules))
+    }
+
+    fn rec(name_field: &str, mask: &str) -> Record {
+        parse_line(&format!(
+            r#"audit: type=1400 audit(1.0:1): apparmor="DENIED" operation="open" profile="libvirt-{U}" {name_field} requested_mask="{mask}" denied_mask="{mask}""#
+        ))
+        .unwrap()
+        .unwrap()
+    }
+
+    #[test]
+    fn three_classes() {
+        let me = dom(
+            "web",
+            U,
+            "<disk type='file' device='disk'><source file='/srv/web.img'/><target dev='vda'/></disk>\
+             <disk type='file' device='cdrom'><source file='/srv/iso/x.iso'/><target dev='hdc'/><readonly/></disk>",
+        );
+        let other = dom(
+            "db",
+            "aaaaaaaa-0000-4000-8000-000000000002",
+            "<disk type='file' device='disk'><source file='/srv/db.img'/><target dev='vda'/></disk>",
+        );
+        let (own, others) = (claims(&me), vec![("db".to_string(), claims(&other))]);
+        // Outside every definition: one escaped literal rule.
+        let v = classify(&rec(r#"name="/srv/extra/a*b.img""#, "r"), &own, &others);
+        assert_eq!(
+            v,
+            Verdict::SiteSpecific {
+                rule: r#""/srv/extra/a\*b.img" r,"#.into(),
+                perms: Perms::R
+            }
+        );
+        // Another guest's disk: refused, names the guest.
+        let v = classify(&rec(r#"name="/srv/db.img""#, "rw"), &own, &others);
+        assert!(
+            matches!(&v, Verdict::Refused(w) if w.contains("\"db\"") && w.contains("vda")),
+            "{v:?}"
+        );
+        // A host system path: refused by the host policy.
+        let v = classify(&rec(r#"name="/etc/shadow""#, "r"), &own, &others);
+        assert!(
+            matches!(&v, Verdict::Refused(w) if w.contains("host system path")),
+            "{v:?}"
+        );
+        // Granted read-only (cdrom), written: a generator gap naming the element.
+        let v = classify(&rec(r#"name="/srv/iso/x.iso""#, "w"), &own, &others);
+        assert_eq!(
+            v,
+            Verdict::GeneratorGap {
+                element: "disk 'hdc'".into(),
+                perms: Perms::W
+            }
+        );
+        // Granted already: the loaded profile is stale.
+        let v = classify(&rec(r#"name="/srv/web.img""#, "r"), &own, &others);
+        assert!(matches!(v, Verdict::Stale { .. }), "{v:?}");
+        // Execute and relative paths are never offered.
+        assert!(matches!(
+            classify(&rec(r#"name="/srv/x""#, "x"), &own, &others),
+            Verdict::Unusable(_)
+        ));
+        assert!(matches!(
+            classify(&rec(r#"name="/srv/../etc/x""#, "r"), &own, &others),
+            Verdict::Unusable(_)
+        ));
+    }
+
+    #[test]
+    fn element_lookup_for_paths_not_granted() {
+        // A path the XML names but the generator does not grant (an element it does not know).
+        let me = dom("web", U, "<foo><bar path='/srv/foo.bin'/></foo>");
+        let v = classify(&rec(r#"name="/srv/foo.bin""#, "r"), &claims(&me), &[]);
+        assert!(
+            matches!(&v, Verdict::GeneratorGap { element, .. } if element.contains("<domain><devices><foo><bar> path=")),
+            "{v:?}"
+        );
+        let e = element_writing(&me.root, "/srv/foo.bin").unwrap();
+        assert_eq!(
+            element_xml(e),
+            "<foo>\n  <bar path='/srv/foo.bin'/>\n</foo>\n"
+        );
+    }
+
+    #[test]
+    fn hostile_names_give_one_escaped_literal() {
+        let path = "/srv/x\" rwk,\n/etc/shadow r,";
+        let hex: String = path.bytes().map(|b| format!("{b:02X}")).collect();
+        // The newline makes the record unusable already at parse time.
+        assert!(
+            parse_line(&format!(
+                r#"apparmor="DENIED" operation="open" profile="libvirt-{U}" name={hex} requested_mask="r""#
+            ))
+            .is_err()
+        );
+        let path = "/srv/x\" rwk, /etc/shadow r, \"y{a,b}";
+        let hex: String = path.bytes().map(|b| format!("{b:02X}")).collect();
+        let v = classify(&rec(&format!("name={hex}"), "r"), &Claims::default(), &[]);
+        assert_eq!(
+            v,
+            Verdict::SiteSpecific {
+                rule: r#""/srv/x\" rwk\, /etc/shadow r\, \"y\{a\,b\}" r,"#.into(),
+                perms: Perms::R
+            }
+        );
+    }
+
+    #[test]
+    fn merging_is_idempotent_and_deduplicated() {
+        let base = "# mine\n/srv/www/ r,\n";
+        let a = rule_line("/srv/a b.img", Perms::R);
+        let b = rule_line("/srv/b,c", Perms::RW);
+        let once = merge_local(base, &[a.clone(), b.clone(), a.clone()]).unwrap();
+        assert_eq!(
+            once,
+            format!(
+                "# mine\n/srv/www/ r,\n\n{APPLY_HEADER}\n  \"/srv/a b.img\" r,\n  \"/srv/b\\,c\" rw,\n"
+            )
+        );
+        assert_eq!(merge_local(&once, &[a.clone(), b.clone()]), None);
+        // Wider permissions widen the existing line in place.
+        let wider = merge_local(&once, &[rule_line("/srv/a b.img", Perms::RWK)]).unwrap();
+        assert!(wider.contains("  \"/srv/a b.img\" rwk,\n"), "{wider}");
+        assert_eq!(wider.matches("a b.img").count(), 1);
+        assert_eq!(wider.matches(APPLY_HEADER).count(), 1);
+        // Appended twice with different masks in one run: one line.
+        let two = merge_local("", &[rule_line("/x", Perms::R), rule_line("/x", Perms::W)]).unwrap();
+        assert_eq!(two, format!("{APPLY_HEADER}\n  \"/x\" rw,\n"));
+    }
+
+    #[test]
+    fn masks() {
+        assert_eq!(perms_of_mask("wr").unwrap(), Perms::RW);
+        assert_eq!(perms_of_mask("wc").unwrap(), Perms::W);
+        assert_eq!(perms_of_mask("k").unwrap(), Perms::K);
+        assert!(perms_of_mask("rx").is_err());
+        assert!(perms_of_mask("").is_err());
+    }
+
+    #[test]
+    fn collapsing_merges_masks() {
+        let v = collapse(vec![
+            rec(r#"name="/a""#, "r"),
+            rec(r#"name="/a""#, "w"),
+            rec(r#"name="/b""#, "r"),
+        ]);
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].1, 2);
+        assert_eq!(v[0].0.requested.as_deref(), Some("rw"));
+    }
+}
