@@ -65,10 +65,12 @@ build() {
   # No daemon starts in the chroot (nor in the VM by itself: there is no init there).
   printf '#!/bin/sh\nexit 101\n' >"$new/usr/sbin/policy-rc.d"; chmod 755 "$new/usr/sbin/policy-rc.d"
   # A package conffile prompt must never block: keep the maintainer's (new) file.
-  printf 'Dpkg::Options { "--force-confdef"; "--force-confnew"; };\nAPT::Install-Recommends "false";\n' \
+  # The mirror may be a frozen snapshot whose Release file has expired: accept it.
+  printf 'Dpkg::Options { "--force-confdef"; "--force-confnew"; };\nAPT::Install-Recommends "false";\nAcquire::Check-Valid-Until "false";\n' \
     >"$new/etc/apt/apt.conf.d/90virt-aa-hook-tests"
   echo "deb $MIRROR $SUITE main" >"$new/etc/apt/sources.list"
-  in_root "$new" apt-get update -qq >>"$CACHE/$SUITE-vm.log" 2>&1
+  in_root "$new" apt-get update -qq >>"$CACHE/$SUITE-vm.log" 2>&1 ||
+    { tail -n 10 "$CACHE/$SUITE-vm.log" >&2; echo "debroot: apt-get update in $SUITE failed" >&2; return 1; }
   if ! in_root "$new" apt-get install -y -q "${PACKAGES[@]}" >>"$CACHE/$SUITE-vm.log" 2>&1; then
     tail -n 30 "$CACHE/$SUITE-vm.log" >&2; echo "debroot: apt-get install in $SUITE failed" >&2; return 1
   fi
