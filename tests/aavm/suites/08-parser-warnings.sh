@@ -52,7 +52,7 @@ for xml in tests/corpus/*.xml; do
     mine=$(ours $f <<<"$out")
     n=$((n + 1))
     if [ $rc -ne 0 ] || [ -n "$mine" ]; then
-      bad=$((bad + 1)); fail "$name ($mode): rc=$rc"; echo "$out" | head -n 5 | sed 's/^/    /'
+      bad=$((bad + 1)); fail "$name ($mode): rc=$rc, warnings of ours:"; echo "$mine" | sort -u | head -n 5 | sed 's/^/    /'
     fi
     [ -z "$out" ] || echo "$out" >>$W/notes
   done
