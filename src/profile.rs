@@ -72,7 +72,8 @@ pub fn check_template(t: &str) -> Result<(), TemplateError> {
     Ok(())
 }
 
-/// AppArmor comment lines (`#` but not `#include`): placeholders there are left alone.
+/// AppArmor comment lines (`#` but not the old `#include` syntax): placeholders there are left
+/// alone.
 fn is_comment(line: &str) -> bool {
     let t = line.trim_start();
     t.starts_with('#') && !t.starts_with("#include")
@@ -92,13 +93,13 @@ pub fn render(template: &str, p: &ProfileInput<'_>) -> Result<String, TemplateEr
     if p.mode == Mode::Libvirt {
         body.push_str("  # Rules libvirt adds at run time (hotplug, snapshots): written by libvirt's helper.\n");
         body.push_str(&format!(
-            "  #include if exists <libvirt/{}.files>\n",
+            "  include if exists <libvirt/{}.files>\n",
             p.profile_name
         ));
     }
     body.push_str("  # Site-specific additions for this guest (never written by virt-aa-hook).\n");
     body.push_str(&format!(
-        "  #include if exists <local/libvirt/{}>\n",
+        "  include if exists <local/libvirt/{}>\n",
         p.profile_name
     ));
     let mut out = String::with_capacity(template.len() + body.len() + 256);
@@ -169,7 +170,7 @@ mod tests {
         ));
         assert!(out.contains("  \"/x\" r,\n"));
         assert!(out.contains(
-            "#include if exists <libvirt/libvirt-00000000-0000-0000-0000-000000000001.files>"
+            "include if exists <libvirt/libvirt-00000000-0000-0000-0000-000000000001.files>"
         ));
         assert!(out.trim_end().ends_with('}'));
     }

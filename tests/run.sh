@@ -4,6 +4,11 @@
 #     sudo tests/run.sh            # everything
 #     sudo tests/run.sh cargo e2e  # only some suites (names: deps cargo e2e pkg aavm fuzz)
 #
+# The AppArmor-kernel VM suite runs once per distro in AAVM_DISTROS (default "bookworm trixie sid"),
+# each its own summary line (suite aavm-<distro>): the host's own codename boots the host's root,
+# the others a cached debootstrapped root with that suite's kernel (tests/lib/debroot.sh). Distros
+# in AAVM_SMOKE_DISTROS (default "sid") run the smoke subset only (tests/aavm/suite.sh --smoke).
+#
 # Installs what the tests need (apt), builds, runs `cargo test` (unit + integration, which compile
 # every generated profile with the real apparmor_parser), then the end-to-end suites against a real
 # libvirtd + QEMU and the AppArmor-kernel VM suite. Prints one line per suite and a final
@@ -30,7 +35,7 @@ SUMMARY=()
 record() {
   TOTAL_PASS=$((TOTAL_PASS + $2)); TOTAL_FAIL=$((TOTAL_FAIL + $3))
   local status=ok; [ "$3" -gt 0 ] && status=FAIL
-  SUMMARY+=("$(printf 'suite %-8s %-4s %4d passed, %3d failed  (%ss)%s' "$1" "$status" "$2" "$3" "$4" "${5:+  $5}")")
+  SUMMARY+=("$(printf 'suite %-12s %-4s %4d passed, %3d failed  (%ss)%s' "$1" "$status" "$2" "$3" "$4" "${5:+  $5}")")
 }
 
 # run_suite NAME SCRIPT...: the script prints `RESULT passed=N failed=M [skipped=K]` as its last such line.
@@ -71,7 +76,12 @@ if want e2e && [ -x tests/e2e/run.sh ]; then run_suite e2e tests/e2e/run.sh; fi
 # The Debian package in clean debootstrapped Debian 12 and 13 roots (install orders, upgrade,
 # remove, purge, README table, lintian).
 if want pkg && [ -x tests/pkg/run.sh ]; then run_suite pkg tests/pkg/run.sh; fi
-if want aavm && [ -x tests/aavm/suite.sh ]; then run_suite aavm tests/aavm/suite.sh; fi
+if want aavm && [ -x tests/aavm/suite.sh ]; then
+  for d in ${AAVM_DISTROS:-bookworm}; do
+    smoke=(); [[ " ${AAVM_SMOKE_DISTROS-sid} " == *" $d "* ]] && smoke=(--smoke)
+    run_suite "aavm-$d" tests/aavm/suite.sh --distro "$d" "${smoke[@]}"
+  done
+fi
 if want fuzz && [ -x tests/fuzz/short.sh ]; then run_suite fuzz tests/fuzz/short.sh; fi
 
 echo

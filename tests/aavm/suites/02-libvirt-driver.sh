@@ -73,7 +73,7 @@ expect_eq "$P loaded in enforce mode" enforce "$(loaded_mode $P)"
 check "$F starts with '# virt-aa-hook generated profile'" bash -c "head -n1 $F | grep -q '^# virt-aa-hook generated profile'"
 check "$F has the chardev <log> rule (ours only)" grep -qF "\"$D/serial-chardev.log\" rw," $F
 check "$F has the per-domain state dir rule (ours only)" grep -qE '"/var/lib/libvirt/qemu/domain-[0-9]+-vah-drv/\*\*" rwk,' $F
-check "$F includes libvirt's .files" grep -qF "#include if exists <libvirt/$P.files>" $F
+check "$F includes libvirt's .files" grep -qF "include if exists <libvirt/$P.files>" $F
 # (libvirt itself opens the chardev source and log files and, when it labels them, has its helper
 # append them to $P.files with -F: so in libvirt mode the log is granted twice.)
 if grep -qF serial-chardev.log $F.files 2>/dev/null; then

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Suite 08, run INSIDE an aavm VM as `08-explain.sh REPO`: `virt-aa-hook explain` from a real
+# Suite 09, run INSIDE an aavm VM as `09-explain.sh REPO`: `virt-aa-hook explain` from a real
 # denial to the fix, and the complain → explain --apply → enforce bring-up. Three real guests
 # (standalone mode on the emulator wrapper, as suite 04). There is no journald in the VM (no
 # systemd): explain reads dmesg here; the journal path is covered by unit tests on recorded JSON.
