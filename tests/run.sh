@@ -4,7 +4,7 @@
 #     sudo tests/run.sh            # everything
 #     sudo tests/run.sh cargo e2e  # only some suites (names: deps cargo e2e pkg aavm fuzz)
 #
-# The AppArmor-kernel VM suite runs once per distro in AAVM_DISTROS (default "bookworm trixie sid"),
+# The AppArmor-kernel VM suite runs once per distro in AAVM_DISTROS (default "bookworm"; "trixie sid" opt-in),
 # each its own summary line (suite aavm-<distro>): the host's own codename boots the host's root,
 # the others a cached debootstrapped root with that suite's kernel (tests/lib/debroot.sh). Distros
 # in AAVM_SMOKE_DISTROS (default "sid") run the smoke subset only (tests/aavm/suite.sh --smoke).
