@@ -87,7 +87,10 @@ if [ -s $D/serial-chardev.log ]; then ok "chardev log written by the confined QE
 else fail "chardev log $D/serial-chardev.log is empty or missing after 60 s"; ls -l $D; fi
 
 # The hook ran in its own profile, outside libvirtd's.
-check "hook log: prepare/begin in libvirt mode wrote the profile" grep -Eq "\[$G $U\] prepare/begin mode=libvirt: wrote $P" $VAH_LOG
+# Helper mode (the package's default): prepare leaves writing to our helper, which libvirt's
+# driver runs with -c right after it; the profile is compiled once.
+check "hook log: prepare/begin in libvirt mode leaves the profile to the helper" grep -Eq "\[$G $U\] prepare/begin mode=libvirt: helper mode" $VAH_LOG
+check "helper log: the helper wrote $P" grep -Eq "\[$G $U\] helper -[cr] .*-u $P.*rewrote profile" $VAH_LOG
 if dmesg | grep 'apparmor="AUDIT"' | grep -F 'profile="virt-aa-hook"' | grep -qF "name=\"$VAH_LOG\""; then
   ok "the hook wrote its log under profile virt-aa-hook (apparmor=\"AUDIT\" line)"
 else fail "no apparmor=\"AUDIT\" line of profile virt-aa-hook for $VAH_LOG"; fi
