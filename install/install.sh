@@ -53,7 +53,7 @@ while [ $# -gt 0 ]; do
     --purge) PURGE=1 ;;
     --no-build) BUILD=0 ;;
     --no-helper-mode) export VIRT_AA_HOOK_HELPER_MODE=no ;;
-    --deb) [ $# -ge 2 ] || die "--deb needs a file"; DEB=$2; shift ;;
+    --deb) [ $# -ge 2 ] || die "--deb needs a file"; DEB=$2; OFFLINE=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
@@ -141,7 +141,7 @@ fi
 command -v apt-get >/dev/null || die "not a Debian system: use DESTDIR=/ (see --help)"
 # apt resolves the dependencies (apparmor; libvirt is recommended) and runs the postinst:
 # AppArmor profile, wrapper links, the hook symlink, a reload of a running libvirtd.
-if [ -n "$DEB" ]; then
+if [ "${OFFLINE:-0}" -eq 1 ]; then
   # Offline (the test VMs): dpkg alone, which checks only this package's dependencies.
   run dpkg -i "$DEB"
 else
