@@ -4,7 +4,7 @@
 # kernel loads, whose literal-path rules really grant what they say for exactly that path: the
 # path itself opens for reading (perms with r; a directory for rules ending in /) and for
 # appending (perms with w) under the profile, and a sibling "<path>.vah-sibling" is refused
-# (EACCES). A sibling that the distribution's abstractions/libvirt-qemu (e.g. /usr/share/OVMF/**)
+# (EACCES). A sibling that the distribution's abstractions/libvirt-qemu or our virt-aa-hook-qemu (e.g. /usr/share/OVMF/**)
 # or one of the profile's own glob rules grants anyway is not counted against the literal rule: a
 # baseline profile with exactly those decides. One ok/FAIL line per corpus file (FAIL lists the
 # failing paths).
@@ -88,7 +88,7 @@ for xml in tests/corpus/*.xml; do
     # What the sibling may legitimately get: the abstraction, or another rule of this profile
     # that is a glob (e.g. ".../channel/target/domain-N-name/{,*}").
     { echo '#include <tunables/global>'; echo 'profile vah-baseline flags=(attach_disconnected) {'
-      echo '  #include <abstractions/libvirt-qemu>'; cat $W/$name.rules.others; echo '}'; } >$W/baseline.profile
+      echo '  #include <abstractions/libvirt-qemu>'; echo '  include if exists <abstractions/virt-aa-hook-qemu>'; cat $W/$name.rules.others; echo '}'; } >$W/baseline.profile
     if out=$(apparmor_parser -r $W/baseline.profile 2>&1); then
       check_as vah-baseline <$W/recheck >$W/results2 2>&1
       while IFS="$TAB" read -r res tag op path err; do
