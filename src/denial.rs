@@ -314,7 +314,7 @@ fn from_hex(s: &str) -> Option<Vec<u8>> {
 /// `(uuid, None)`, `libvirt-<uuid>//passt` → `(uuid, Some("passt"))`. `None` for every other
 /// profile (the record is not about a guest).
 pub fn guest_of(profile: &str) -> Option<(uuid::Uuid, Option<String>)> {
-    let rest = profile.strip_prefix("libvirt-")?;
+    let rest = profile.strip_prefix(crate::domain::PROFILE_PREFIX)?;
     let (id, child) = match rest.split_once("//") {
         Some((id, child)) if !child.is_empty() => (id, Some(child.to_string())),
         Some(_) => return None,

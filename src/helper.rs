@@ -79,9 +79,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Where libvirt runs its helper on Debian and Ubuntu (`LIBEXECDIR "/virt-aa-helper"`).
-pub const HELPER_PATH: &str = "/usr/lib/libvirt/virt-aa-helper";
+pub const HELPER_PATH: &str = crate::layout::LIBVIRT_HELPER;
 /// Where `dpkg-divert --rename` moves the distribution's helper while ours is installed.
-pub const DISTRIB_PATH: &str = "/usr/lib/libvirt/virt-aa-helper.distrib";
+pub const DISTRIB_PATH: &str = crate::layout::LIBVIRT_HELPER_DIVERTED;
 /// The name we answer to (argv[0]'s file name).
 pub const HELPER_NAME: &str = "virt-aa-helper";
 /// First line of a `.files` we wrote.
@@ -780,7 +780,7 @@ fn run_distrib(distrib: &PathBuf, args: &[String], xml: Option<&[u8]>) -> i32 {
 }
 
 fn is_ours(path: &Path, marker: &str) -> bool {
-    matches!(store::read_capped(path), Ok(Some(b)) if b.starts_with(marker.as_bytes()))
+    lifecycle::starts_with_marker(path, marker)
 }
 
 fn read_text(p: &Path) -> Result<Option<String>, String> {

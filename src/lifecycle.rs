@@ -98,6 +98,15 @@ impl Owner {
     }
 }
 
+/// Whether the file at `path` starts with `marker` (our `.files` in helper mode has its own).
+pub fn starts_with_marker(path: &Path, marker: &str) -> bool {
+    let Ok(f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut head = Vec::new();
+    f.take(marker.len() as u64).read_to_end(&mut head).is_ok() && head == marker.as_bytes()
+}
+
 /// Whose file is at `path` (reads only the first line's worth of bytes).
 pub fn owner(path: &Path) -> Owner {
     match std::fs::File::open(path) {
