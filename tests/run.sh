@@ -21,6 +21,12 @@ export ROOT
 # Tests that skip where a tool or root is missing must not skip here: this command installs
 # everything and runs as root, so a skip would hide a broken set-up behind a green run.
 export VIRT_AA_HOOK_TESTS_STRICT=1
+# `sudo` resets PATH to its secure_path, which never holds rustup's ~/.cargo/bin: find cargo the
+# way install/install.sh does (the invoking user's toolchain first, then root's).
+for d in "${CARGO_HOME:-}" "${SUDO_USER:+$(getent passwd "$SUDO_USER" | cut -d: -f6)/.cargo}" "$HOME/.cargo" /root/.cargo; do
+  [ -n "$d" ] && [ -x "$d/bin/cargo" ] && { command -v cargo >/dev/null 2>&1 || PATH=$d/bin:$PATH; }
+done
+export PATH
 . tests/lib/common.sh
 
 want() { [ $# -eq 0 ] && return 0; for s in "${SUITES[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }

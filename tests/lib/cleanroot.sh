@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# The README's two commands, in the README's order, on a clean Debian root:
+#
+#     tests/lib/cleanroot.sh [--suite bookworm] [--keep] [-- TEST-ARGS...]
+#
+# Why: a green CI on a machine that already has libvirt, caches and tools installed hid a broken
+# set-up once (install.sh wrote a libvirt conffile; apt-get then died at dpkg's prompt). This makes
+# a fresh `debootstrap` root (no libvirt, no AppArmor, no cargo-deb, no test caches), gives it only
+# what a fresh machine of our kind has (the rustup toolchain, here bind-mounted from the host), and
+# runs inside it, in its own PID and mount namespace (so no test can see or kill the host's
+# daemons):
+#
+#     install/install.sh          then          tests/run.sh TEST-ARGS
+#
+# from a clean `git clone` of this checkout's HEAD. Output goes to stdout and to
+# /var/log/virt-aa-hook-cleanroot-<time>.log; the exit status is tests/run.sh's (or install.sh's).
+# The root is deleted afterwards unless --keep. Cold cost on 2 cores: debootstrap ~5 min, then
+# the test suite with every cache empty (package roots, VM kernel, cargo-deb, cargo-fuzz).
+#
+# Needs: root, debootstrap, network to deb.debian.org and crates.io, rustup in /root/.rustup.
+set -eu
+SUITE=bookworm KEEP=0
+while [ $# -gt 0 ]; do
+  case $1 in
+    --suite) SUITE=$2; shift 2 ;;
+    --keep) KEEP=1; shift ;;
+    --) shift; break ;;
+    *) echo "usage: $0 [--suite S] [--keep] [-- TEST-ARGS...]" >&2; exit 2 ;;
+  esac
+done
+[ "$(id -u)" -eq 0 ] || { echo "cleanroot: run as root" >&2; exit 2; }
+SRC=$(cd "$(dirname "$0")/../.." && pwd)
+RUSTUP=${RUSTUP_HOME:-/root/.rustup}
+[ -d "$RUSTUP/toolchains" ] || { echo "cleanroot: no rustup toolchain in $RUSTUP" >&2; exit 2; }
+R=/srv/virt-aa-hook-cleanroot.$$
+LOG=/var/log/virt-aa-hook-cleanroot-$(date +%Y%m%dT%H%M%S).log
+
+cleanup() {
+  # Lazy unmounts: a daemon the tests left behind would otherwise keep the root busy.
+  for m in $(awk -v r="$R" '$2 ~ "^"r {print $2}' /proc/mounts | sort -r); do umount -l "$m" 2>/dev/null || true; done
+  [ "$KEEP" -eq 1 ] && { echo "cleanroot: kept $R"; return; }
+  rm -rf --one-file-system "$R"
+}
+trap cleanup EXIT
+
+exec > >(tee "$LOG") 2>&1
+echo "cleanroot: debootstrap $SUITE into $R ($(date -u +%H:%M:%S))"
+t0=$SECONDS
+debootstrap --include=ca-certificates,git,sudo "$SUITE" "$R" http://deb.debian.org/debian >/dev/null
+echo "cleanroot: debootstrap done in $((SECONDS - t0)) s"
+
+# What a fresh machine of our kind has beside Debian: rustup's toolchains (shared, read by the
+# proxies) and a CARGO_HOME holding only rustup's proxies (no cargo-deb, no cargo-fuzz).
+mkdir -p "$R/root/.rustup" "$R/root/.cargo/bin"
+mount --bind "$RUSTUP" "$R/root/.rustup"
+for p in cargo rustc rustdoc rustup cargo-clippy cargo-fmt rustfmt clippy-driver; do
+  cp /root/.cargo/bin/rustup "$R/root/.cargo/bin/$p"
+done
+cp /etc/resolv.conf "$R/etc/resolv.conf"
+git clone -q "$SRC" "$R/root/virt-aa-hook"
+
+for d in sys dev dev/pts; do mount --bind "/$d" "$R/$d"; done
+mount -t tmpfs tmpfs "$R/run"
+mount -t tmpfs tmpfs "$R/tmp"
+mkdir -p "$R/dev/shm" && mount -t tmpfs tmpfs "$R/dev/shm"
+
+inner='set -e
+cd /root/virt-aa-hook
+echo "cleanroot: HEAD $(git log --oneline -1)"
+echo "cleanroot: \$ sudo install/install.sh"
+t0=$(date +%s)
+sudo install/install.sh
+echo "cleanroot: install.sh exit 0 in $(( $(date +%s) - t0 )) s"
+echo "cleanroot: \$ sudo tests/run.sh $*"
+sudo tests/run.sh "$@"'
+set +e
+unshare --pid --fork --mount --mount-proc="$R/proc" \
+  chroot "$R" /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 \
+  PATH=/root/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+  bash -c "$inner" cleanroot "$@"
+rc=$?
+echo "cleanroot: exit status $rc after $((SECONDS - t0)) s (log $LOG)"
+exit $rc
