@@ -56,7 +56,13 @@ mount --bind "$RUSTUP" "$R/root/.rustup"
 for p in cargo rustc rustdoc rustup cargo-clippy cargo-fmt rustfmt clippy-driver; do
   cp /root/.cargo/bin/rustup "$R/root/.cargo/bin/$p"
 done
-cp /etc/resolv.conf "$R/etc/resolv.conf"
+cp /etc/resolv.conf /etc/hosts /etc/hostname "$R/etc/"
+# The machine's own trust anchors (an egress proxy's CA, say): a fresh machine of our kind has
+# them, a fresh debootstrap does not, and crates.io would then fail TLS.
+if ls /usr/local/share/ca-certificates/*.crt >/dev/null 2>&1; then
+  cp /usr/local/share/ca-certificates/*.crt "$R/usr/local/share/ca-certificates/"
+  chroot "$R" update-ca-certificates >/dev/null
+fi
 git clone -q "$SRC" "$R/root/virt-aa-hook"
 
 for d in sys dev dev/pts; do mount --bind "/$d" "$R/$d"; done
