@@ -1,5 +1,5 @@
 //! The admin commands that talk to libvirt (`caps`, `doctor`, `status`, `gc`, `enroll`,
-//! `unenroll`, `complain`, `enforce`, `explain`). They live in the libvirt-linked binary `virt-aa-hook-libvirt` only, so the hook
+//! `unenroll`, `complain`, `enforce`, `explain`, `grant`). They live in the libvirt-linked binary `virt-aa-hook-libvirt` only, so the hook
 //! and the emulator wrapper never pay for loading libvirt.
 //!
 //! Each command module keeps its decisions in pure functions (tested on fixed strings) and its
@@ -17,6 +17,8 @@ pub mod enroll;
 pub mod explain;
 /// `gc`: stale profile removal.
 pub mod gc;
+/// `grant`: one path outside a guest's definition, into its local rules.
+pub mod grant;
 /// `complain` / `enforce`: a guest's profile mode in our metadata.
 pub mod mode;
 /// `status`: per-guest overview.

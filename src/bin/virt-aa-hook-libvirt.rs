@@ -110,6 +110,23 @@ enum Cmd {
         /// Guest name or UUID.
         domain: String,
     },
+    /// Let a guest open PATH (a file; with --tree a directory and everything below it) outside
+    /// its definition: adds the escaped rule to its local file and reloads a running guest's
+    /// profile. Host system paths are refused as for disks. For scripts in standalone mode
+    /// (hotplug, snapshot overlays, block-commit targets) and paths libvirt never labels.
+    Grant {
+        /// Guest name or UUID.
+        domain: String,
+        /// Absolute paths.
+        #[arg(required = true)]
+        paths: Vec<String>,
+        /// Read access only (default: read, write and lock).
+        #[arg(long)]
+        read_only: bool,
+        /// Each PATH is a directory: grant it and everything below it.
+        #[arg(long)]
+        tree: bool,
+    },
     /// Restore guests' original emulator.
     Unenroll {
         /// Guest names or UUIDs.
@@ -203,6 +220,12 @@ fn run(cli: Cli) -> Result<i32> {
             &domain,
             virt_aa_hook::domain::Enforcement::Enforce,
         ),
+        Cmd::Grant {
+            domain,
+            paths,
+            read_only,
+            tree,
+        } => admin::grant::run(&cfg, &domain, &paths, read_only, tree),
         Cmd::Unenroll { domains, all } => {
             admin::enroll::run(&cfg, &lv, targets(domains, all), false)
         }

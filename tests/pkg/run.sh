@@ -107,6 +107,8 @@ new_root() {
 }
 # Everything a package of ours could leave: type, mode, link target (not times).
 LISTING='find /etc /usr /var/lib /var/log/libvirt /var/cache/apparmor -xdev \( -path /var/lib/dpkg -o -path /var/lib/apt -o -path /var/lib/systemd/deb-systemd-helper-enabled -o -path /var/lib/ucf \) -prune -o -printf "%p %y %m %l\n" 2>/dev/null | sort'
+HELPER=/usr/lib/libvirt/virt-aa-helper
+HELPER_MODE_ON="[ \"\$(dpkg-divert --listpackage $HELPER)\" = virt-aa-hook ] && [ \"\$(readlink $HELPER)\" = $BIN ] && [ -x $HELPER.distrib ]"
 APTI='apt-get install -y -q -o DPkg::Lock::Timeout=60'
 DOM='<domain type="qemu"><name>pkg</name><uuid>6f1e3a52-0c1d-4d8e-9a53-2f5c1b7d9e01</uuid><memory>65536</memory><os><type arch="x86_64">hvm</type></os><devices><emulator>/usr/bin/qemu-system-x86_64</emulator><disk type="file" device="disk"><source file="/var/lib/libvirt/images/pkg.qcow2"/><target dev="vda"/></disk></devices></domain>'
 COMPILE="echo '$DOM' >/tmp/d.xml && $BIN generate --profile --no-probe --mode libvirt /tmp/d.xml >/tmp/p && apparmor_parser -Q -K -I /etc/apparmor.d /tmp/p"
@@ -145,6 +147,8 @@ for SUITE in $SUITES; do
   check "$SUITE: libvirtd is installed and runs (--version)" in_root "$R" "libvirtd --version"
   check "$SUITE: the hook symlink is still ours and resolves" in_root "$R" "[ -x /etc/libvirt/hooks/qemu ] && [ \"\$(readlink /etc/libvirt/hooks/qemu)\" = $BIN ]"
   check "$SUITE: a guest profile compiles with libvirt's abstraction" in_root "$R" "$COMPILE"
+  check "$SUITE: libvirt installed after us: its virt-aa-helper diverted by our file trigger (helper mode)" \
+    in_root "$R" "$HELPER_MODE_ON"
   if in_root "$R" "$APTI --no-install-recommends qemu-system-x86" >"$T/o3.log" 2>&1; then
     check "$SUITE: QEMU installed later: its wrapper made by the dpkg trigger (hard link)" \
       in_root "$R" "[ $BIN.qemu-system-x86_64 -ef $BIN ]"
@@ -168,6 +172,7 @@ for SUITE in $SUITES; do
   check "$SUITE: our hook went to hooks/qemu.d/50-virt-aa-hook" in_root "$R" "[ \"\$(readlink /etc/libvirt/hooks/qemu.d/50-virt-aa-hook)\" = $BIN ] && [ -x /etc/libvirt/hooks/qemu.d/50-virt-aa-hook ]"
   check "$SUITE: wrapper for an emulator present at install (postinst setup-links)" in_root "$R" "[ $BIN.qemu-system-pkgtest -ef $BIN ]"
   check "$SUITE: virt-aa-hook in PATH runs" in_root "$R" "virt-aa-hook --version"
+  check "$SUITE: libvirt's virt-aa-helper diverted at our configure (helper mode)" in_root "$R" "$HELPER_MODE_ON"
   echo 'parser_timeout = 30  # the admin' >>"$R/etc/libvirt/virt-aa-hook.conf"
   cp "$R/etc/libvirt/virt-aa-hook.conf" "$T/edited.conf"
   mkdir -p "$R/var/lib/virt-aa-hook" "$R/var/log/libvirt"
@@ -186,6 +191,8 @@ for SUITE in $SUITES; do
   else fail "$SUITE: remove: $(tail -n2 "$T/r4.log" | tr '\n' ' ')"; fi
   check_not "$SUITE: remove: our hook symlink is gone" test -L "$R/etc/libvirt/hooks/qemu.d/50-virt-aa-hook"
   check_not "$SUITE: remove: the wrappers are gone" test -e "$R$BIN.qemu-system-pkgtest"
+  check "$SUITE: remove: libvirt's own virt-aa-helper is back (no diversion, a regular file)" \
+    in_root "$R" "[ -f $HELPER ] && [ ! -L $HELPER ] && [ ! -e $HELPER.distrib ] && [ -z \"\$(dpkg-divert --listpackage $HELPER)\" ]"
   check "$SUITE: remove: the admin's hooks/qemu is untouched" cmp -s "$R/etc/libvirt/hooks/qemu" "$T/qemu"
   check "$SUITE: remove: the configuration stays" cmp -s "$R/etc/libvirt/virt-aa-hook.conf" "$T/edited.conf"
   if in_root "$R" "apt-get purge -y -q virt-aa-hook" >"$T/r5.log" 2>&1; then ok "$SUITE: apt-get purge"

@@ -77,6 +77,24 @@ op() {
     RESULT[$MODE/$name]="FAIL rc=$rc"
   fi
 }
+# op_refused NAME PATTERN CMD...: an operation our policy refuses on purpose: ok when it fails
+# with a DENIED line whose name= matches PATTERN (and no other new DENIED line).
+op_refused() {
+  local name=$1 pat=$2; shift 2
+  local before out rc new
+  before=$(ndenied)
+  out=$("$@" 2>&1); rc=$?
+  sleep 1
+  new=$(denials $P | tail -n +$((before + 1)))
+  if [ $rc -ne 0 ] && [ -n "$new" ] && ! grep -v "name=\"$pat" <<<"$new" | grep -q .; then
+    ok "$MODE: $name refused as designed [$(grep -o 'name="[^"]*"' <<<"$new" | sort -u | head -2 | tr '\n' ' ')]"
+    RESULT[$MODE/$name]="refused (by design)"
+  else
+    fail "$MODE: $name: expected a refusal of $pat (rc=$rc): $(head -c 400 <<<"$out")"
+    [ -z "$new" ] || echo "$new" | sed 's/^/    /' | head -5
+    RESULT[$MODE/$name]="FAIL rc=$rc"
+  fi
+}
 
 wait_job() { # wait until the guest has no block job / domain job
   local i
@@ -93,9 +111,29 @@ XML
   rm -f $D/backup-full.qcow2
   $VIRSH backup-begin $G /tmp/backup.xml || return 1
   wait_job || { echo "backup job did not finish"; return 1; }
-  $VIRSH domjobinfo $G --completed | grep -E 'Job type|Operation'
-  $VIRSH domjobinfo $G --completed | grep -Eq 'Job type: +Completed' || return 1
-  test -s $D/backup-full.qcow2
+  # One read, kept: without --keep-completed libvirt drops the statistics after the first read.
+  local info; info=$($VIRSH domjobinfo $G --completed --keep-completed)
+  grep -E 'Job type|Operation' <<<"$info"
+  grep -Eq 'Job type: +Completed' <<<"$info" || return 1
+  qemu-img info $D/backup-full.qcow2 | grep -q 'file format: qcow2'
+}
+# The guest's per-domain directory (/var/lib/libvirt/qemu/domain-<id>-<name>): its profile
+# grants it, and only it, so a backup export socket there is private to this guest.
+domdir() { ls -d /var/lib/libvirt/qemu/domain-"$($VIRSH domid $G | tr -d ' ')"-* 2>/dev/null | head -n1; }
+# Pull mode: a scratch file libvirt labels (helper -F) and an NBD export on a unix socket that
+# libvirt does not label (qemu_backup.c), read through with qemu-img, then the job is ended.
+backup_pull() {
+  local sock; sock=$(domdir)/pull.sock
+  cat >/tmp/pull.xml <<XML
+<domainbackup mode='pull'><server transport='unix' socket='$sock'/><disks><disk name='vda' type='file'><scratch file='$D/scratch-vda.qcow2'/></disk></disks></domainbackup>
+XML
+  rm -f $D/scratch-vda.qcow2
+  $VIRSH backup-begin $G /tmp/pull.xml || return 1
+  local rc=0
+  qemu-img info "nbd+unix:///vda?socket=$sock" | grep -E 'virtual size' || rc=1
+  $VIRSH domjobabort $G || rc=1
+  wait_job || rc=1
+  return $rc
 }
 attach_chardev() {
   cat >/tmp/chardev.xml <<XML
@@ -147,12 +185,25 @@ day2() {
   op "blockcopy + pivot" $VIRSH blockcopy $G vda $D/copy.qcow2 --wait --pivot --transient-job
   fresh_guest
   op "backup-begin push (full)" backup_push
+  fresh_guest
+  op "backup-begin pull (scratch file, NBD on a unix socket)" backup_pull
   if command -v virtnbdbackup >/dev/null; then
-    rm -rf $D/nbd-$MODE
-    op "virtnbdbackup -l full" virtnbdbackup -d $G -l full -o $D/nbd-$MODE
-    op "virtnbdbackup -l inc" virtnbdbackup -d $G -l inc -o $D/nbd-$MODE
+    rm -rf $D/nbd-$MODE $D/nbd-copy-$MODE
+    # virtnbdbackup's default socket, /var/tmp/virtnbdbackup.<pid>, is a name any guest could
+    # take first: no profile grants it. Its -f puts the socket in the guest's own directory.
+    op_refused "virtnbdbackup, default socket in /var/tmp" "/var/tmp/virtnbdbackup." \
+      virtnbdbackup -d $G -l copy -o $D/nbd-copy-$MODE
+    op "virtnbdbackup -l full -f <guest dir>/nbd.sock" bash -c "virtnbdbackup -d $G -l full -o $D/nbd-$MODE -f \"\$(ls -d /var/lib/libvirt/qemu/domain-\$($VIRSH domid $G | tr -d ' ')-* | head -n1)/nbd.sock\""
+    op "virtnbdbackup -l inc -f <guest dir>/nbd.sock" bash -c "virtnbdbackup -d $G -l inc -o $D/nbd-$MODE -f \"\$(ls -d /var/lib/libvirt/qemu/domain-\$($VIRSH domid $G | tr -d ' ')-* | head -n1)/nbd.sock\""
   else
-    echo "  --   virtnbdbackup not installed: skipped"
+    fail "virtnbdbackup not installed (tests/lib/install-deps.sh installs it)"
+  fi
+  if [ $MODE = standalone ]; then
+    # No event tells us about these in standalone mode: `grant` first, as a script would.
+    fresh_guest
+    op "grant + attach-disk" bash -c "virt-aa-hook grant $G $D/hotplug.qcow2 && $VIRSH attach-disk $G $D/hotplug.qcow2 sdb --targetbus scsi --driver qemu --subdriver qcow2 --live"
+    op "grant + blockcommit --active --pivot" bash -c "virt-aa-hook grant $G $D/base.qcow2 $D/mid.qcow2 && $VIRSH blockcommit $G vda --active --pivot --wait"
+    fresh_guest
   fi
   op "managedsave" $VIRSH managedsave $G
   op "start after managedsave" $VIRSH start $G
