@@ -603,6 +603,11 @@ pub fn checks(cfg: &Config, lv: &Libvirt) -> Vec<Check> {
         ),
         _ => check(State::Pass, mode_title, format!("{mode} ({why})"), None),
     });
+    v.push(day2_check(
+        mode,
+        virt_aa_hook::helper::installed(cfg),
+        driver_live,
+    ));
 
     v.push(match (mode, &facts) {
         (Mode::Libvirt, _) => check(
@@ -662,6 +667,39 @@ pub fn checks(cfg: &Config, lv: &Libvirt) -> Vec<Check> {
     v
 }
 
+/// Which day-2 operations (hotplug, snapshots, block jobs, backups) will work on this host, and
+/// how to make the rest work. Pure: the mode, whether our helper is at libvirt's helper path,
+/// and whether libvirt's AppArmor driver is live (None: libvirt did not answer).
+fn day2_check(mode: Mode, helper_mode: bool, driver_live: Option<bool>) -> Check {
+    const TITLE: &str = "day-2 operations";
+    match (mode, helper_mode) {
+        (Mode::Libvirt, true) => check(
+            State::Pass,
+            TITLE,
+            "helper mode: hotplug, snapshots, block jobs and backup files are relabelled through virt-aa-hook (no deny rules)",
+            None,
+        ),
+        (Mode::Libvirt, false) => check(
+            State::Warn,
+            TITLE,
+            "libvirt's own virt-aa-helper relabels: blockcommit into a backing file fails (it writes `deny w` for backing files)",
+            Some(
+                "helper mode: remove `helper_mode = false` from the config, then dpkg-reconfigure virt-aa-hook",
+            ),
+        ),
+        (Mode::Standalone, _) => check(
+            State::Warn,
+            TITLE,
+            "standalone mode: hotplug, snapshot overlays, blockcommit into a backing file and backups are denied (no event tells us about them)",
+            Some(if driver_live == Some(false) {
+                "virt-aa-hook grant GUEST PATH before each such operation, or switch libvirt's AppArmor driver on (security_driver = \"apparmor\" in qemu.conf) for helper mode"
+            } else {
+                "virt-aa-hook grant GUEST PATH before each such operation"
+            }),
+        ),
+    }
+}
+
 /// Run `doctor`: print the report; exit 1 when a check failed.
 pub fn run(cfg: &Config, lv: &Libvirt) -> Result<i32> {
     let c = checks(cfg, lv);
@@ -673,6 +711,21 @@ pub fn run(cfg: &Config, lv: &Libvirt) -> Result<i32> {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn day2_operations_by_mode() {
+        assert_eq!(
+            day2_check(Mode::Libvirt, true, Some(true)).state,
+            State::Pass
+        );
+        let c = day2_check(Mode::Libvirt, false, Some(true));
+        assert_eq!(c.state, State::Warn);
+        assert!(c.detail.contains("deny w"), "{}", c.detail);
+        let c = day2_check(Mode::Standalone, false, Some(false));
+        assert_eq!(c.state, State::Warn);
+        assert!(c.hint.as_deref().unwrap().contains("security_driver"));
+        assert!(c.hint.as_deref().unwrap().contains("grant"));
+    }
 
     #[test]
     fn hook_entries_are_classified() {
