@@ -66,6 +66,11 @@ case $D in ''|/*) ;; *) die "DESTDIR must be an absolute path, not '$D'" ;; esac
 run() { if [ "$DRY" -eq 1 ]; then echo "would run: $*"; else "$@"; fi; }
 # apt waits for a busy dpkg lock (another apt run, unattended-upgrades) instead of failing.
 APT=(env DEBIAN_FRONTEND=noninteractive apt-get -y -o DPkg::Lock::Timeout=600)
+# A machine whose package lists were never fetched (a fresh debootstrap, a container image)
+# cannot resolve a single dependency: fetch them once first.
+apt_lists() {
+  ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1 || run "${APT[@]}" -q update >/dev/null || die "apt-get update failed"
+}
 
 if [ "$DRY" -eq 0 ] && [ -z "$D" ] && [ "$(id -u)" -ne 0 ]; then
   die "run as root (or use --dry-run, or DESTDIR=... to stage into a directory)"
@@ -116,9 +121,21 @@ elif [ "$DRY" -eq 1 ]; then
   echo "would run: (cd $SRC && cargo deb$([ "$BUILD" -eq 1 ] || echo ' --no-build --fast') --locked)"
   DEB="$SRC/target/debian/${PKG}_<version>_<arch>.deb"
 else
-  # virt-aa-hook-libvirt links libvirt: its headers and pkg-config are needed to build.
-  if [ "$BUILD" -eq 1 ] && command -v apt-get >/dev/null && [ ! -e /usr/include/libvirt/libvirt.h ]; then
-    "${APT[@]}" -q install libvirt-dev pkg-config >/dev/null || die "apt-get install libvirt-dev pkg-config failed"
+  # What building needs beside Rust: a C linker and libc headers (rustup brings neither; a fresh
+  # Debian has no cc, and cargo-deb's own build fails without one), and, since
+  # virt-aa-hook-libvirt links libvirt, its headers and pkg-config.
+  if command -v apt-get >/dev/null; then
+    need=()
+    command -v cc >/dev/null || need+=(gcc libc6-dev)
+    if [ "$BUILD" -eq 1 ]; then
+      [ -e /usr/include/libvirt/libvirt.h ] || need+=(libvirt-dev)
+      command -v pkg-config >/dev/null || need+=(pkg-config)
+    fi
+    if [ ${#need[@]} -gt 0 ]; then
+      echo "installing build dependencies: ${need[*]}"
+      apt_lists
+      "${APT[@]}" -q install "${need[@]}" >/dev/null || die "apt-get install ${need[*]} failed"
+    fi
   fi
   DEB=$(build_deb)
   [ -f "$DEB" ] || die "cargo deb did not produce a package (got '$DEB')"
@@ -146,6 +163,7 @@ if [ "${OFFLINE:-0}" -eq 1 ]; then
   run dpkg -i "$DEB"
 else
   # --reinstall: a rebuilt checkout keeps its version number; --allow-downgrades: an older one.
+  apt_lists
   run "${APT[@]}" install --reinstall --allow-downgrades "$DEB"
 fi
 [ "$DRY" -eq 1 ] || /usr/sbin/virt-aa-hook doctor </dev/null || echo "note: see the doctor's hints above; the package is installed"
