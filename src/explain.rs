@@ -223,10 +223,32 @@ pub fn classify(rec: &Record, own: &Claims, others: &[(String, Claims)]) -> Verd
              another's files"
         ));
     }
+    if let Some(why) = shared_name(path) {
+        return Verdict::Refused(why);
+    }
     Verdict::SiteSpecific {
         rule: rule_line(path, perms),
         perms,
     }
+}
+
+/// Files well-known tools create under a name any guest could take first (a fixed prefix in a
+/// world-writable directory): granting one to a guest lets a compromised QEMU squat the name for
+/// another guest's next run (for a backup socket: serve the backup tool, running as root, its own
+/// data). `(prefix, what it is, the fix)`.
+const SHARED_NAMES: &[(&str, &str, &str)] = &[(
+    "/var/tmp/virtnbdbackup.",
+    "virtnbdbackup's default NBD socket (/var/tmp/virtnbdbackup.<pid>)",
+    "run virtnbdbackup with -f /var/lib/libvirt/qemu/domain-<id>-<name>/nbd.sock, the guest's own \
+     directory, which only its profile grants",
+)];
+
+/// Why `path` stays denied although no definition claims it: a name shared by every guest.
+fn shared_name(path: &str) -> Option<String> {
+    SHARED_NAMES
+        .iter()
+        .find(|(prefix, _, _)| path.starts_with(prefix))
+        .map(|(_, what, fix)| format!("{path} is {what}, a name any guest could take first: {fix}"))
 }
 
 /// The rule for the local file: one escaped literal path.
@@ -559,6 +581,16 @@ mod tests {
         let v = classify(&rec(r#"name="/srv/db.img""#, "rw"), &own, &others);
         assert!(
             matches!(&v, Verdict::Refused(w) if w.contains("\"db\"") && w.contains("vda")),
+            "{v:?}"
+        );
+        // virtnbdbackup's default socket: a name any guest could squat; the fix is -f.
+        let v = classify(
+            &rec(r#"name="/var/tmp/virtnbdbackup.704""#, "c"),
+            &own,
+            &others,
+        );
+        assert!(
+            matches!(&v, Verdict::Refused(w) if w.contains("-f /var/lib/libvirt/qemu/domain-")),
             "{v:?}"
         );
         // A host system path: refused by the host policy.
