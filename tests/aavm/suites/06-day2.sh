@@ -193,6 +193,9 @@ day2() {
     # take first: no profile grants it. Its -f puts the socket in the guest's own directory.
     op_refused "virtnbdbackup, default socket in /var/tmp" "/var/tmp/virtnbdbackup." \
       virtnbdbackup -d $G -l copy -o $D/nbd-copy-$MODE
+    local ex; ex=$(virt-aa-hook explain --guest $G 2>&1)
+    if grep -qF -- "-f /var/lib/libvirt/qemu/domain-" <<<"$ex"; then ok "$MODE: explain: the socket stays refused, use virtnbdbackup -f in the guest's directory"
+    else fail "$MODE: explain on the virtnbdbackup socket: $(grep -F virtnbdbackup <<<"$ex" | head -3)"; fi
     op "virtnbdbackup -l full -f <guest dir>/nbd.sock" bash -c "virtnbdbackup -d $G -l full -o $D/nbd-$MODE -f \"\$(ls -d /var/lib/libvirt/qemu/domain-\$($VIRSH domid $G | tr -d ' ')-* | head -n1)/nbd.sock\""
     op "virtnbdbackup -l inc -f <guest dir>/nbd.sock" bash -c "virtnbdbackup -d $G -l inc -o $D/nbd-$MODE -f \"\$(ls -d /var/lib/libvirt/qemu/domain-\$($VIRSH domid $G | tr -d ' ')-* | head -n1)/nbd.sock\""
   else
@@ -239,7 +242,13 @@ check_not "$P unloaded after destroy" grep -q "^$P " "$PROFILES"
 check_not "$P.files removed (-D)" test -e $F.files
 check "helper log line for -D" grep -q "\[$P\] helper -D -u $P" $VAH_LOG
 
-# --- start latency: helper mode vs libvirt's own helper (a small guest, 3 starts each)
+# --- the opt-out: libvirt's own helper back, then helper mode again
+if install/install.sh --no-build --no-helper-mode >/tmp/vah-nohelper.log 2>&1 && [ ! -L $HELPER ] && [ -x $HELPER ] && [ ! -e $HELPER.distrib ]; then
+  ok "install.sh --no-helper-mode restores libvirt's helper"
+else fail "install.sh --no-helper-mode: $(cat /tmp/vah-nohelper.log)"; fi
+# Start latency, helper mode vs libvirt's own helper (3 starts of a small guest each): only with
+# VAH_BENCH=1 — under TCG on a loaded 2-core host one start takes 20-40 s and the numbers are
+# noise; it is a measurement, never an assertion.
 bench() {
   local i t0 ms=()
   for i in 1 2 3; do
@@ -250,15 +259,13 @@ bench() {
   done
   echo "${ms[*]}"
 }
-echo "  --   start latency, helper mode (ms): $(bench)"
-c=$(grep -cF "[$GB $UB]" $VAH_LOG)
-echo "  --   log lines for $GB (3 starts, helper mode): $c; loads: $(grep -F "$UB" $VAH_LOG | grep -c ', loaded')"
-if install/install.sh --no-build --no-helper-mode >/tmp/vah-nohelper.log 2>&1 && [ ! -L $HELPER ] && [ -x $HELPER ] && [ ! -e $HELPER.distrib ]; then
-  ok "install.sh --no-helper-mode restores libvirt's helper"
-else fail "install.sh --no-helper-mode: $(cat /tmp/vah-nohelper.log)"; fi
-echo "  --   start latency, libvirt's own helper (ms): $(bench)"
+[ "${VAH_BENCH:-0}" = 1 ] && echo "  --   start latency, libvirt's own helper (ms): $(bench)"
 install/install.sh --no-build >/dev/null 2>&1
 expect_eq "helper mode back" /usr/lib/libvirt/virt-aa-hook "$(readlink $HELPER)"
+if [ "${VAH_BENCH:-0}" = 1 ]; then
+  echo "  --   start latency, helper mode (ms): $(bench)"
+  echo "  --   log lines for $GB (3 starts, helper mode): $(grep -cF "[$GB $UB]" $VAH_LOG); loads: $(grep -F "$UB" $VAH_LOG | grep -c ', loaded')"
+fi
 kill "$(pidof libvirtd)"; sleep 2
 fi
 
