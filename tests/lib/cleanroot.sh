@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's two commands, in the README's order, on a clean Debian root:
 #
-#     tests/lib/cleanroot.sh [--suite bookworm] [--keep] [-- TEST-ARGS...]
+#     tests/lib/cleanroot.sh [--suite bookworm] [--fresh] [--keep] [-- TEST-ARGS...]
 #
 # Why: a green CI on a machine that already has libvirt, caches and tools installed hid a broken
 # set-up once (install.sh wrote a libvirt conffile; apt-get then died at dpkg's prompt). This makes
@@ -19,13 +19,14 @@
 #
 # Needs: root, debootstrap, network to deb.debian.org and crates.io, rustup in /root/.rustup.
 set -eu
-SUITE=bookworm KEEP=0
+SUITE=bookworm KEEP=0 FRESH=0
 while [ $# -gt 0 ]; do
   case $1 in
     --suite) SUITE=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
+    --fresh) FRESH=1; shift ;;
     --) shift; break ;;
-    *) echo "usage: $0 [--suite S] [--keep] [-- TEST-ARGS...]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--suite S] [--fresh] [--keep] [-- TEST-ARGS...]" >&2; exit 2 ;;
   esac
 done
 [ "$(id -u)" -eq 0 ] || { echo "cleanroot: run as root" >&2; exit 2; }
@@ -46,8 +47,22 @@ trap cleanup EXIT
 exec > >(tee "$LOG") 2>&1
 echo "cleanroot: debootstrap $SUITE into $R ($(date -u +%H:%M:%S))"
 t0=$SECONDS
-debootstrap --include=ca-certificates,git,sudo "$SUITE" "$R" http://deb.debian.org/debian >/dev/null
-echo "cleanroot: debootstrap done in $((SECONDS - t0)) s"
+# The pristine debootstrap output is kept as a tarball (nothing ever runs in it) and unpacked
+# afresh for every run; --fresh makes a new one.
+TAR=/var/cache/virt-aa-hook-tests/roots/clean-$SUITE.tar
+if [ "$FRESH" -eq 1 ] || [ ! -s "$TAR" ]; then
+  debootstrap --include=ca-certificates,git,sudo "$SUITE" "$R" http://deb.debian.org/debian >/dev/null
+  mkdir -p "${TAR%/*}" && tar -C "$R" -cf "$TAR.new" . && mv "$TAR.new" "$TAR"
+  echo "cleanroot: debootstrap done in $((SECONDS - t0)) s (kept as $TAR)"
+else
+  mkdir -p "$R" && tar -C "$R" -xf "$TAR"
+  echo "cleanroot: unpacked the pristine debootstrap of $(date -r "$TAR" +%F) ($TAR) in $((SECONDS - t0)) s"
+fi
+# The root must be a mount point of its own: libvirt makes "/" a slave mount in QEMU's mount
+# namespace, and on a plain directory that fails ("Failed disable mount propagation out of the
+# root filesystem: Invalid argument"), as does unshare in tests/lib/debroot.sh.
+mount --bind "$R" "$R"
+mount --make-private "$R"
 
 # What a fresh machine of our kind has beside Debian: rustup's toolchains (shared, read by the
 # proxies) and a CARGO_HOME holding only rustup's proxies (no cargo-deb, no cargo-fuzz).
@@ -80,7 +95,7 @@ echo "cleanroot: install.sh exit 0 in $(( $(date +%s) - t0 )) s"
 echo "cleanroot: \$ sudo tests/run.sh $*"
 sudo tests/run.sh "$@"'
 set +e
-unshare --pid --fork --mount --mount-proc="$R/proc" \
+unshare --pid --fork --kill-child --mount --mount-proc="$R/proc" \
   chroot "$R" /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 \
   PATH=/root/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
   bash -c "$inner" cleanroot "$@"
