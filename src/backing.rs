@@ -709,6 +709,17 @@ enum Known {
     Detected,
 }
 
+/// Where the probe starts: the top image's path as written in the XML, or as the caller has
+/// just resolved it (the disk's own grant did; it is not resolved a second time).
+#[derive(Debug, Clone, Copy)]
+pub enum Top<'a> {
+    /// As written (exactly QEMU's join for relative backing names).
+    Named(&'a Path),
+    /// Already resolved: the same, unless the top image itself is a symlink into another
+    /// directory (then its target's directory is used for relative names).
+    Resolved(&'a Path),
+}
+
 /// Probe the backing chain of `top`, whose format libvirt was told is `format` (`None`: not
 /// declared, treated as raw, never probed).
 ///
@@ -721,61 +732,53 @@ enum Known {
 /// Relative backing names are joined to the directory of the image that names them *as that
 /// image was named* (QEMU and libvirt join to the unresolved path, so for a backing image that
 /// is itself a symlink into another directory the symlink's directory counts), then resolved.
-/// `top` may be the path as written in the XML (exactly QEMU's join) or already resolved (the
-/// same, unless `top` itself is such a symlink: then its target's directory is used).
-pub fn probe_chain(top: &Path, format: Option<&str>, max_depth: usize) -> Chain {
-    probe_chain_cached(top, format, max_depth, &mut HeaderCache::default())
+///
+/// `resolver` and `headers` belong to the derivation and are shared across the disks of one
+/// guest: a thousand disks over one base image resolve its name and read its header once. The
+/// resolver also decides what may be opened (see [`paths::Resolver::seen_file_type`]).
+pub fn probe_chain(
+    top: Top<'_>,
+    format: Option<&str>,
+    max_depth: usize,
+    resolver: &mut paths::Resolver,
+    headers: &mut HeaderCache,
+) -> Chain {
+    let mut cache = Probe { resolver, headers };
+    match top {
+        Top::Named(p) => probe_chain_inner(p, false, format, max_depth, &mut cache),
+        Top::Resolved(p) => probe_chain_inner(p, true, format, max_depth, &mut cache),
+    }
 }
 
 /// Headers already read during one derivation, by resolved path. A thousand disks over one
 /// base image read the base's header once, not a thousand times.
 #[derive(Debug, Default)]
 pub struct HeaderCache {
-    // Keyed by bytes, not `Path` (see `paths::PLAIN_DIRS`).
+    // Keyed by bytes, not `Path` (see `paths::Resolver`).
     map: HashMap<OsString, Result<Header, String>>,
-    resolved: HashMap<String, Result<PathBuf, paths::PathError>>,
 }
 
-impl HeaderCache {
-    /// Resolve a path once per derivation (backing names repeat across disks).
+/// What one probe works with: the derivation's resolver and header cache.
+struct Probe<'r> {
+    resolver: &'r mut paths::Resolver,
+    headers: &'r mut HeaderCache,
+}
+
+impl Probe<'_> {
     fn resolve(&mut self, raw: &str) -> Result<PathBuf, paths::PathError> {
-        if let Some(r) = self.resolved.get(raw) {
-            return r.clone();
-        }
-        let r = paths::resolve(raw);
-        self.resolved.insert(raw.to_string(), r.clone());
-        r
+        self.resolver.resolve(raw)
     }
 
     fn read(&mut self, path: &Path) -> Result<Header, String> {
-        if let Some(r) = self.map.get(path.as_os_str()) {
+        if let Some(r) = self.headers.map.get(path.as_os_str()) {
             return r.clone();
         }
-        let r = read_header(path);
-        self.map.insert(path.as_os_str().to_os_string(), r.clone());
+        let r = read_header(path, self.resolver);
+        self.headers
+            .map
+            .insert(path.as_os_str().to_os_string(), r.clone());
         r
     }
-}
-
-/// [`probe_chain`] sharing a [`HeaderCache`] across the disks of one guest.
-pub fn probe_chain_cached(
-    top: &Path,
-    format: Option<&str>,
-    max_depth: usize,
-    cache: &mut HeaderCache,
-) -> Chain {
-    probe_chain_inner(top, false, format, max_depth, cache)
-}
-
-/// [`probe_chain_cached`] for a `top` the caller has just resolved itself (the disk's own grant
-/// did): it is not resolved a second time.
-pub fn probe_chain_resolved(
-    top: &Path,
-    format: Option<&str>,
-    max_depth: usize,
-    cache: &mut HeaderCache,
-) -> Chain {
-    probe_chain_inner(top, true, format, max_depth, cache)
 }
 
 fn probe_chain_inner(
@@ -783,7 +786,7 @@ fn probe_chain_inner(
     top_is_resolved: bool,
     format: Option<&str>,
     max_depth: usize,
-    cache: &mut HeaderCache,
+    cache: &mut Probe<'_>,
 ) -> Chain {
     let mut chain = Chain::default();
     let Some(first) = format.and_then(ImageFormat::from_name) else {
@@ -933,7 +936,7 @@ fn probe_chain_inner(
 /// Grant-worthy data extents of one VMDK descriptor (see [`extent_name_ok`]) into `chain`.
 fn add_extents(
     chain: &mut Chain,
-    cache: &mut HeaderCache,
+    cache: &mut Probe<'_>,
     header: &Header,
     known: Known,
     named: &str,
@@ -1030,13 +1033,13 @@ fn local_name(name: &str) -> Result<&str, String> {
 /// Read at most [`MAX_HEADER_BYTES`] from the start of a regular file or block device and parse
 /// them. Opened non-blocking and without becoming a controlling tty, so a FIFO or a device named
 /// by an image can never hang the hook; anything but a file or a block device is refused.
-fn read_header(path: &Path) -> Result<Header, String> {
+fn read_header(path: &Path, resolver: &paths::Resolver) -> Result<Header, String> {
     // Only regular files and block devices are opened, and that is decided *before* the open:
     // opening a character device can act on hardware (a watchdog starts its countdown, a tape
     // rewinds), and the name that led here may come from a header the guest wrote. The type is
     // the one resolution just saw (else a `stat`); `O_NOFOLLOW` keeps a symlink swapped in since
     // then from redirecting the open (the path is resolved, so it holds none of its own).
-    let kind = match paths::seen_file_type(path) {
+    let kind = match resolver.seen_file_type(path) {
         Some(k) => k,
         None => std::fs::metadata(path)
             .map_err(|e| format!("cannot open: {e}"))?
@@ -1093,6 +1096,17 @@ mod tests {
     use std::process::Command;
 
     // ---- helpers -------------------------------------------------------------------------
+
+    /// [`probe_chain`] from a path as written, with a resolver and header cache of its own.
+    fn probe(top: &Path, format: Option<&str>, max_depth: usize) -> Chain {
+        probe_chain(
+            Top::Named(top),
+            format,
+            max_depth,
+            &mut paths::Resolver::new(),
+            &mut HeaderCache::default(),
+        )
+    }
 
     /// Whether the real qemu-img is installed (tests that need it are skipped, loudly, if not).
     fn have_qemu_img() -> bool {
@@ -1571,11 +1585,11 @@ mod tests {
                 s(&top),
             ],
         );
-        let c = probe_chain(&top, Some("qcow2"), 200);
+        let c = probe(&top, Some("qcow2"), 200);
         assert_eq!(c.links, vec![mid.clone(), base.clone()]);
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
         // Probing from the middle gives the rest.
-        assert_eq!(probe_chain(&mid, Some("qcow2"), 200).links, vec![base]);
+        assert_eq!(probe(&mid, Some("qcow2"), 200).links, vec![base]);
     }
 
     #[test]
@@ -1615,7 +1629,7 @@ mod tests {
                 "top.qcow2",
             ],
         );
-        let c = probe_chain(&d.join("top.qcow2"), Some("qcow2"), 200);
+        let c = probe(&d.join("top.qcow2"), Some("qcow2"), 200);
         assert_eq!(c.links, vec![d.join("sub/mid.qcow2"), d.join("base.raw")]);
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     }
@@ -1661,7 +1675,7 @@ mod tests {
                 "1M",
             ],
         );
-        let c = probe_chain(&d.join("top.qcow2"), Some("qcow2"), 200);
+        let c = probe(&d.join("top.qcow2"), Some("qcow2"), 200);
         assert_eq!(
             c.links,
             vec![d.join("real/mid.qcow2"), d.join("real/base.raw")]
@@ -1686,7 +1700,7 @@ mod tests {
                 "1M",
             ],
         );
-        let c = probe_chain(&d.join("top2.qcow2"), Some("qcow2"), 200);
+        let c = probe(&d.join("top2.qcow2"), Some("qcow2"), 200);
         assert_eq!(c.links, vec![d.join("real/mid.qcow2"), d.join("base.raw")]);
     }
 
@@ -1708,7 +1722,7 @@ mod tests {
             &["rebase", "-u", "-F", "qcow2", "-b", "a.qcow2", "b.qcow2"],
         );
         let a = d.join("a.qcow2");
-        let c = probe_chain(&a, Some("qcow2"), 200);
+        let c = probe(&a, Some("qcow2"), 200);
         assert_eq!(c.links, vec![d.join("b.qcow2")]);
         assert_eq!(
             c.warnings,
@@ -1723,7 +1737,7 @@ mod tests {
             &d,
             &["rebase", "-u", "-F", "qcow2", "-b", "a.qcow2", "a.qcow2"],
         );
-        let c = probe_chain(&a, Some("qcow2"), 200);
+        let c = probe(&a, Some("qcow2"), 200);
         assert!(c.links.is_empty());
         assert_eq!(c.warnings.len(), 1);
     }
@@ -1740,13 +1754,13 @@ mod tests {
             qemu_img(&d, &["create", "-f", "qcow2", "-b", &b, "-F", "qcow2", &o]);
         }
         let top = d.join("i4.qcow2");
-        let c = probe_chain(&top, Some("qcow2"), 200);
+        let c = probe(&top, Some("qcow2"), 200);
         assert_eq!(c.links.len(), 4);
         assert!(c.warnings.is_empty());
-        let c = probe_chain(&top, Some("qcow2"), 4);
+        let c = probe(&top, Some("qcow2"), 4);
         assert_eq!(c.links.len(), 4);
         assert!(c.warnings.is_empty());
-        let c = probe_chain(&top, Some("qcow2"), 2);
+        let c = probe(&top, Some("qcow2"), 2);
         assert_eq!(c.links, vec![d.join("i3.qcow2"), d.join("i2.qcow2")]);
         assert_eq!(c.warnings.len(), 1);
         assert!(c.warnings[0].contains("deeper than 2"), "{:?}", c.warnings);
@@ -1780,7 +1794,7 @@ mod tests {
                     "create", "-f", "qcow2", "-u", "-b", backing, "-F", "qcow2", name, "1M",
                 ],
             );
-            let c = probe_chain(&d.join(name), Some("qcow2"), 200);
+            let c = probe(&d.join(name), Some("qcow2"), 200);
             assert_eq!(c.links, vec![PathBuf::from(backing)]);
             assert!(
                 c.warnings.len() == 1
@@ -1824,7 +1838,7 @@ mod tests {
                 "1M",
             ],
         );
-        let c = probe_chain(&d.join("top.qcow2"), Some("qcow2"), 200);
+        let c = probe(&d.join("top.qcow2"), Some("qcow2"), 200);
         assert_eq!(c.links, vec![d.join("gone.qcow2")]);
         assert_eq!(c.warnings.len(), 1);
         assert!(
@@ -1833,7 +1847,7 @@ mod tests {
             c.warnings
         );
         // The top itself missing: nothing, one warning.
-        let c = probe_chain(&d.join("nope.qcow2"), Some("qcow2"), 200);
+        let c = probe(&d.join("nope.qcow2"), Some("qcow2"), 200);
         assert!(c.links.is_empty());
         assert_eq!(c.warnings.len(), 1);
     }
@@ -1860,13 +1874,13 @@ mod tests {
         );
         // The backing image is overwritten with a truncated header.
         std::fs::write(d.join("mid.qcow2"), b"QFI\xfb\0\0\0\x03garbage").unwrap();
-        let c = probe_chain(&d.join("top.qcow2"), Some("qcow2"), 200);
+        let c = probe(&d.join("top.qcow2"), Some("qcow2"), 200);
         assert_eq!(c.links, vec![d.join("mid.qcow2")]);
         assert_eq!(c.warnings.len(), 1);
         assert!(c.warnings[0].contains("truncated"), "{:?}", c.warnings);
         // Not a qcow2 at all although recorded as one.
         std::fs::write(d.join("mid.qcow2"), vec![0x5au8; 70000]).unwrap();
-        let c = probe_chain(&d.join("top.qcow2"), Some("qcow2"), 200);
+        let c = probe(&d.join("top.qcow2"), Some("qcow2"), 200);
         assert_eq!(c.links, vec![d.join("mid.qcow2")]);
         assert!(
             c.warnings[0].contains("not a qcow2 image"),
@@ -1875,9 +1889,9 @@ mod tests {
         );
         // Declared qcow2 at the top but garbage / empty / a directory / a FIFO.
         std::fs::write(d.join("g.qcow2"), b"").unwrap();
-        let c = probe_chain(&d.join("g.qcow2"), Some("qcow2"), 200);
+        let c = probe(&d.join("g.qcow2"), Some("qcow2"), 200);
         assert_eq!((c.links.len(), c.warnings.len()), (0, 1));
-        let c = probe_chain(&d, Some("qcow2"), 200);
+        let c = probe(&d, Some("qcow2"), 200);
         assert_eq!((c.links.len(), c.warnings.len()), (0, 1));
         let fifo = d.join("fifo");
         let cpath = std::ffi::CString::new(s(&fifo)).unwrap();
@@ -1888,7 +1902,7 @@ mod tests {
                 "create", "-f", "qcow2", "-u", "-b", "fifo", "-F", "qcow2", "f.qcow2", "1M",
             ],
         );
-        let c = probe_chain(&d.join("f.qcow2"), Some("qcow2"), 200);
+        let c = probe(&d.join("f.qcow2"), Some("qcow2"), 200);
         assert_eq!(c.links, vec![fifo]);
         assert!(
             c.warnings[0].contains("not a regular file"),
@@ -1912,11 +1926,11 @@ mod tests {
             ],
         );
         let disk = d.join("disk.img");
-        assert_eq!(probe_chain(&disk, Some("raw"), 200), Chain::default());
-        assert_eq!(probe_chain(&disk, None, 200), Chain::default());
-        assert_eq!(probe_chain(&disk, Some("vdi"), 200), Chain::default());
+        assert_eq!(probe(&disk, Some("raw"), 200), Chain::default());
+        assert_eq!(probe(&disk, None, 200), Chain::default());
+        assert_eq!(probe(&disk, Some("vdi"), 200), Chain::default());
         assert_eq!(
-            probe_chain(&disk, Some("qcow2"), 200).links,
+            probe(&disk, Some("qcow2"), 200).links,
             vec![d.join("secret")]
         );
         // A qcow2 recording its backing as raw: the backing's qcow2-looking header is ignored.
@@ -1933,7 +1947,7 @@ mod tests {
                 "top.qcow2",
             ],
         );
-        let c = probe_chain(&d.join("top.qcow2"), Some("qcow2"), 200);
+        let c = probe(&d.join("top.qcow2"), Some("qcow2"), 200);
         assert_eq!(c.links, vec![disk]);
         assert!(c.warnings.is_empty());
     }
@@ -1988,14 +2002,14 @@ mod tests {
         for f in ["over-raw.qcow2", "over-q.qcow2", "over-over.qcow2"] {
             drop_backing_format(&d.join(f));
         }
-        let c = probe_chain(&d.join("over-raw.qcow2"), Some("qcow2"), 200);
+        let c = probe(&d.join("over-raw.qcow2"), Some("qcow2"), 200);
         assert_eq!(c.links, vec![d.join("base.raw")]);
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
-        let c = probe_chain(&d.join("over-q.qcow2"), Some("qcow2"), 200);
+        let c = probe(&d.join("over-q.qcow2"), Some("qcow2"), 200);
         assert_eq!(c.links, vec![d.join("base.qcow2")]);
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
         // Detected as qcow2, but it has a backing file itself: not followed (libvirt's rule).
-        let c = probe_chain(&d.join("over-over.qcow2"), Some("qcow2"), 200);
+        let c = probe(&d.join("over-over.qcow2"), Some("qcow2"), 200);
         assert_eq!(c.links, vec![d.join("over-raw.qcow2")]);
         assert_eq!(c.warnings.len(), 1);
         assert!(c.warnings[0].contains("not recorded"), "{:?}", c.warnings);
@@ -2037,11 +2051,11 @@ mod tests {
                 "1M",
             ],
         );
-        let c = probe_chain(&d.join("n.qcow2"), Some("qcow2"), 200);
+        let c = probe(&d.join("n.qcow2"), Some("qcow2"), 200);
         assert!(c.links.is_empty());
         assert_eq!(c.warnings.len(), 1);
         assert!(c.warnings[0].contains("nbd:"), "{:?}", c.warnings);
-        let c = probe_chain(&d.join("j.qcow2"), Some("qcow2"), 200);
+        let c = probe(&d.join("j.qcow2"), Some("qcow2"), 200);
         assert!(c.links.is_empty());
         assert_eq!(c.warnings.len(), 1);
         assert!(c.warnings[0].contains("json:"), "{:?}", c.warnings);
@@ -2085,7 +2099,7 @@ mod tests {
         }
         // QED can only record "raw" as a backing format, so mid.qcow2 is detected as qcow2 and,
         // as in libvirt, a detected image may not pull in its own backing file.
-        let c = probe_chain(&d.join("top.qed"), Some("qed"), 200);
+        let c = probe(&d.join("top.qed"), Some("qed"), 200);
         assert_eq!(c.links, vec![d.join("mid.qcow2")]);
         assert_eq!(c.warnings.len(), 1);
         assert!(c.warnings[0].contains("not recorded"), "{:?}", c.warnings);
@@ -2104,7 +2118,7 @@ mod tests {
                 "q2.qed",
             ],
         );
-        let c = probe_chain(&d.join("q2.qed"), Some("qed"), 200);
+        let c = probe(&d.join("q2.qed"), Some("qed"), 200);
         assert_eq!(c.links, vec![d.join("leaf.qcow2")]);
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
         // QED over raw records "do not probe": the raw image is not read.
@@ -2116,7 +2130,7 @@ mod tests {
         );
         let h = parse_header(&std::fs::read(d.join("r.qed")).unwrap()).unwrap();
         assert_eq!(h.backing_format.as_deref(), Some("raw"));
-        let c = probe_chain(&d.join("r.qed"), Some("qed"), 200);
+        let c = probe(&d.join("r.qed"), Some("qed"), 200);
         assert_eq!(c.links, vec![d.join("base.raw")]);
     }
 
@@ -2136,11 +2150,11 @@ mod tests {
             eprintln!("qemu-img cannot create qcow images: skipping");
             return;
         }
-        let c = probe_chain(&d.join("v1.qcow"), Some("qcow"), 200);
+        let c = probe(&d.join("v1.qcow"), Some("qcow"), 200);
         assert_eq!(c.links, vec![d.join("base.raw")]);
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
         // Declared qcow2 but it is qcow v1: refused with a warning.
-        let c = probe_chain(&d.join("v1.qcow"), Some("qcow2"), 200);
+        let c = probe(&d.join("v1.qcow"), Some("qcow2"), 200);
         assert!(c.links.is_empty());
         assert!(
             c.warnings[0].contains("not a qcow2 image"),
@@ -2165,7 +2179,7 @@ mod tests {
             eprintln!("qemu-img cannot create VMDK images with a parent: skipping");
             return;
         }
-        let c = probe_chain(&d.join("c.vmdk"), Some("vmdk"), 200);
+        let c = probe(&d.join("c.vmdk"), Some("vmdk"), 200);
         assert_eq!(c.links, vec![d.join("p.vmdk")]);
         // a sparse file's embedded descriptor names the file itself: no extents of its own
         assert!(c.top_extents.is_empty(), "{:?}", c.top_extents);
@@ -2189,7 +2203,7 @@ mod tests {
         ) {
             let h = parse_header(&std::fs::read(d.join("split.vmdk")).unwrap()).unwrap();
             assert_eq!(h.backing.as_deref(), Some("c.vmdk"));
-            let c = probe_chain(&d.join("split.vmdk"), Some("vmdk"), 200);
+            let c = probe(&d.join("split.vmdk"), Some("vmdk"), 200);
             assert_eq!(c.links, vec![d.join("c.vmdk"), d.join("p.vmdk")]);
             // its data files need the disk's own permissions: they are listed apart
             assert_eq!(c.top_extents, vec![d.join("split-s001.vmdk")]);
@@ -2270,7 +2284,7 @@ mod tests {
             ),
         )
         .unwrap();
-        let c = probe_chain(&d.join("top.vmdk"), Some("vmdk"), 200);
+        let c = probe(&d.join("top.vmdk"), Some("vmdk"), 200);
         // missing extent files are still granted (QEMU will try them; it fails closed)
         assert_eq!(
             c.top_extents,
@@ -2288,7 +2302,7 @@ mod tests {
             ),
         )
         .unwrap();
-        let c = probe_chain(&d.join("evil.vmdk"), Some("vmdk"), 200);
+        let c = probe(&d.join("evil.vmdk"), Some("vmdk"), 200);
         assert_eq!(c.top_extents, vec![d.join("evil-ok.vmdk")]);
         assert_eq!(c.warnings.len(), 3, "{:?}", c.warnings);
         assert!(
@@ -2304,7 +2318,7 @@ mod tests {
         )
         .unwrap();
         std::fs::write(d.join("up.vmdk"), desc(&[], Some("mid.vmdk"))).unwrap();
-        let c = probe_chain(&d.join("up.vmdk"), Some("vmdk"), 2);
+        let c = probe(&d.join("up.vmdk"), Some("vmdk"), 2);
         assert_eq!(
             c.links,
             vec![
@@ -2322,7 +2336,7 @@ mod tests {
         let refs: Vec<&str> = many.iter().map(String::as_str).collect();
         std::fs::write(d.join("long.vmdk"), desc(&refs, None)).unwrap();
         assert!(std::fs::metadata(d.join("long.vmdk")).unwrap().len() > 4096);
-        let c = probe_chain(&d.join("long.vmdk"), Some("vmdk"), 200);
+        let c = probe(&d.join("long.vmdk"), Some("vmdk"), 200);
         assert_eq!(c.top_extents.len(), 300);
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     }
@@ -2330,22 +2344,17 @@ mod tests {
     #[test]
     fn chain_never_panics_on_odd_tops() {
         assert_eq!(
-            probe_chain(Path::new("relative.qcow2"), Some("qcow2"), 200)
+            probe(Path::new("relative.qcow2"), Some("qcow2"), 200)
                 .warnings
                 .len(),
             1
         );
         assert_eq!(
-            probe_chain(Path::new("/nonexistent/x"), Some("qcow2"), 0)
+            probe(Path::new("/nonexistent/x"), Some("qcow2"), 0)
                 .warnings
                 .len(),
             1
         );
-        assert_eq!(
-            probe_chain(Path::new("/"), Some("vmdk"), 200)
-                .warnings
-                .len(),
-            1
-        );
+        assert_eq!(probe(Path::new("/"), Some("vmdk"), 200).warnings.len(), 1);
     }
 }

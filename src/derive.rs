@@ -52,13 +52,13 @@ pub struct Derived {
 /// Derive the rules for a domain. Fails only on input that must not start (a refused host
 /// path, a control character): the error names the element and the value.
 pub fn derive(dom: &Domain, opts: &Options) -> Result<Derived, GrantError> {
-    paths::begin_resolve_scope();
     let mut cx = Cx {
         dom,
         opts,
         out: Derived::default(),
         needs_vfio: false,
         needs_gl: false,
+        resolver: paths::Resolver::new(),
         headers: backing::HeaderCache::default(),
     };
     cx.base();
@@ -168,6 +168,9 @@ struct Cx<'a> {
     out: Derived,
     needs_vfio: bool,
     needs_gl: bool,
+    /// This derivation's path resolution: every path of the guest is resolved through it, and
+    /// the backing-chain prober is lent it (see [`paths::Resolver`]).
+    resolver: paths::Resolver,
     headers: backing::HeaderCache,
 }
 
@@ -196,7 +199,11 @@ impl Cx<'_> {
         perms: Perms,
         scope: Scope,
     ) -> Result<Option<PathBuf>, GrantError> {
-        match self.out.rules.grant(dev, raw, perms, scope) {
+        match self
+            .out
+            .rules
+            .grant(&mut self.resolver, dev, raw, perms, scope)
+        {
             Err(GrantError {
                 cause: PathError::NotAbsolute(p),
                 ..
@@ -301,7 +308,7 @@ impl Cx<'_> {
         } else {
             emu
         };
-        let resolved = match paths::resolve(&real) {
+        let resolved = match self.resolver.resolve(&real) {
             Ok(p) => p,
             Err(e) => {
                 self.warn(format!("emulator: {e}"));
@@ -442,10 +449,11 @@ impl Cx<'_> {
             }
             None => {
                 if let (Some(top), true) = (local, self.opts.probe_backing) {
-                    let chain = backing::probe_chain_resolved(
-                        &top,
+                    let chain = backing::probe_chain(
+                        backing::Top::Resolved(&top),
                         fmt,
                         self.opts.max_chain_depth,
+                        &mut self.resolver,
                         &mut self.headers,
                     );
                     for w in chain.warnings {
@@ -555,7 +563,7 @@ impl Cx<'_> {
                     l.attr("type") == Some("pflash") && l.attr("readonly") != Some("yes");
                 let mut perms = if writable { Perms::RWK } else { Perms::RK };
                 if writable {
-                    if let Ok(res) = paths::resolve(p) {
+                    if let Ok(res) = self.resolver.resolve(p) {
                         if paths::check_policy(&res, true, "rwk").is_err()
                             && paths::check_policy(&res, false, "rk").is_ok()
                         {
