@@ -85,7 +85,7 @@ pub struct Resolver {
     /// know it *before* it opens a file (see [`Resolver::seen_file_type`]), and this saves it a
     /// second `stat`.
     final_types: HashMap<OsString, std::fs::FileType>,
-    /// Whole answers by the raw string (backing names repeat across disks).
+    /// Whole answers by the raw string, for [`Resolver::resolve_repeated`].
     answers: HashMap<String, Result<PathBuf, PathError>>,
 }
 
@@ -95,12 +95,20 @@ impl Resolver {
         Self::default()
     }
 
-    /// [`resolve`] `raw`, answering from memory if this resolver resolved the same string before.
+    /// [`resolve`] `raw`, using (and filling) this resolver's memory of directories and file
+    /// types.
     pub fn resolve(&mut self, raw: &str) -> Result<PathBuf, PathError> {
+        self.walk(raw)
+    }
+
+    /// [`Resolver::resolve`] for names that repeat across the disks of a guest (backing files,
+    /// VMDK extents): the whole answer is kept and a repeated name costs one lookup. Paths that
+    /// are granted once (each disk's own) do not pay for keeping it.
+    pub fn resolve_repeated(&mut self, raw: &str) -> Result<PathBuf, PathError> {
         if let Some(r) = self.answers.get(raw) {
             return r.clone();
         }
-        let r = self.resolve_uncached(raw);
+        let r = self.walk(raw);
         self.answers.insert(raw.to_string(), r.clone());
         r
     }
@@ -111,7 +119,7 @@ impl Resolver {
     }
 
     /// The walk itself, using (and filling) the directory and file-type memory.
-    fn resolve_uncached(&mut self, raw: &str) -> Result<PathBuf, PathError> {
+    fn walk(&mut self, raw: &str) -> Result<PathBuf, PathError> {
         validate(raw)?;
         let mut pending: Vec<OsString> = Path::new(raw)
             .components()
@@ -192,7 +200,7 @@ impl Resolver {
 /// non-existent remainder is normalised lexically. The result is absolute and clean.
 /// A one-off; a derivation resolves through its own [`Resolver`].
 pub fn resolve(raw: &str) -> Result<PathBuf, PathError> {
-    Resolver::new().resolve_uncached(raw)
+    Resolver::new().walk(raw)
 }
 
 /// Escape a literal path for use inside a double-quoted AppArmor rule, so it matches exactly
@@ -402,7 +410,8 @@ mod tests {
         let mut r = Resolver::new();
         let got = r.resolve(f.to_str().unwrap()).unwrap();
         assert!(r.seen_file_type(&got).is_some_and(|t| t.is_file()));
-        assert_eq!(r.resolve(f.to_str().unwrap()).unwrap(), got);
+        assert_eq!(r.resolve_repeated(f.to_str().unwrap()).unwrap(), got);
+        assert_eq!(r.resolve_repeated(f.to_str().unwrap()).unwrap(), got);
         // A new derivation's resolver trusts nothing from an earlier one.
         assert!(Resolver::new().seen_file_type(&got).is_none());
         assert_eq!(resolve(f.to_str().unwrap()).unwrap(), got);

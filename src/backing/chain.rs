@@ -96,7 +96,7 @@ struct Probe<'r> {
 
 impl Probe<'_> {
     fn resolve(&mut self, raw: &str) -> Result<PathBuf, paths::PathError> {
-        self.resolver.resolve(raw)
+        self.resolver.resolve_repeated(raw)
     }
 
     fn read(&mut self, path: &Path) -> Result<Header, String> {
