@@ -333,10 +333,17 @@ pub fn render_extras(
     out.push_str(" (-F), kept until the guest stops.\n");
     out.push_str("# Written by virt-aa-hook in place of libvirt's virt-aa-helper; do not edit.\n");
     let mut warnings = Vec::new();
+    let mut resolver = paths::Resolver::new();
     for raw in extras {
         let (base, scope) = extra_base(raw);
         let mut rs = RuleSet::new();
-        match rs.grant("file named by libvirt", base, Perms::RWK, scope) {
+        match rs.grant(
+            &mut resolver,
+            "file named by libvirt",
+            base,
+            Perms::RWK,
+            scope,
+        ) {
             Ok(resolved) => {
                 let json = serde_json::to_string(raw).unwrap_or_default();
                 if main.is_some_and(|m| covered(m, &resolved, scope)) {

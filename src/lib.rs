@@ -5,8 +5,10 @@
 //! has one owner that everyone asks:
 //! - **parse:** [`xml`] (element tree, hostile-input limits), [`domain`] (identity, profile name,
 //!   labels, our metadata);
-//! - **derive:** [`derive`] (device → grants), [`rules`] (dedup/merge), [`paths`] (resolve,
-//!   escape, host policy), [`backing`] (image headers and chains);
+//! - **derive:** [`derive`] (device → grants, one file per device family, host lookups in
+//!   `derive/host.rs`), [`rules`] (dedup/merge), [`paths`] (resolve through one `Resolver` per
+//!   derivation, escape, host policy), [`backing`] (image headers: `header`, `vmdk`; the chain
+//!   walk: `chain`, one `probe_chain`);
 //! - **render:** [`profile`] (template, our marker line), [`generate`] (the pure pipeline);
 //! - **own a guest's profile:** [`lifecycle`] (install = write if changed + compile + load,
 //!   verify, remove, "is this file ours") — the hook, the helper, `gc` and `status` go through it;
@@ -22,7 +24,7 @@
 //!   (structured records for journald);
 //! - **entry points:** [`hook`] (libvirt events), [`helper`] (libvirt's AppArmor driver, in
 //!   place of virt-aa-helper), [`wrapper`] (emulator wrapper); the binaries in
-//!   `src/main.rs` (no libvirt linked) and `src/bin/virt-aa-hook-libvirt.rs` + `src/admin/`
+//!   `src/main.rs` (no libvirt linked) and `src/bin/virt-aa-hook-libvirt/` (`main.rs` + `admin/`)
 //!   (commands that talk to libvirt).
 
 pub mod aaparser;

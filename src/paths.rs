@@ -5,7 +5,8 @@
 //! must be escaped or a hostile disk name (`/images/*`) would widen access. Both are done here,
 //! once, for every path that reaches a profile.
 
-use std::ffi::OsStr;
+use std::collections::{HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use thiserror::Error;
@@ -67,116 +68,139 @@ pub fn normalize_lexically(p: &Path) -> PathBuf {
     out
 }
 
-thread_local! {
-    /// Directories already seen to exist and not be symlinks during the current derivation
-    /// (see [`begin_resolve_scope`]); a guest with 1000 disks in one directory stats it once.
-    /// Keyed by the path's bytes: `Path`'s own `Hash` re-parses the components on every lookup,
-    /// which showed up in profiles of 1000-disk guests. (The default, keyed SipHash stays: the
-    /// paths come from hostile XML, so no predictable hash.)
-    static PLAIN_DIRS: std::cell::RefCell<std::collections::HashSet<std::ffi::OsString>> =
-        std::cell::RefCell::new(std::collections::HashSet::new());
+/// Resolves paths for one derivation and remembers what it saw, so that a guest with a thousand
+/// disks over one base image stats each directory and resolves each backing name once.
+///
+/// One value per derivation (the derive context owns it and lends it to the backing-chain
+/// prober): a long-running process never trusts an answer from an earlier guest, and whether the
+/// prober may open a file is decided from the file type this resolver saw, not from a cache
+/// filled elsewhere. Keys are the paths' bytes: `Path`'s own `Hash` re-parses the components on
+/// every lookup, which showed up in profiles of 1000-disk guests. (The default, keyed SipHash
+/// stays: the paths come from hostile XML, so no predictable hash.)
+#[derive(Debug, Default)]
+pub struct Resolver {
+    /// Directories seen to exist and not be symlinks.
+    plain_dirs: HashSet<OsString>,
+    /// The file type seen for each existing path [`Resolver::resolve`] returned: the prober must
+    /// know it *before* it opens a file (see [`Resolver::seen_file_type`]), and this saves it a
+    /// second `stat`.
+    final_types: HashMap<OsString, std::fs::FileType>,
+    /// Whole answers by the raw string, for [`Resolver::resolve_repeated`].
+    answers: HashMap<String, Result<PathBuf, PathError>>,
 }
 
-thread_local! {
-    /// The file type [`resolve`] saw for each existing path it returned, in the current scope:
-    /// the backing-chain prober must know it *before* it opens a file (see
-    /// [`seen_file_type`]), and this saves it a second `stat`.
-    static FINAL_TYPES: std::cell::RefCell<std::collections::HashMap<std::ffi::OsString, std::fs::FileType>> =
-        std::cell::RefCell::new(std::collections::HashMap::new());
-}
+impl Resolver {
+    /// A resolver that has seen nothing yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
 
-/// Start a fresh resolution scope: forget the directories and file types remembered by
-/// [`resolve`]. Called at the start of each derivation, so a long-running process never trusts
-/// an old answer.
-pub fn begin_resolve_scope() {
-    PLAIN_DIRS.with(|d| d.borrow_mut().clear());
-    FINAL_TYPES.with(|d| d.borrow_mut().clear());
-}
+    /// [`resolve`] `raw`, using (and filling) this resolver's memory of directories and file
+    /// types.
+    pub fn resolve(&mut self, raw: &str) -> Result<PathBuf, PathError> {
+        self.walk(raw)
+    }
 
-fn remember_type(p: &Path, t: std::fs::FileType) {
-    FINAL_TYPES.with(|d| d.borrow_mut().insert(p.as_os_str().to_os_string(), t));
-}
+    /// [`Resolver::resolve`] for names that repeat across the disks of a guest (backing files,
+    /// VMDK extents): the whole answer is kept and a repeated name costs one lookup. Paths that
+    /// are granted once (each disk's own) do not pay for keeping it.
+    pub fn resolve_repeated(&mut self, raw: &str) -> Result<PathBuf, PathError> {
+        if let Some(r) = self.answers.get(raw) {
+            return r.clone();
+        }
+        let r = self.walk(raw);
+        self.answers.insert(raw.to_string(), r.clone());
+        r
+    }
 
-/// The file type [`resolve`] found at `resolved` (a path it returned) in the current scope, if
-/// the path existed then.
-pub fn seen_file_type(resolved: &Path) -> Option<std::fs::FileType> {
-    FINAL_TYPES.with(|d| d.borrow().get(resolved.as_os_str()).copied())
+    /// The file type seen at `resolved` (a path this resolver returned), if the path existed then.
+    pub fn seen_file_type(&self, resolved: &Path) -> Option<std::fs::FileType> {
+        self.final_types.get(resolved.as_os_str()).copied()
+    }
+
+    /// The walk itself, using (and filling) the directory and file-type memory.
+    fn walk(&mut self, raw: &str) -> Result<PathBuf, PathError> {
+        validate(raw)?;
+        let mut pending: Vec<OsString> = Path::new(raw)
+            .components()
+            .rev()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n.to_os_string()),
+                Component::ParentDir => Some("..".into()),
+                _ => None,
+            })
+            .collect();
+        let mut out = PathBuf::from("/");
+        let mut exists = true;
+        let mut links = 0usize;
+        while let Some(comp) = pending.pop() {
+            if comp == ".." {
+                out.pop();
+                continue;
+            }
+            out.push(&comp);
+            if !exists {
+                continue;
+            }
+            let intermediate = !pending.is_empty();
+            if intermediate && self.plain_dirs.contains(out.as_os_str()) {
+                continue;
+            }
+            match std::fs::symlink_metadata(&out) {
+                Ok(m) if m.is_dir() => {
+                    if intermediate {
+                        self.plain_dirs.insert(out.as_os_str().to_os_string());
+                    } else {
+                        self.final_types
+                            .insert(out.as_os_str().to_os_string(), m.file_type());
+                    }
+                }
+                Ok(m) if m.file_type().is_symlink() => {
+                    links += 1;
+                    if links > MAX_SYMLINKS {
+                        return Err(PathError::SymlinkLoop(raw.to_string()));
+                    }
+                    let target = match std::fs::read_link(&out) {
+                        Ok(t) => t,
+                        Err(_) => {
+                            exists = false;
+                            continue;
+                        }
+                    };
+                    out.pop();
+                    if target.is_absolute() {
+                        out = PathBuf::from("/");
+                    }
+                    for c in target.components().rev() {
+                        match c {
+                            Component::Normal(n) => pending.push(n.to_os_string()),
+                            Component::ParentDir => pending.push("..".into()),
+                            _ => {}
+                        }
+                    }
+                }
+                Ok(m) => {
+                    if !intermediate {
+                        self.final_types
+                            .insert(out.as_os_str().to_os_string(), m.file_type());
+                    }
+                }
+                Err(_) => exists = false,
+            }
+        }
+        if out.as_os_str().len() > MAX_PATH_BYTES {
+            return Err(PathError::TooLong);
+        }
+        Ok(out)
+    }
 }
 
 /// Resolve a path the way the kernel will when QEMU opens it: symlinks in the existing part are
 /// followed (component by component, so `link/..` means the link target's parent), the
 /// non-existent remainder is normalised lexically. The result is absolute and clean.
+/// A one-off; a derivation resolves through its own [`Resolver`].
 pub fn resolve(raw: &str) -> Result<PathBuf, PathError> {
-    validate(raw)?;
-    let mut pending: Vec<std::ffi::OsString> = Path::new(raw)
-        .components()
-        .rev()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(n.to_os_string()),
-            Component::ParentDir => Some("..".into()),
-            _ => None,
-        })
-        .collect();
-    let mut out = PathBuf::from("/");
-    let mut exists = true;
-    let mut links = 0usize;
-    while let Some(comp) = pending.pop() {
-        if comp == ".." {
-            out.pop();
-            continue;
-        }
-        out.push(&comp);
-        if !exists {
-            continue;
-        }
-        let intermediate = !pending.is_empty();
-        if intermediate && PLAIN_DIRS.with(|d| d.borrow().contains(out.as_os_str())) {
-            continue;
-        }
-        match std::fs::symlink_metadata(&out) {
-            Ok(m) if m.is_dir() => {
-                if intermediate {
-                    PLAIN_DIRS.with(|d| d.borrow_mut().insert(out.as_os_str().to_os_string()));
-                } else {
-                    remember_type(&out, m.file_type());
-                }
-            }
-            Ok(m) if m.file_type().is_symlink() => {
-                links += 1;
-                if links > MAX_SYMLINKS {
-                    return Err(PathError::SymlinkLoop(raw.to_string()));
-                }
-                let target = match std::fs::read_link(&out) {
-                    Ok(t) => t,
-                    Err(_) => {
-                        exists = false;
-                        continue;
-                    }
-                };
-                out.pop();
-                if target.is_absolute() {
-                    out = PathBuf::from("/");
-                }
-                for c in target.components().rev() {
-                    match c {
-                        Component::Normal(n) => pending.push(n.to_os_string()),
-                        Component::ParentDir => pending.push("..".into()),
-                        _ => {}
-                    }
-                }
-            }
-            Ok(m) => {
-                if !intermediate {
-                    remember_type(&out, m.file_type());
-                }
-            }
-            Err(_) => exists = false,
-        }
-    }
-    if out.as_os_str().len() > MAX_PATH_BYTES {
-        return Err(PathError::TooLong);
-    }
-    Ok(out)
+    Resolver::new().walk(raw)
 }
 
 /// Escape a literal path for use inside a double-quoted AppArmor rule, so it matches exactly
@@ -383,6 +407,21 @@ mod tests {
             resolve(&format!("{}/loop1/x", d.path().display())),
             Err(PathError::SymlinkLoop(_))
         ));
+    }
+
+    #[test]
+    fn a_resolver_remembers_only_what_it_resolved() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("disk.img");
+        std::fs::write(&f, b"x").unwrap();
+        let mut r = Resolver::new();
+        let got = r.resolve(f.to_str().unwrap()).unwrap();
+        assert!(r.seen_file_type(&got).is_some_and(|t| t.is_file()));
+        assert_eq!(r.resolve_repeated(f.to_str().unwrap()).unwrap(), got);
+        assert_eq!(r.resolve_repeated(f.to_str().unwrap()).unwrap(), got);
+        // A new derivation's resolver trusts nothing from an earlier one.
+        assert!(Resolver::new().seen_file_type(&got).is_none());
+        assert_eq!(resolve(f.to_str().unwrap()).unwrap(), got);
     }
 
     #[test]

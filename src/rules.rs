@@ -150,9 +150,11 @@ impl RuleSet {
     /// Grant `perms` on a path taken from the domain XML (or derived from it). The path is
     /// validated, resolved (symlinks), checked against the host policy and escaped. `device`
     /// names the element for the error message, e.g. `disk 'vda'`.
-    /// Returns the resolved path (the backing-chain prober starts from it).
+    /// Returns the resolved path (the backing-chain prober starts from it). `resolver` is the
+    /// derivation's own (see [`paths::Resolver`]).
     pub fn grant(
         &mut self,
+        resolver: &mut paths::Resolver,
         device: &str,
         raw: &str,
         perms: Perms,
@@ -162,7 +164,7 @@ impl RuleSet {
             device: one_line(device),
             cause,
         };
-        let resolved = paths::resolve(raw).map_err(err)?;
+        let resolved = resolver.resolve(raw).map_err(err)?;
         self.grant_resolved(device, &resolved, perms, scope)?;
         Ok(resolved)
     }
@@ -468,7 +470,9 @@ mod tests {
     #[test]
     fn duplicate_grants_merge() {
         let mut s = RuleSet::new();
+        let r = &mut paths::Resolver::new();
         s.grant(
+            r,
             "disk 'a'",
             "/var/lib/libvirt/images/base.img",
             Perms::RK,
@@ -476,6 +480,7 @@ mod tests {
         )
         .unwrap();
         s.grant(
+            r,
             "disk 'b'",
             "/var/lib/libvirt/images/base.img",
             Perms::RK,
@@ -483,6 +488,7 @@ mod tests {
         )
         .unwrap();
         s.grant(
+            r,
             "disk 'c'",
             "/var/lib/libvirt/images//./base.img",
             Perms::RWK,
@@ -496,18 +502,19 @@ mod tests {
     #[test]
     fn hostile_names_are_escaped_and_refusals_name_the_device() {
         let mut s = RuleSet::new();
-        s.grant("disk 'vda'", "/srv/*/{a,b}\"x", Perms::RWK, Scope::File)
+        let r = &mut paths::Resolver::new();
+        s.grant(r, "disk 'vda'", "/srv/*/{a,b}\"x", Perms::RWK, Scope::File)
             .unwrap();
         assert_eq!(s.render(), "  \"/srv/\\*/\\{a\\,b\\}\\\"x\" rwk,\n");
         let e = s
-            .grant("disk 'vda'", "/etc/shadow", Perms::RWK, Scope::File)
+            .grant(r, "disk 'vda'", "/etc/shadow", Perms::RWK, Scope::File)
             .unwrap_err();
         assert_eq!(
             e.to_string(),
             "disk 'vda': /etc/shadow is a host system path and cannot be granted rwk"
         );
         assert!(
-            s.grant("disk 'vdb'", "/a\nb", Perms::R, Scope::File)
+            s.grant(r, "disk 'vdb'", "/a\nb", Perms::R, Scope::File)
                 .is_err()
         );
     }
@@ -515,7 +522,9 @@ mod tests {
     #[test]
     fn tree_scope_adds_dir_rule() {
         let mut s = RuleSet::new();
+        let r = &mut paths::Resolver::new();
         s.grant(
+            r,
             "filesystem 'share'",
             "/srv/share/",
             Perms::RW.with(Perms::L),

@@ -4,20 +4,13 @@
 //!
 //! Needs root (mount); skipped with a message otherwise.
 
-mod common;
-
-use common::*;
+use crate::util::*;
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const UUID: &str = "88888888-8888-4888-8888-888888888888";
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
 
 fn guest(ndisks: usize) -> String {
     let mut d = String::new();
@@ -31,53 +24,34 @@ fn guest(ndisks: usize) -> String {
     )
 }
 
-struct Root {
-    dir: tempfile::TempDir,
+/// The hook binary for guest `fault`, event `op sub`, against root `r`.
+fn cmd(r: &TempRoot, op: &str, sub: &str) -> Command {
+    let mut c = Command::new(bin());
+    c.args(["hook", "fault", op, sub, "-"])
+        .env("VIRT_AA_HOOK_ROOT", r.dir.path())
+        .env("VIRT_AA_HOOK_CONFIG", &r.conf)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
 }
 
-impl Root {
-    fn new() -> Root {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("etc/libvirt")).unwrap();
-        std::fs::copy(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("hooks/template.qemu"),
-            dir.path().join("etc/libvirt/virt-aa-hook.template"),
-        )
+/// Run one event with `xml` on stdin: exit code and stderr (stdout must stay empty).
+fn hook(r: &TempRoot, op: &str, sub: &str, xml: &str) -> (i32, String) {
+    use std::io::Write;
+    let mut child = cmd(r, op, sub).spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(xml.as_bytes())
         .unwrap();
-        std::fs::write(dir.path().join("conf"), "").unwrap();
-        Root { dir }
-    }
-    fn profile(&self) -> PathBuf {
-        self.dir
-            .path()
-            .join(format!("etc/apparmor.d/libvirt/libvirt-{UUID}"))
-    }
-    fn cmd(&self, op: &str, sub: &str) -> Command {
-        let mut c = Command::new(bin());
-        c.args(["hook", "fault", op, sub, "-"])
-            .env("VIRT_AA_HOOK_ROOT", self.dir.path())
-            .env("VIRT_AA_HOOK_CONFIG", self.dir.path().join("conf"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        c
-    }
-    fn hook(&self, op: &str, sub: &str, xml: &str) -> (i32, String) {
-        use std::io::Write;
-        let mut child = self.cmd(op, sub).spawn().unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(xml.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.stdout.is_empty());
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.stdout.is_empty());
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -88,8 +62,8 @@ fn disk_full_keeps_the_old_profile() {
         eprintln!("skipped: needs root to mount a tmpfs");
         return;
     }
-    let r = Root::new();
-    let dir = r.profile().parent().unwrap().to_path_buf();
+    let r = TempRoot::new("");
+    let dir = r.profile(UUID).parent().unwrap().to_path_buf();
     std::fs::create_dir_all(&dir).unwrap();
     let st = Command::new("mount")
         .args(["-t", "tmpfs", "-o", "size=48k", "vah-test-full"])
@@ -105,18 +79,18 @@ fn disk_full_keeps_the_old_profile() {
     }
     let _u = Unmount(dir.clone());
 
-    let (code, err) = r.hook("prepare", "begin", &guest(2));
+    let (code, err) = hook(&r, "prepare", "begin", &guest(2));
     assert_eq!(code, 0, "{err}");
-    let old = std::fs::read(r.profile()).unwrap();
+    let old = std::fs::read(r.profile(UUID)).unwrap();
     let big = guest(2000); // ~200 KB of rules: does not fit
-    let (code, err) = r.hook("prepare", "begin", &big);
+    let (code, err) = hook(&r, "prepare", "begin", &big);
     assert_eq!(code, 1);
     assert!(err.contains("No space left on device"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert_eq!(std::fs::read(r.profile()).unwrap(), old);
-    let (code, _) = r.hook("reconnect", "begin", &big);
+    assert_eq!(std::fs::read(r.profile(UUID)).unwrap(), old);
+    let (code, _) = hook(&r, "reconnect", "begin", &big);
     assert_eq!(code, 0, "reconnect must not fail");
-    assert_eq!(std::fs::read(r.profile()).unwrap(), old);
+    assert_eq!(std::fs::read(r.profile(UUID)).unwrap(), old);
     let names: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name())
@@ -129,8 +103,8 @@ fn disk_full_keeps_the_old_profile() {
 
 #[test]
 fn sigkill_mid_write_never_leaves_half_a_profile() {
-    let r = Root::new();
-    let (code, err) = r.hook("prepare", "begin", &guest(1));
+    let r = TempRoot::new("");
+    let (code, err) = hook(&r, "prepare", "begin", &guest(1));
     assert_eq!(code, 0, "{err}");
     let versions = [guest(1), guest(300), guest(600)];
     let complete =
@@ -139,7 +113,7 @@ fn sigkill_mid_write_never_leaves_half_a_profile() {
     for i in 0..40u64 {
         use std::io::Write;
         let xml = &versions[(i % 3) as usize];
-        let mut child = r.cmd("start", "begin").spawn().unwrap();
+        let mut child = cmd(&r, "start", "begin").spawn().unwrap();
         let mut stdin = child.stdin.take().unwrap();
         let _ = stdin.write_all(xml.as_bytes());
         drop(stdin);
@@ -150,38 +124,38 @@ fn sigkill_mid_write_never_leaves_half_a_profile() {
         if st.signal() == Some(9) {
             killed += 1;
         }
-        let text = std::fs::read_to_string(r.profile()).unwrap();
+        let text = std::fs::read_to_string(r.profile(UUID)).unwrap();
         assert!(complete(&text), "half-written profile after kill #{i}");
     }
     assert!(killed > 20, "only {killed} runs were killed mid-way");
     // the next event cleans up the temp files the killed runs left
-    let (code, err) = r.hook("start", "begin", &versions[0]);
+    let (code, err) = hook(&r, "start", "begin", &versions[0]);
     assert_eq!(code, 0, "{err}");
-    let leftovers: Vec<_> = std::fs::read_dir(r.profile().parent().unwrap())
+    let leftovers: Vec<_> = std::fs::read_dir(r.profile(UUID).parent().unwrap())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.contains(".tmp."))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
-    compile_file(&r.profile(), Some(&r.dir.path().join("etc/apparmor.d"))).unwrap();
+    compile_file(&r.profile(UUID), Some(&r.dir.path().join("etc/apparmor.d"))).unwrap();
 }
 
 #[test]
 fn template_with_a_missing_abstraction_is_refused_and_old_profile_kept() {
-    let r = Root::new();
-    let (code, _) = r.hook("prepare", "begin", &guest(1));
+    let r = TempRoot::new("");
+    let (code, _) = hook(&r, "prepare", "begin", &guest(1));
     assert_eq!(code, 0);
-    let old = std::fs::read(r.profile()).unwrap();
+    let old = std::fs::read(r.profile(UUID)).unwrap();
     let t = r.dir.path().join("etc/libvirt/virt-aa-hook.template");
     let text = std::fs::read_to_string(&t).unwrap().replace(
         "include if exists <abstractions/libvirt-qemu>",
         "include <abstractions/vah-test-missing>",
     );
     std::fs::write(&t, text).unwrap();
-    let (code, err) = r.hook("prepare", "begin", &guest(2));
+    let (code, err) = hook(&r, "prepare", "begin", &guest(2));
     assert_eq!(code, 1);
     assert!(err.contains("vah-test-missing"), "{err}");
-    assert_eq!(std::fs::read(r.profile()).unwrap(), old);
-    let (code, _) = r.hook("reconnect", "begin", &guest(2));
+    assert_eq!(std::fs::read(r.profile(UUID)).unwrap(), old);
+    let (code, _) = hook(&r, "reconnect", "begin", &guest(2));
     assert_eq!(code, 0);
 }

@@ -2,9 +2,7 @@
 //! `apparmor_parser`, the differential test against libvirt's own `virt-aa-helper`, hostile
 //! input and backing chains built with the real `qemu-img`.
 
-mod common;
-
-use common::*;
+use crate::util::*;
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
@@ -120,21 +118,6 @@ const HELPERS: &[HelperUnderTest] = &[
         newer: &[],
     },
 ];
-
-/// Skip with a message, or fail under tests/run.sh (VIRT_AA_HOOK_TESTS_STRICT), where a skip
-/// would hide a broken set-up behind a green run.
-fn skip_or_fail(msg: &str) {
-    assert!(
-        std::env::var_os("VIRT_AA_HOOK_TESTS_STRICT").is_none(),
-        "{msg} (VIRT_AA_HOOK_TESTS_STRICT is set: not skipping)"
-    );
-    eprintln!("SKIPPED: {msg}");
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
 
 /// The domain as the hook sees it at start: live XML carries `id=` (which decides the per-guest
 /// directory names); libvirt's test domains are inactive definitions without one.

@@ -2,55 +2,10 @@
 //! binary and the real apparmor_parser (compile checks; loading is tested in the AppArmor VM,
 //! tests/aavm/suites/06-day2.sh).
 
-mod common;
-
-use common::*;
-use std::path::{Path, PathBuf};
+use crate::util::*;
+use std::path::Path;
 
 const UUID: &str = "66666666-6666-4666-8666-666666666666";
-
-struct Root {
-    dir: tempfile::TempDir,
-    conf: PathBuf,
-}
-
-impl Root {
-    fn new() -> Root {
-        let dir = tempfile::tempdir().unwrap();
-        let conf = dir.path().join("virt-aa-hook.conf");
-        std::fs::write(&conf, "").unwrap();
-        let t = dir.path().join("etc/libvirt/virt-aa-hook.template");
-        std::fs::create_dir_all(t.parent().unwrap()).unwrap();
-        std::fs::copy(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("hooks/template.qemu"),
-            t,
-        )
-        .unwrap();
-        Root { dir, conf }
-    }
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-    fn read(&self, rel: &str) -> Option<String> {
-        std::fs::read_to_string(self.path(rel)).ok()
-    }
-    fn helper(&self, args: &[&str], xml: &[u8]) -> (i32, String) {
-        let mut a = vec!["helper", "--"];
-        a.extend_from_slice(args);
-        let out = run(
-            &a,
-            xml,
-            &[
-                ("VIRT_AA_HOOK_ROOT", self.dir.path().to_str().unwrap()),
-                ("VIRT_AA_HOOK_CONFIG", self.conf.to_str().unwrap()),
-            ],
-        );
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-}
 
 fn guest(disk: &Path) -> String {
     format!(
@@ -63,7 +18,7 @@ fn guest(disk: &Path) -> String {
 
 #[test]
 fn create_relabel_delete() {
-    let r = Root::new();
+    let r = TempRoot::new("");
     let img = r.path("images/hp.img");
     std::fs::create_dir_all(img.parent().unwrap()).unwrap();
     std::fs::write(&img, b"").unwrap();
@@ -123,7 +78,7 @@ fn create_relabel_delete() {
 
 #[test]
 fn foreign_profile_is_handed_to_the_distribution_helper() {
-    let r = Root::new();
+    let r = TempRoot::new("");
     let prof = format!("libvirt-{UUID}");
     let main = r.path(&format!("etc/apparmor.d/libvirt/{prof}"));
     std::fs::create_dir_all(main.parent().unwrap()).unwrap();

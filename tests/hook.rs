@@ -1,9 +1,7 @@
 //! Hook events against a temporary root, through the real binary and the real apparmor_parser.
 
-mod common;
-
-use common::*;
-use std::path::{Path, PathBuf};
+use crate::util::*;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 const FIXTURES: &str = concat!(
@@ -11,53 +9,6 @@ const FIXTURES: &str = concat!(
     "/tests/fixtures/hook-stdin-libvirt-9.0"
 );
 const UUID: &str = "55555555-5555-4555-8555-555555555555";
-
-struct Root {
-    dir: tempfile::TempDir,
-    conf: PathBuf,
-}
-
-impl Root {
-    fn new(extra_conf: &str) -> Root {
-        let dir = tempfile::tempdir().unwrap();
-        let conf = dir.path().join("virt-aa-hook.conf");
-        std::fs::write(&conf, extra_conf).unwrap();
-        let t = dir.path().join("etc/libvirt/virt-aa-hook.template");
-        std::fs::create_dir_all(t.parent().unwrap()).unwrap();
-        std::fs::copy(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("hooks/template.qemu"),
-            t,
-        )
-        .unwrap();
-        Root { dir, conf }
-    }
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-    fn profile(&self, uuid: &str) -> PathBuf {
-        self.path(&format!("etc/apparmor.d/libvirt/libvirt-{uuid}"))
-    }
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.path("var/log/libvirt/virt-aa-hook.log")).unwrap_or_default()
-    }
-    fn hook(&self, args: &[&str], xml: &[u8]) -> (i32, String, String) {
-        let mut a = vec!["hook"];
-        a.extend_from_slice(args);
-        let out = run(
-            &a,
-            xml,
-            &[
-                ("VIRT_AA_HOOK_ROOT", self.dir.path().to_str().unwrap()),
-                ("VIRT_AA_HOOK_CONFIG", self.conf.to_str().unwrap()),
-            ],
-        );
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-}
 
 fn guest(disk: &str, extra: &str) -> String {
     format!(
@@ -70,7 +21,7 @@ fn guest(disk: &str, extra: &str) -> String {
 
 #[test]
 fn lifecycle_prepare_start_release() {
-    let r = Root::new("");
+    let r = TempRoot::new("");
     let xml = guest("/var/lib/libvirt/images/hk.img", "");
     let (code, out, err) = r.hook(&["hk", "prepare", "begin", "-"], xml.as_bytes());
     assert_eq!((code, out.as_str()), (0, ""), "{err}");
@@ -151,7 +102,7 @@ fn lifecycle_prepare_start_release() {
 
 #[test]
 fn refused_disk_fails_prepare_and_leaves_nothing() {
-    let r = Root::new("");
+    let r = TempRoot::new("");
     let xml = guest("/etc/vah-test-dummy.img", "");
     let (code, out, err) = r.hook(&["hk", "prepare", "begin", "-"], xml.as_bytes());
     assert_eq!(code, 1);
@@ -169,7 +120,7 @@ fn refused_disk_fails_prepare_and_leaves_nothing() {
 
 #[test]
 fn real_libvirt_fixtures_from_each_event() {
-    let r = Root::new("");
+    let r = TempRoot::new("");
     for ev in [
         "prepare-begin",
         "start-begin",
@@ -196,7 +147,7 @@ fn real_libvirt_fixtures_from_each_event() {
 
 #[test]
 fn failing_or_hanging_parser_keeps_the_old_profile() {
-    let r = Root::new("");
+    let r = TempRoot::new("");
     let xml = guest("/var/lib/libvirt/images/hk.img", "");
     assert_eq!(
         r.hook(&["hk", "prepare", "begin", "-"], xml.as_bytes()).0,
@@ -248,7 +199,7 @@ fn failing_or_hanging_parser_keeps_the_old_profile() {
 
 #[test]
 fn skips_and_oddities() {
-    let r = Root::new("");
+    let r = TempRoot::new("");
     let none = guest("/etc/shadow", "<seclabel type='none' model='apparmor'/>");
     let (code, _, _) = r.hook(&["hk", "prepare", "begin", "-"], none.as_bytes());
     assert_eq!(code, 0, "seclabel none must be skipped, not refused");
@@ -294,7 +245,7 @@ fn skips_and_oddities() {
 
 #[test]
 fn unwritable_log_does_not_fail_the_event() {
-    let r = Root::new("log_file = \"/proc/virt-aa-hook-cannot-write/x.log\"\n");
+    let r = TempRoot::new("log_file = \"/proc/virt-aa-hook-cannot-write/x.log\"\n");
     // log_file is rooted: point root-relative path at a place that cannot be created
     std::fs::create_dir_all(r.path("proc")).unwrap();
     std::fs::write(
@@ -311,7 +262,7 @@ fn unwritable_log_does_not_fail_the_event() {
 
 #[test]
 fn missing_template_falls_back_to_the_built_in_one_with_a_warning() {
-    let r = Root::new("");
+    let r = TempRoot::new("");
     std::fs::remove_file(r.path("etc/libvirt/virt-aa-hook.template")).unwrap();
     let xml = guest("/var/lib/libvirt/images/hk.img", "");
     assert_eq!(
@@ -325,7 +276,7 @@ fn missing_template_falls_back_to_the_built_in_one_with_a_warning() {
 
 #[test]
 fn concurrent_events_keep_profiles_whole_and_log_lines_intact() {
-    let r = Root::new("");
+    let r = TempRoot::new("");
     // 200 invocations over 20 guests, several events of the same guest interleaved.
     let n_guests = 20;
     let mut handles = Vec::new();
@@ -378,7 +329,7 @@ fn concurrent_events_keep_profiles_whole_and_log_lines_intact() {
 
 #[test]
 fn stdout_stays_empty_even_for_migrate_and_restore() {
-    let r = Root::new("");
+    let r = TempRoot::new("");
     let xml = guest("/var/lib/libvirt/images/hk.img", "");
     for op in ["migrate", "restore"] {
         let (code, out, _) = r.hook(&["hk", op, "begin", "-"], xml.as_bytes());
@@ -399,7 +350,7 @@ fn stdout_stays_empty_even_for_migrate_and_restore() {
     assert!(out.stdout.is_empty());
 }
 
-fn write_tmp(r: &Root, s: &str) -> PathBuf {
+fn write_tmp(r: &TempRoot, s: &str) -> PathBuf {
     let p = r.path("in.xml");
     std::fs::write(&p, s).unwrap();
     p

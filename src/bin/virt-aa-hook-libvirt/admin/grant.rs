@@ -19,6 +19,7 @@ use virt_aa_hook::aaparser::Parser;
 use virt_aa_hook::config::Config;
 use virt_aa_hook::guests;
 use virt_aa_hook::localrules::{self, Applied};
+use virt_aa_hook::paths;
 use virt_aa_hook::rules::{Perms, RuleSet, Scope};
 
 /// The rule lines (`"<pattern>" <perms>,`) for `paths`, or the first refusal.
@@ -26,8 +27,9 @@ pub fn rules_for(paths: &[String], read_only: bool, tree: bool) -> Result<Vec<St
     let perms = if read_only { Perms::R } else { Perms::RWK };
     let scope = if tree { Scope::Tree } else { Scope::File };
     let mut rs = RuleSet::new();
+    let mut resolver = paths::Resolver::new();
     for p in paths {
-        rs.grant("path granted by the admin", p, perms, scope)
+        rs.grant(&mut resolver, "path granted by the admin", p, perms, scope)
             .map_err(|e| e.to_string())?;
     }
     Ok(rs

@@ -7,7 +7,6 @@
 //! /usr/lib/libvirt (where the wrappers go). Every libvirt call here is bounded by `--timeout`: a daemon that does not answer
 //! produces a clear message instead of a hung command.
 
-#[path = "../admin/mod.rs"]
 mod admin;
 
 use admin::conn::Libvirt;

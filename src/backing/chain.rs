@@ -1,0 +1,438 @@
+//! The chain walk: from the top image down, read each header, join and resolve the name it
+//! records, and stop (with a warning) wherever QEMU's and our reading could disagree.
+
+use super::vmdk::extent_name_ok;
+use super::{Chain, Header, ImageFormat, MAX_HEADER_BYTES, parse_header};
+use crate::backing::HeaderError;
+use crate::paths;
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// Formats QEMU knows that never have a backing file: the chain ends there without a warning.
+const LEAF_FORMATS: &[&str] = &[
+    "raw",
+    "host_device",
+    "file",
+    "iso",
+    "luks",
+    "vdi",
+    "vpc",
+    "vhdx",
+    "dmg",
+    "cloop",
+    "bochs",
+    "parallels",
+    "ploop",
+    "fat",
+];
+
+/// How the format of the image being probed is known.
+#[derive(Debug, Clone, Copy)]
+enum Known {
+    /// Declared in the XML or recorded in the parent's header: QEMU opens it as this format.
+    Recorded(ImageFormat),
+    /// Not recorded anywhere: detected from magic, and then not allowed to name further images.
+    Detected,
+}
+
+/// Where the probe starts: the top image's path as written in the XML, or as the caller has
+/// just resolved it (the disk's own grant did; it is not resolved a second time).
+#[derive(Debug, Clone, Copy)]
+pub enum Top<'a> {
+    /// As written (exactly QEMU's join for relative backing names).
+    Named(&'a Path),
+    /// Already resolved: the same, unless the top image itself is a symlink into another
+    /// directory (then its target's directory is used for relative names).
+    Resolved(&'a Path),
+}
+
+/// Probe the backing chain of `top`, whose format libvirt was told is `format` (`None`: not
+/// declared, treated as raw, never probed).
+///
+/// Returns the images QEMU will open below `top`, nearest first, resolved as the kernel will
+/// resolve them, and a warning for every place the chain could not be followed. A backing file
+/// that is missing or unreadable is still listed (QEMU will try to open that path, and the
+/// profile must allow it) but not probed further. Never fails and never panics: a broken chain
+/// only costs the guest the files we could not find, and QEMU then fails closed.
+///
+/// Relative backing names are joined to the directory of the image that names them *as that
+/// image was named* (QEMU and libvirt join to the unresolved path, so for a backing image that
+/// is itself a symlink into another directory the symlink's directory counts), then resolved.
+///
+/// `resolver` and `headers` belong to the derivation and are shared across the disks of one
+/// guest: a thousand disks over one base image resolve its name and read its header once. The
+/// resolver also decides what may be opened (see [`paths::Resolver::seen_file_type`]).
+pub fn probe_chain(
+    top: Top<'_>,
+    format: Option<&str>,
+    max_depth: usize,
+    resolver: &mut paths::Resolver,
+    headers: &mut HeaderCache,
+) -> Chain {
+    let mut cache = Probe { resolver, headers };
+    match top {
+        Top::Named(p) => probe_chain_inner(p, false, format, max_depth, &mut cache),
+        Top::Resolved(p) => probe_chain_inner(p, true, format, max_depth, &mut cache),
+    }
+}
+
+/// Headers already read during one derivation, by resolved path. A thousand disks over one
+/// base image read the base's header once, not a thousand times.
+#[derive(Debug, Default)]
+pub struct HeaderCache {
+    // Keyed by bytes, not `Path` (see `paths::Resolver`).
+    map: HashMap<OsString, Result<Header, String>>,
+}
+
+/// What one probe works with: the derivation's resolver and header cache.
+struct Probe<'r> {
+    resolver: &'r mut paths::Resolver,
+    headers: &'r mut HeaderCache,
+}
+
+impl Probe<'_> {
+    fn resolve(&mut self, raw: &str) -> Result<PathBuf, paths::PathError> {
+        self.resolver.resolve_repeated(raw)
+    }
+
+    fn read(&mut self, path: &Path) -> Result<Header, String> {
+        if let Some(r) = self.headers.map.get(path.as_os_str()) {
+            return r.clone();
+        }
+        let r = read_header(path, self.resolver);
+        self.headers
+            .map
+            .insert(path.as_os_str().to_os_string(), r.clone());
+        r
+    }
+}
+
+fn probe_chain_inner(
+    top: &Path,
+    top_is_resolved: bool,
+    format: Option<&str>,
+    max_depth: usize,
+    cache: &mut Probe<'_>,
+) -> Chain {
+    let mut chain = Chain::default();
+    let Some(first) = format.and_then(ImageFormat::from_name) else {
+        return chain;
+    };
+    if first == ImageFormat::Raw {
+        return chain;
+    }
+    let Some(top_str) = top.to_str() else {
+        chain.warnings.push(format!(
+            "{}: path is not valid UTF-8; backing chain not probed",
+            top.display()
+        ));
+        return chain;
+    };
+    let resolved_top = if top_is_resolved {
+        Ok(top.to_path_buf())
+    } else {
+        cache.resolve(top_str)
+    };
+    let top_resolved = match resolved_top {
+        Ok(p) => p,
+        Err(e) => {
+            chain
+                .warnings
+                .push(format!("{}: {e}; backing chain not probed", top.display()));
+            return chain;
+        }
+    };
+
+    // Loop detection compares against `top_resolved` and `chain.links` (at most `max_depth`
+    // entries: a linear scan beats hashing paths).
+    // The image being probed: its path as named (for joining relative names) and resolved.
+    let mut named = top_str.to_string();
+    let mut resolved = top_resolved.clone();
+    let mut known = Known::Recorded(first);
+    let mut at_top = true;
+    // Backing images followed so far (`chain.links` also holds their VMDK extents).
+    let mut depth = 0usize;
+
+    loop {
+        let header = match cache.read(&resolved) {
+            Ok(h) => h,
+            Err(reason) => {
+                chain.warnings.push(format!(
+                    "cannot probe {}: {reason}; backing chain stops there",
+                    resolved.display()
+                ));
+                break;
+            }
+        };
+        match known {
+            Known::Recorded(want) if header.format != want => {
+                chain.warnings.push(format!(
+                    "{} is not a {want} image (its header looks {}); backing chain stops there",
+                    resolved.display(),
+                    header.format
+                ));
+                break;
+            }
+            _ => {}
+        }
+        if !header.extents.is_empty() || header.extents_cut {
+            add_extents(&mut chain, cache, &header, known, &named, &resolved, at_top);
+        }
+        at_top = false;
+        let Some(name) = header.backing else {
+            break;
+        };
+        if let Known::Detected = known {
+            // libvirt's rule: an image whose format had to be guessed may not pull in more
+            // files (the guess could have been steered by whoever wrote its contents).
+            chain.warnings.push(format!(
+                "the format of {} is not recorded in its parent's header; its own backing file is not followed",
+                resolved.display()
+            ));
+            break;
+        }
+        let local = match local_name(&name) {
+            Ok(l) => l,
+            Err(why) => {
+                chain.warnings.push(format!(
+                    "backing file of {} {why}; backing chain stops there",
+                    resolved.display()
+                ));
+                break;
+            }
+        };
+        let next_named = if local.starts_with('/') {
+            local.to_string()
+        } else {
+            let dir = Path::new(&named).parent().unwrap_or(Path::new("/"));
+            format!("{}/{local}", dir.to_string_lossy().trim_end_matches('/'))
+        };
+        let next_resolved = match cache.resolve(&next_named) {
+            Ok(p) => p,
+            Err(e) => {
+                chain.warnings.push(format!(
+                    "backing file of {}: {e}; backing chain stops there",
+                    resolved.display()
+                ));
+                break;
+            }
+        };
+        if next_resolved == top_resolved || chain.links.contains(&next_resolved) {
+            chain.warnings.push(format!(
+                "backing chain of {} loops at {}",
+                top.display(),
+                next_resolved.display()
+            ));
+            break;
+        }
+        if depth >= max_depth {
+            chain.warnings.push(format!(
+                "backing chain of {} is deeper than {max_depth} images; not followed past {}",
+                top.display(),
+                resolved.display()
+            ));
+            break;
+        }
+        chain.links.push(next_resolved.clone());
+        depth += 1;
+
+        known = match header.backing_format.as_deref() {
+            None => Known::Detected,
+            Some(fmt) => match ImageFormat::from_name(fmt) {
+                Some(ImageFormat::Raw) => break,
+                Some(f) => Known::Recorded(f),
+                None => {
+                    if !LEAF_FORMATS.contains(&fmt) {
+                        chain.warnings.push(format!(
+                            "{} has unknown backing format {fmt:?}; backing chain stops at {}",
+                            resolved.display(),
+                            next_resolved.display()
+                        ));
+                    }
+                    break;
+                }
+            },
+        };
+        named = next_named;
+        resolved = next_resolved;
+    }
+    chain
+}
+
+/// Grant-worthy data extents of one VMDK descriptor (see [`extent_name_ok`]) into `chain`.
+fn add_extents(
+    chain: &mut Chain,
+    cache: &mut Probe<'_>,
+    header: &Header,
+    known: Known,
+    named: &str,
+    resolved: &Path,
+    at_top: bool,
+) {
+    if let Known::Detected = known {
+        chain.warnings.push(format!(
+            "the format of {} is not recorded in its parent's header; its extents are not followed",
+            resolved.display()
+        ));
+        return;
+    }
+    if header.extents_cut {
+        chain.warnings.push(format!(
+            "the descriptor {} is longer than {MAX_HEADER_BYTES} bytes; extents named after that are not granted",
+            resolved.display()
+        ));
+    }
+    let dir = Path::new(named).parent().unwrap_or(Path::new("/"));
+    for name in &header.extents {
+        if let Err(why) = extent_name_ok(named, name) {
+            chain.warnings.push(format!(
+                "{}: extent {name:?} {why}; not granted (grant it in the guest's local override if it is meant)",
+                resolved.display()
+            ));
+            continue;
+        }
+        let joined = format!("{}/{name}", dir.to_string_lossy().trim_end_matches('/'));
+        match cache.resolve(&joined) {
+            Ok(p) => {
+                let list = if at_top {
+                    &mut chain.top_extents
+                } else {
+                    &mut chain.links
+                };
+                if !list.contains(&p) {
+                    list.push(p);
+                }
+            }
+            Err(e) => chain.warnings.push(format!(
+                "{}: extent {name:?}: {e}; not granted",
+                resolved.display()
+            )),
+        }
+    }
+}
+
+/// Split a backing name into "local file" or "not followed", the way QEMU's `path_has_protocol`
+/// does: a `:` before the first `/` makes it a protocol (`nbd:`, `rbd:`, `json:`, URIs…).
+/// `file:/abs` is QEMU's explicit local-file protocol and is accepted. Only the protocol name is
+/// echoed back: the rest of such a string may hold credentials (`rbd:…:key=…`, `http://u:p@…`).
+fn local_name(name: &str) -> Result<&str, String> {
+    let Some(i) = name.find([':', '/']) else {
+        return Ok(name);
+    };
+    if name.as_bytes()[i] != b':' {
+        return Ok(name);
+    }
+    let proto = &name[..i];
+    if proto == "file" && name[i + 1..].starts_with('/') {
+        return Ok(&name[i + 1..]);
+    }
+    let shown = if !proto.is_empty()
+        && proto.len() <= 32
+        && proto
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-._".contains(c))
+    {
+        proto
+    } else {
+        "unrecognised"
+    };
+    Err(format!("is a {shown}: protocol source, not a local file"))
+}
+
+/// Read at most [`MAX_HEADER_BYTES`] from the start of a regular file or block device and parse
+/// them. Opened non-blocking and without becoming a controlling tty, so a FIFO or a device named
+/// by an image can never hang the hook; anything but a file or a block device is refused.
+fn read_header(path: &Path, resolver: &paths::Resolver) -> Result<Header, String> {
+    // Only regular files and block devices are opened, and that is decided *before* the open:
+    // opening a character device can act on hardware (a watchdog starts its countdown, a tape
+    // rewinds), and the name that led here may come from a header the guest wrote. The type is
+    // the one resolution just saw (else a `stat`); `O_NOFOLLOW` keeps a symlink swapped in since
+    // then from redirecting the open (the path is resolved, so it holds none of its own).
+    let kind = match resolver.seen_file_type(path) {
+        Some(k) => k,
+        None => std::fs::metadata(path)
+            .map_err(|e| format!("cannot open: {e}"))?
+            .file_type(),
+    };
+    if !kind.is_file() && !kind.is_block_device() {
+        return Err("not a regular file or block device".to_string());
+    }
+    let file: File = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| format!("cannot open: {e}"))?;
+    // Almost every header and backing name sits in the first 4 KiB; read more only if the
+    // header points further (one image per disk is read, so this matters for big guests).
+    let mut buf = Vec::with_capacity(FIRST_READ);
+    let mut file = file;
+    (&mut file)
+        .take(FIRST_READ as u64)
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    match parse_header(&buf) {
+        Err(HeaderError::Truncated { .. } | HeaderError::OutOfRange { .. })
+            if buf.len() == FIRST_READ =>
+        {
+            file.take((MAX_HEADER_BYTES - FIRST_READ) as u64)
+                .read_to_end(&mut buf)
+                .map_err(|e| format!("cannot read: {e}"))?;
+            parse_header(&buf).map_err(|e| e.to_string())
+        }
+        // A VMDK text descriptor lists its extents all through the text: read on to its end.
+        Ok(h)
+            if h.format == ImageFormat::Vmdk
+                && buf.len() == FIRST_READ
+                && !buf.starts_with(b"KDMV")
+                && !buf.contains(&0) =>
+        {
+            file.take((MAX_HEADER_BYTES - FIRST_READ) as u64)
+                .read_to_end(&mut buf)
+                .map_err(|e| format!("cannot read: {e}"))?;
+            parse_header(&buf).map_err(|e| e.to_string())
+        }
+        r => r.map_err(|e| e.to_string()),
+    }
+}
+
+/// First read of an image header; see [`read_header`].
+const FIRST_READ: usize = 4096;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocol_names() {
+        assert_eq!(local_name("base.qcow2"), Ok("base.qcow2"));
+        assert_eq!(local_name("/a/b:c.qcow2"), Ok("/a/b:c.qcow2"));
+        assert_eq!(local_name("dir/b:c"), Ok("dir/b:c"));
+        assert_eq!(local_name("file:/a/b"), Ok("/a/b"));
+        for n in [
+            "nbd://host/x",
+            "nbd+unix:///exp?socket=/s",
+            "rbd:pool/img:id=admin:key=SECRET",
+            "gluster://h/v/i",
+            "https://u:pw@h/i",
+            "iscsi://h/iqn/0",
+            "ssh://h/i",
+            "json:{\"file\":{\"driver\":\"file\",\"filename\":\"/x\"}}",
+            "file:relative",
+            "a:b",
+            ":x",
+        ] {
+            let e = local_name(n).unwrap_err();
+            assert!(!e.contains("SECRET") && !e.contains("pw"), "{e}");
+        }
+        assert!(local_name("rbd:pool/img").unwrap_err().contains("rbd:"));
+        assert!(
+            local_name("we\nird:x")
+                .unwrap_err()
+                .contains("unrecognised")
+        );
+    }
+}
