@@ -60,7 +60,7 @@ migrated() {
   ev=$(events "$d" "$md" "$g" "$u" | tr '\n' ' ')
   # libvirt runs migrate on the destination before prepare, start and started (qemu_migration.c
   # qemuMigrationDstPrepareAny, then qemuProcessInit/Launch/FinishStartup); the profile is
-  # written at the first. A tunnelled migration (libvirt 9.0) ran without a started hook on
+  # written at prepare. A tunnelled migration (libvirt 9.0) ran without a started hook on
   # the destination in one of our runs: accepted there, and said.
   local want="migrate/begin prepare/begin start/begin started/begin "
   if [ "$ev" = "$want" ] || { [[ "$c" == *tunnelled* ]] && [ "$ev" = "migrate/begin prepare/begin start/begin " ] \
@@ -69,10 +69,16 @@ migrated() {
   else
     fail "$c: $d's events: $ev (want $want)"
   fi
-  if hsince "$d" "$md" | grep "\[$g $u\] migrate/begin" | grep -q "wrote libvirt-$u"; then
-    ok "$c: $d wrote the profile at migrate/begin"
+  # migrate/begin only checks (libvirt may still abort without a release here); prepare writes.
+  if hsince "$d" "$md" | grep "\[$g $u\] migrate/begin" | grep -q "checked libvirt-$u: .*compile ok"; then
+    ok "$c: $d checked the profile at migrate/begin (compile ok, nothing written)"
   else
     fail "$c: $d migrate/begin: $(hsince "$d" "$md" | grep "\[$g $u\] migrate/begin")"
+  fi
+  if hsince "$d" "$md" | grep "\[$g $u\] prepare/begin" | grep -q " wrote libvirt-$u"; then
+    ok "$c: $d wrote the profile at prepare/begin"
+  else
+    fail "$c: $d prepare/begin: $(hsince "$d" "$md" | grep "\[$g $u\] prepare/begin")"
   fi
   t_prof=$(stat -c %.2Y "$(profile "$d" "$u")" 2>/dev/null)
   t_qemu=$(qemu_start "$d" "$g")
@@ -195,12 +201,23 @@ migrate "after the refusal, $where->$other" $G1 $U1 $where $other "${LIVE[@]}" -
 # --- no shared storage: --copy-storage-all ------------------------------------------------------
 IMG=/var/lib/libvirt/images/$G2.qcow2
 on a qemu-img create -q -f qcow2 "$IMG" 16M
-# libvirt pre-creates the destination image only inside a storage pool; otherwise it must exist.
-on b qemu-img create -q -f qcow2 "$IMG" 16M
-check "no shared storage: the two hosts' images are different files" test "$(stat -c %i "$TH_DIR/a/var-lib-libvirt/images/$G2.qcow2")" != "$(stat -c %i "$TH_DIR/b/var-lib-libvirt/images/$G2.qcow2")"
 guest_xml $G2 $U2 "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='$IMG'/><target dev='vda' bus='virtio'/></disk>" >"$TH_DIR/$G2.xml"
 vsh a define "$TH_DIR/$G2.xml" >/dev/null
 if vsh a start $G2 >"$TH_DIR/start.out" 2>&1; then ok "$G2 starts on a"; else fail "$G2 starts on a: $(cat "$TH_DIR/start.out")"; fi
+# libvirt pre-creates the destination image only inside a storage pool: without the image on b
+# libvirt aborts the migration AFTER the migrate hook ran there, and no release event follows
+# on b: whatever migrate/begin wrote would stay behind.
+md=$(hmark b)
+if vsh a migrate "${LIVE[@]}" --copy-storage-all $G2 "qemu+tcp://${TH_IP[b]}/system" >"$TH_DIR/migrate.out" 2>&1; then
+  fail "copy-storage without the image on b: migration succeeded"
+else
+  ok "copy-storage without the image on b: libvirt refuses ($(grep -o 'error: .*' "$TH_DIR/migrate.out" | tail -n1 | head -c 120))"
+fi
+check "copy-storage refused: the guest keeps running on a" test "$(vsh a domstate $G2 2>&1)" = running
+check "copy-storage refused: b's migrate hook ran" bash -c "$(declare -f hsince hlog); hsince b $md | grep -q '\[$G2 $U2\] migrate/begin'"
+check_not "copy-storage refused: no profile left on b" test -e "$(profile b $U2)"
+on b qemu-img create -q -f qcow2 "$IMG" 16M
+check "no shared storage: the two hosts' images are different files" test "$(stat -c %i "$TH_DIR/a/var-lib-libvirt/images/$G2.qcow2")" != "$(stat -c %i "$TH_DIR/b/var-lib-libvirt/images/$G2.qcow2")"
 migrate "copy-storage a->b" $G2 $U2 a b "${LIVE[@]}" --copy-storage-all
 
 echo "  (postcopy: $POSTCOPY; suite time $((SECONDS - t_start)) s)"

@@ -19,7 +19,7 @@ declare -A TH_HOLDER TH_IP TH_NS
 
 # th_init: the work directory (world-readable: QEMU runs as libvirt-qemu) and the package.
 th_init() {
-  TH_DIR=$(mktemp -d /tmp/vah-migrate.XXXXXX)
+  TH_DIR=$(mktemp -d /tmp/vah-migrate.XXXXXX); export TH_DIR   # (read by checks in bash -c)
   chmod 755 "$TH_DIR"
   mkdir -p "$TH_DIR/shared"
   chmod 777 "$TH_DIR/shared"
