@@ -17,7 +17,7 @@ ROOT=$(pwd); export ROOT
 LOCK=/tmp/vah-host.lock
 if [ -z "${VAH_HOST_LOCKED:-}" ]; then
   for fd in /proc/$$/fd/*; do [ "$(readlink "$fd")" = "$LOCK" ] && export VAH_HOST_LOCKED=1; done
-  [ -n "${VAH_HOST_LOCKED:-}" ] || exec env VAH_HOST_LOCKED=1 flock "$LOCK" "$0" "$@"
+  [ -n "${VAH_HOST_LOCKED:-}" ] || exec env VAH_HOST_LOCKED=1 flock "$LOCK" "$ROOT/tests/e2e/migrate.sh" "$@"
 fi
 . tests/lib/common.sh
 . tests/e2e/lib.sh
