@@ -5,7 +5,8 @@
 #     sudo tests/run.sh cargo e2e  # only some suites (names: deps cargo e2e pkg aavm fuzz migrate)
 #
 # Suite "migrate" (opt-in: name it) is the AppArmor proof of live migration: two aavm VMs at once
-# (tests/aavm/migrate.sh), a guest migrated between them and back. Cost: not measured yet.
+# (tests/aavm/migrate.sh), a guest migrated between them and back. Cost: not measured yet (never
+# completed: the VM lock was busy; first run 2026-12-01 stalled in vah_clean_state, since fixed).
 #
 # The AppArmor-kernel VM suite runs once per distro in AAVM_DISTROS (default "bookworm"; "trixie sid" opt-in),
 # each its own summary line (suite aavm-<distro>): the host's own codename boots the host's root,
