@@ -1,8 +1,14 @@
 //! One libvirt qemu hook event: `qemu <domain> <op> <sub-op> <extra>`, domain XML on stdin.
 //!
 //! What each event does (see README "How it works"):
-//! - `prepare begin`, `migrate begin`, `restore begin`: generate, compile-check, write; load it
-//!   ourselves in standalone mode (libvirt loads it in libvirt mode). Failure stops the start.
+//! - `prepare begin`: generate, compile-check, write; load it ourselves in standalone mode
+//!   (libvirt loads it in libvirt mode). Failure stops the start.
+//! - `migrate begin` (destination of an incoming migration), `restore begin`: generate and
+//!   compile-check, write nothing. Failure stops the migration or restore before libvirt does
+//!   anything else. Nothing is written because libvirt can still abort between this event and
+//!   `prepare` (e.g. a `--copy-storage-all` whose destination image is missing), and then no
+//!   `release` event follows on this host: a file written here would stay behind. `prepare`
+//!   always follows before QEMU starts and writes the profile (measured: tests/e2e/migrate.sh).
 //! - `start begin`: regenerate from the now complete XML; rewrite and reload only if changed.
 //! - `started begin`: check the profile is in place (fatal only if configured: it kills the guest).
 //! - `stopped end`: log.
@@ -29,8 +35,10 @@ use std::time::{Duration, Instant};
 /// What the event asks of us.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// Generate and install (prepare, migrate, restore, start).
+    /// Generate and install (prepare, start).
     Install { load_in_libvirt_mode: bool },
+    /// Generate and compile-check, write nothing (migrate, restore: `prepare` follows).
+    Check,
     /// Check the profile is in place (started).
     Verify,
     /// Only log (stopped, unknown events).
@@ -53,6 +61,7 @@ impl Action {
     pub fn word(self) -> &'static str {
         match self {
             Action::Install { .. } => "install",
+            Action::Check => "check",
             Action::Verify => "verify",
             Action::LogOnly => "log",
             Action::Remove => "remove",
@@ -64,9 +73,10 @@ impl Action {
 /// Map `<op> <sub-op>` to an action.
 pub fn action_for(op: &str, sub: &str) -> Action {
     match (op, sub) {
-        ("prepare" | "migrate" | "restore", "begin") => Action::Install {
+        ("prepare", "begin") => Action::Install {
             load_in_libvirt_mode: false,
         },
+        ("migrate" | "restore", "begin") => Action::Check,
         ("start", "begin") => Action::Install {
             load_in_libvirt_mode: true,
         },
@@ -217,9 +227,15 @@ impl Hook {
             // double the cost of a start for nothing.
             Action::Install {
                 load_in_libvirt_mode: false,
-            } if mode == Mode::Libvirt && crate::helper::installed(&self.cfg) => Ok(Report::text(
-                "helper mode: libvirt's AppArmor driver has our helper write and load the profile",
-            )),
+            }
+            | Action::Check
+                if mode == Mode::Libvirt && crate::helper::installed(&self.cfg) =>
+            {
+                Ok(Report::text(
+                    "helper mode: libvirt's AppArmor driver has our helper write and load the profile",
+                ))
+            }
+            Action::Check => self.check(&dom, mode),
             Action::Install {
                 load_in_libvirt_mode,
             } => {
@@ -377,6 +393,16 @@ impl Hook {
             domain: dom,
             mode,
             load,
+            derive: &opts,
+        })
+    }
+
+    fn check(&self, dom: &Domain, mode: Mode) -> Result<Report, LifecycleError> {
+        let opts = self.derive_options();
+        self.profiles().check(&InstallRequest {
+            domain: dom,
+            mode,
+            load: false,
             derive: &opts,
         })
     }

@@ -238,6 +238,70 @@ impl<'a> Profiles<'a> {
         self.install_text(&name, &g, req.mode, req.load, warnings)
     }
 
+    /// Generate and compile-check the profile [`Profiles::install`] would write, and write
+    /// nothing: for the events after which libvirt may still give up without a `release`
+    /// (`migrate`, `restore`; see [`crate::hook`]). The compile runs on a temporary file beside
+    /// the profile, removed again whatever happens.
+    pub fn check(&self, req: &InstallRequest<'_>) -> Result<Report, LifecycleError> {
+        let dom = req.domain;
+        let name = dom.profile_name();
+        let mut warnings = Vec::new();
+        let g = self
+            .render(dom.clone(), req.mode, req.derive, &mut warnings)
+            .map_err(|source| LifecycleError::Generate {
+                profile: name.clone(),
+                source,
+            })?;
+        let path = self.path(&name);
+        let write_err = |source| LifecycleError::Write {
+            profile: name.clone(),
+            path: path.clone(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                write_err(std::io::Error::new(
+                    e.kind(),
+                    format!("{}: {e}", dir.display()),
+                ))
+            })?;
+        }
+        let nrules = g.derived.rules.len();
+        let mode_word = format!("{:?}", g.enforcement).to_lowercase();
+        let kernel_on = self.kernel.enabled();
+        let compiled = match self.parser() {
+            Ok(p) => {
+                let staged =
+                    store::Staged::write(&path, g.profile.as_bytes()).map_err(write_err)?;
+                p.check(staged.path())
+                    .map_err(|source| LifecycleError::Parser {
+                        profile: name.clone(),
+                        path: path.clone(),
+                        source,
+                    })?;
+                "compile ok"
+            }
+            Err(e) if !kernel_on => {
+                warnings.push(format!("{e}; not compile-checked"));
+                "not compile-checked"
+            }
+            Err(source) => {
+                return Err(LifecycleError::Parser {
+                    profile: name.clone(),
+                    path,
+                    source,
+                });
+            }
+        };
+        Ok(Report {
+            text: format!(
+                "checked {name}: {nrules} rules, {mode_word}, {compiled}; written at prepare"
+            ),
+            warnings,
+            wrote: false,
+        })
+    }
+
     /// The writing half of [`Profiles::install`], for callers that add to a generated profile.
     pub fn install_text(
         &self,

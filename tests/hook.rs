@@ -350,6 +350,65 @@ fn stdout_stays_empty_even_for_migrate_and_restore() {
     assert!(out.stdout.is_empty());
 }
 
+/// Files in the test root's profile directory (none: no profile, no temporary file left).
+fn profile_dir_entries(r: &TempRoot) -> Vec<String> {
+    match std::fs::read_dir(r.path("etc/apparmor.d/libvirt")) {
+        Ok(rd) => rd
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// `migrate begin` (the destination of a live migration) and `restore begin` refuse what
+/// `prepare` would refuse, but write nothing: libvirt can abort after them without a `release`
+/// on this host (a `--copy-storage-all` whose destination image is missing left our profile
+/// behind in tests/e2e/migrate.sh), and `prepare` always follows before QEMU starts.
+#[test]
+fn migrate_and_restore_check_but_write_nothing() {
+    let r = TempRoot::new("");
+    let xml = guest("/var/lib/libvirt/images/hk.img", "");
+    for op in ["migrate", "restore"] {
+        let (code, out, err) = r.hook(&["hk", op, "begin", "-"], xml.as_bytes());
+        assert_eq!((code, out.as_str()), (0, ""), "{op}: {err}");
+        assert_eq!(profile_dir_entries(&r), Vec::<String>::new(), "{op}");
+        assert!(
+            r.log().contains(&format!(
+                "] {op}/begin mode=standalone: checked libvirt-{UUID}: "
+            )),
+            "{}",
+            r.log()
+        );
+    }
+
+    // Refused on this host: a host path, or a local rules file of the admin's that does not
+    // compile. Exit 1 (libvirt aborts the migration), nothing on stdout, nothing left.
+    let bad = guest("/etc/vah-test-dummy.img", "");
+    let (code, out, err) = r.hook(&["hk", "migrate", "begin", "-"], bad.as_bytes());
+    assert_eq!((code, out.as_str()), (1, ""));
+    assert!(err.contains("is a host system path"), "{err}");
+    let local = r.path(&format!("etc/apparmor.d/local/libvirt/libvirt-{UUID}"));
+    std::fs::create_dir_all(local.parent().unwrap()).unwrap();
+    std::fs::write(&local, "this is not apparmor syntax {\n").unwrap();
+    let (code, out, err) = r.hook(&["hk", "migrate", "begin", "-"], xml.as_bytes());
+    assert_eq!((code, out.as_str()), (1, ""));
+    assert!(err.contains("compile check failed"), "{err}");
+    assert_eq!(profile_dir_entries(&r), Vec::<String>::new());
+    assert!(
+        r.log()
+            .contains("] migrate/begin mode=standalone: FAILED: ")
+    );
+
+    // prepare, which libvirt runs next on the destination, writes the profile.
+    std::fs::remove_file(&local).unwrap();
+    let (code, _, err) = r.hook(&["hk", "migrate", "begin", "-"], xml.as_bytes());
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = r.hook(&["hk", "prepare", "begin", "-"], xml.as_bytes());
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(profile_dir_entries(&r), vec![format!("libvirt-{UUID}")]);
+    compile_file(&r.profile(UUID), Some(&r.path("etc/apparmor.d"))).unwrap();
+}
+
 fn write_tmp(r: &TempRoot, s: &str) -> PathBuf {
     let p = r.path("in.xml");
     std::fs::write(&p, s).unwrap();

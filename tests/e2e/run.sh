@@ -2,7 +2,8 @@
 # End-to-end suites against a real libvirtd + QEMU (TCG) on this machine, as root.
 # Starts virtlogd/libvirtd when they are not running (and stops only what it started), runs
 # every tests/e2e/<suite>.sh in order, and prints one `RESULT passed=N failed=M` line.
-# Usage: tests/e2e/run.sh [SUITE...]   (names: install libvirt admin wrapper hung load)
+# Usage: tests/e2e/run.sh [SUITE...]   (names: install libvirt admin wrapper hung load migrate)
+# (migrate runs two libvirt hosts of its own in namespaces, not the daemons started here)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd); export ROOT
@@ -13,7 +14,7 @@ start_daemons
 trap 'stop_daemons' EXIT
 
 suites=("$@")
-[ ${#suites[@]} -eq 0 ] && suites=(install libvirt admin wrapper hung load)
+[ ${#suites[@]} -eq 0 ] && suites=(install libvirt admin wrapper hung load migrate)
 for s in "${suites[@]}"; do
   f="tests/e2e/$s.sh"
   [ -f "$f" ] || { echo "(no suite $s)"; continue; }

@@ -15,9 +15,12 @@ vah_clean_state() {
   local d
   mkdir -p /tmp/vah-templates && cp -a /etc/apparmor.d/libvirt/TEMPLATE.* /tmp/vah-templates/ 2>/dev/null
   for d in /etc/apparmor.d/libvirt /etc/apparmor.d/local/libvirt /etc/libvirt/hooks \
-    /var/lib/virt-aa-hook /etc/libvirt/qemu /var/log/libvirt /srv; do
+    /var/lib/virt-aa-hook /etc/libvirt/qemu /var/log/libvirt; do
     rm -rf "$d"; mkdir -p "$d"
   done
+  # /srv: a fresh tmpfs, not rm -rf: the host's /srv can hold whole roots with their /proc and
+  # /sys mounted (the clean-root run's chroot), and deleting those over 9p took > 15 minutes.
+  mount -t tmpfs -o mode=755 vah-srv /srv
   mkdir -p /var/log/libvirt/qemu
   cp -a /tmp/vah-templates/. /etc/apparmor.d/libvirt/
   rm -f /usr/lib/libvirt/virt-aa-hook /usr/lib/libvirt/virt-aa-hook-libvirt \
