@@ -167,7 +167,11 @@ day2() {
   if [ $MODE = libvirt ]; then
     check "$P.files lists the hotplugged image, no deny" bash -c "grep -qF '$D/hotplug.qcow2' $F.files && ! grep -q deny $F.files"
   fi
-  op "detach-disk" $VIRSH detach-disk $G sdb --live
+  if [ "${RESULT[$MODE/attach-disk (qcow2, scsi)]}" = ok ]; then
+    op "detach-disk" $VIRSH detach-disk $G sdb --live
+  else
+    echo "  --   $MODE: detach-disk: nothing was attached"; RESULT[$MODE/detach-disk]="n/a"
+  fi
   op "attach a file-backed chardev" attach_chardev
   fresh_guest
   op "blockcommit of an inactive layer (mid into base)" $VIRSH blockcommit $G vda --top $D/mid.qcow2 --base $D/base.qcow2 --wait
