@@ -195,13 +195,22 @@ day2() {
     rm -rf $D/nbd-$MODE $D/nbd-copy-$MODE
     # virtnbdbackup's default socket, /var/tmp/virtnbdbackup.<pid>, is a name any guest could
     # take first: no profile grants it. Its -f puts the socket in the guest's own directory.
-    op_refused "virtnbdbackup, default socket in /var/tmp" "/var/tmp/virtnbdbackup." \
-      virtnbdbackup -d $G -l copy -o $D/nbd-copy-$MODE
-    local ex; ex=$(virt-aa-hook explain --guest $G 2>&1)
-    if grep -qF -- "-f /var/lib/libvirt/qemu/domain-" <<<"$ex"; then ok "$MODE: explain: the socket stays refused, use virtnbdbackup -f in the guest's directory"
-    else fail "$MODE: explain on the virtnbdbackup socket: $(grep -F virtnbdbackup <<<"$ex" | head -3)"; fi
-    op "virtnbdbackup -l full -f <guest dir>/nbd.sock" bash -c "virtnbdbackup -d $G -l full -o $D/nbd-$MODE -f \"\$(ls -d /var/lib/libvirt/qemu/domain-\$($VIRSH domid $G | tr -d ' ')-* | head -n1)/nbd.sock\""
-    op "virtnbdbackup -l inc -f <guest dir>/nbd.sock" bash -c "virtnbdbackup -d $G -l inc -o $D/nbd-$MODE -f \"\$(ls -d /var/lib/libvirt/qemu/domain-\$($VIRSH domid $G | tr -d ' ')-* | head -n1)/nbd.sock\""
+    local gd="\$(ls -d /var/lib/libvirt/qemu/domain-\$($VIRSH domid $G | tr -d ' ')-* | head -n1)"
+    if [ $MODE = libvirt ]; then
+      op_refused "virtnbdbackup, default socket in /var/tmp" "/var/tmp/virtnbdbackup." \
+        virtnbdbackup -d $G -l copy -o $D/nbd-copy-$MODE
+      local ex; ex=$(virt-aa-hook explain --guest $G 2>&1)
+      if grep -qF -- "-f /var/lib/libvirt/qemu/domain-" <<<"$ex"; then ok "$MODE: explain: the socket stays refused, use virtnbdbackup -f in the guest's directory"
+      else fail "$MODE: explain on the virtnbdbackup socket: $(grep -F virtnbdbackup <<<"$ex" | head -3)"; fi
+      # The scratch file in /var/tmp is labelled by libvirt: helper mode grants it.
+      op "virtnbdbackup -l full -f <guest dir>/nbd.sock" bash -c "virtnbdbackup -d $G -l full -o $D/nbd-$MODE -f $gd/nbd.sock"
+      op "virtnbdbackup -l inc -f <guest dir>/nbd.sock" bash -c "virtnbdbackup -d $G -l inc -o $D/nbd-$MODE -f $gd/nbd.sock"
+    else
+      # Nothing labels the scratch file in standalone mode: with -S it goes to the guest's own
+      # directory too, which its profile grants.
+      op "virtnbdbackup -l full -f <guest dir>/nbd.sock -S <guest dir>" bash -c "virtnbdbackup -d $G -l full -o $D/nbd-$MODE -f $gd/nbd.sock -S $gd"
+      op "virtnbdbackup -l inc -f <guest dir>/nbd.sock -S <guest dir>" bash -c "virtnbdbackup -d $G -l inc -o $D/nbd-$MODE -f $gd/nbd.sock -S $gd"
+    fi
   else
     fail "virtnbdbackup not installed (tests/lib/install-deps.sh installs it)"
   fi
