@@ -243,7 +243,7 @@ impl<'a> Cx<'a> {
         }
     }
     /// The per-domain rules libvirt's helper always writes: log, monitor socket, pid, domain
-    /// directories, tunnelled-migration socket.
+    /// directories, tunnelled-migration socket; and the guest's managed-save image.
     fn base(&mut self) {
         let name = self.dom.name.clone();
         self.fixed_with_name("/var/log/libvirt/**/", &name, ".log", Perms::W);
@@ -259,6 +259,12 @@ impl<'a> Cx<'a> {
             self.fixed_with_name("/var/lib/libvirt/qemu/domain-", &short, "/**", Perms::RWK);
         }
         self.fixed_with_name("/run/libvirt/**/", &name, ".pid", Perms::RWK);
+        // The managed-save image (`virsh managedsave`, later `virsh start`): libvirt opens
+        // /var/lib/libvirt/qemu/save/<name>.save and hands QEMU the descriptor, which AppArmor
+        // checks (file_inherit). libvirt's driver labels it in libvirt mode; in standalone mode
+        // nothing does, and the saved guest could not be resumed (measured, suite 06). Read
+        // only: QEMU only reads it back; the name is unique on the host.
+        self.fixed_with_name("/var/lib/libvirt/qemu/save/", &name, ".save", Perms::R);
         self.fixed_with_name(
             "/run/libvirt/**/*.tunnelmigrate.dest.",
             &name,
