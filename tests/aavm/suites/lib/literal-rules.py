@@ -19,8 +19,10 @@ def parse(line):
     i, out, literal = 1, [], True
     while i < len(line):
         c = line[i]
-        if line.startswith('\\x5c', i):  # our encoding of a literal backslash
-            out.append('\\')
+        # Our hex escapes of a literal character: \x5c (backslash), \x40 (@), \x23 (#).
+        if line.startswith('\\x', i) and len(line) >= i + 4 and all(
+                ch in '0123456789abcdefABCDEF' for ch in line[i + 2:i + 4]):
+            out.append(chr(int(line[i + 2:i + 4], 16)))
             i += 4
             continue
         if c == '\\' and i + 1 < len(line):
