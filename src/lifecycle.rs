@@ -258,14 +258,7 @@ impl<'a> Profiles<'a> {
             path: path.clone(),
             source,
         };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                write_err(std::io::Error::new(
-                    e.kind(),
-                    format!("{}: {e}", dir.display()),
-                ))
-            })?;
-        }
+        create_parent(&path).map_err(write_err)?;
         let nrules = g.derived.rules.len();
         let mode_word = format!("{:?}", g.enforcement).to_lowercase();
         let kernel_on = self.kernel.enabled();
@@ -317,14 +310,7 @@ impl<'a> Profiles<'a> {
             path: path.clone(),
             source,
         };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                write_err(std::io::Error::new(
-                    e.kind(),
-                    format!("{}: {e}", dir.display()),
-                ))
-            })?;
-        }
+        create_parent(&path).map_err(write_err)?;
         let stale = store::remove_stale_temps(&path);
         if stale > 0 {
             warnings.push(format!(
@@ -537,6 +523,15 @@ fn summarize(added: &[String], removed: &[String]) -> String {
         String::new()
     } else {
         format!(": {}", parts.join(" "))
+    }
+}
+
+/// Create the directory a profile goes in; the error names that directory.
+fn create_parent(path: &Path) -> std::io::Result<()> {
+    match path.parent() {
+        Some(dir) => std::fs::create_dir_all(dir)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", dir.display()))),
+        None => Ok(()),
     }
 }
 
