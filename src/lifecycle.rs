@@ -223,18 +223,26 @@ impl<'a> Profiles<'a> {
         Ok(g)
     }
 
-    /// Generate, and write + compile (+ load) only if the text changed; an unchanged profile is
-    /// loaded from the binary cache when asked to load and not loaded yet.
-    pub fn install(&self, req: &InstallRequest<'_>) -> Result<Report, LifecycleError> {
-        let dom = req.domain;
-        let name = dom.profile_name();
+    /// The profile `req` asks for, its name and the generator's warnings.
+    fn generated(
+        &self,
+        req: &InstallRequest<'_>,
+    ) -> Result<(String, generate::Generated, Vec<String>), LifecycleError> {
+        let name = req.domain.profile_name();
         let mut warnings = Vec::new();
         let g = self
-            .render(dom.clone(), req.mode, req.derive, &mut warnings)
+            .render(req.domain.clone(), req.mode, req.derive, &mut warnings)
             .map_err(|source| LifecycleError::Generate {
                 profile: name.clone(),
                 source,
             })?;
+        Ok((name, g, warnings))
+    }
+
+    /// Generate, and write + compile (+ load) only if the text changed; an unchanged profile is
+    /// loaded from the binary cache when asked to load and not loaded yet.
+    pub fn install(&self, req: &InstallRequest<'_>) -> Result<Report, LifecycleError> {
+        let (name, g, warnings) = self.generated(req)?;
         self.install_text(&name, &g, req.mode, req.load, warnings)
     }
 
@@ -243,15 +251,7 @@ impl<'a> Profiles<'a> {
     /// (`migrate`, `restore`; see [`crate::hook`]). The compile runs on a temporary file beside
     /// the profile, removed again whatever happens.
     pub fn check(&self, req: &InstallRequest<'_>) -> Result<Report, LifecycleError> {
-        let dom = req.domain;
-        let name = dom.profile_name();
-        let mut warnings = Vec::new();
-        let g = self
-            .render(dom.clone(), req.mode, req.derive, &mut warnings)
-            .map_err(|source| LifecycleError::Generate {
-                profile: name.clone(),
-                source,
-            })?;
+        let (name, g, mut warnings) = self.generated(req)?;
         let path = self.path(&name);
         let write_err = |source| LifecycleError::Write {
             profile: name.clone(),
