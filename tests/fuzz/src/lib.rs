@@ -123,6 +123,7 @@ const NAMED: &[(&str, &[&str], bool)] = &[
     ("/run/libvirt/qemu/channel/", &["/{,*}"], true),
     ("/run/libvirt/qemu/passt/", &["-*.socket"], true),
     ("/run/libvirt/**/", &[".pid"], false),
+    ("/var/lib/libvirt/qemu/save/", &[".save"], false),
     ("/run/libvirt/**/*.tunnelmigrate.dest.", &[""], false),
     (
         "/run/libvirt/qemu/swtpm/",
