@@ -4,8 +4,10 @@
 # Both VMs see SHARED (a host directory, 9p) at the same path: the guest's disk lives there, and
 # empty files there are the barriers between the two scripts. Each host: libvirt's AppArmor driver
 # on, the package installed as in suite 02 (helper mode), libvirtd listening on TCP on eth0
-# (QEMU socket netdev between the VMs). Host a starts the guest and migrates it to b; b checks it
-# and migrates it back; each host checks what it is: the destination runs QEMU as
+# (QEMU socket netdev between the VMs). Host a starts the guest; four rounds move it a->b, b->a
+# (plain live migration over shared storage), then a->b, b->a peer-to-peer and tunnelled (the
+# destination QEMU reads the stream from libvirt's `*.tunnelmigrate.dest.<name>` socket, a rule
+# of ours); after each, each host checks what it is: the destination runs QEMU as
 # libvirt-<uuid> (enforce), the source unloaded and removed the profile at release; no
 # apparmor="DENIED" anywhere; libvirt used no XML from the hook (no "hook-script" taint).
 set -u
@@ -90,10 +92,14 @@ dest_checks() {
   # Helper mode: migrate/prepare leave the profile to our helper (libvirt's driver runs it with
   # -c before QEMU exists), start regenerates, started sees QEMU in it.
   ev=$(tail -n +"$(($2 + 1))" $VAH_LOG | grep -F "[$G $U]" | sed -nE "s/.*\[$G $U\] (migrate\/begin|prepare\/begin|start\/begin|started\/begin|helper -[a-zA-Z]).*/\1/p" | tr '\n' ' ')
+  # (libvirt 9.0 ran a tunnelled migration without a started hook on the destination in one of
+  # the e2e runs: accepted there, and said, as in tests/e2e/migrate.sh.)
   if [[ "$ev" == "migrate/begin prepare/begin helper -c "*"start/begin "*"started/begin "* ]]; then
     ok "$n $ME: log order: $ev"
+    check "$n $ME: started/begin saw QEMU confined" bash -c "tail -n +$(($2 + 1)) $VAH_LOG | grep -F '[$G $U] started/begin' | tail -n1 | grep -q 'runs confined: $P (enforce)'"
+  elif [[ "$n" == *tunnelled* && "$ev" == "migrate/begin prepare/begin helper -c "*"start/begin "* ]]; then
+    ok "$n $ME: log order: $ev (note: no started/begin)"
   else fail "$n $ME: log order: $ev"; fi
-  check "$n $ME: started/begin saw QEMU confined" bash -c "grep -F '[$G $U] started/begin' $VAH_LOG | tail -n1 | grep -q 'runs confined: $P (enforce)'"
   check_not "$n $ME: libvirt took no XML from the migrate hook (no hook-script taint)" grep -q "tainted: hook-script" /var/log/libvirt/qemu/$G.log
 }
 # src_checks N MARK: this host has just sent the guest away.
@@ -115,27 +121,29 @@ if [ "$ME" = a ]; then
   out=$($VIRSH start $G 2>&1) || bail "virsh start: $out"
   pid=$(cat /run/libvirt/qemu/$G.pid)
   expect_eq "a: started here, QEMU runs as $P (enforce)" "$P (enforce)" "$(tr -d '\0' </proc/$pid/attr/current 2>&1)"
-  m=$(mark); t0=$SECONDS
-  if out=$($VIRSH migrate "${LIVE[@]}" $G "qemu+tcp://${IP[b]}/system" 2>&1); then
-    ok "a->b: virsh migrate --live --persistent --undefinesource --unsafe ($((SECONDS - t0)) s)"
-  else bail "a->b: virsh migrate: $out"; fi
-  put mig1
-  src_checks "a->b" "$m"
-  m2=$(mark)
-  put a.checked1
-  await mig2 || bail "no migration back"
-  dest_checks "b->a" "$m2"
-else
-  await mig1 || bail "no migration from a"
-  dest_checks "a->b" 0
-  await a.checked1 || bail "a did not finish its checks"
-  m=$(mark); t0=$SECONDS
-  if out=$($VIRSH migrate "${LIVE[@]}" $G "qemu+tcp://${IP[a]}/system" 2>&1); then
-    ok "b->a: virsh migrate --live --persistent --undefinesource --unsafe ($((SECONDS - t0)) s)"
-  else bail "b->a: virsh migrate: $out"; fi
-  put mig2
-  src_checks "b->a" "$m"
 fi
+# Round i moves the guest FROM -> TO with the extra flags. Barriers: TO puts ready<i> (its log
+# mark taken, the previous round's checks done), FROM migrates and puts mig<i>, TO checks.
+ROUNDS=("a b" "b a" "a b --p2p --tunnelled" "b a --p2p --tunnelled")
+for i in "${!ROUNDS[@]}"; do
+  read -r from to extra <<<"${ROUNDS[$i]}"
+  n="$from->$to${extra:+ $extra}"
+  if [ "$ME" = "$to" ]; then
+    m=$(mark)
+    put "ready$i"
+    await "mig$i" || bail "$n: no migration from $from"
+    dest_checks "$n" "$m"
+  elif [ "$ME" = "$from" ]; then
+    await "ready$i" || bail "$n: $to not ready"
+    m=$(mark); t0=$SECONDS
+    # shellcheck disable=SC2086 # extra: flags, split on purpose
+    if out=$($VIRSH migrate "${LIVE[@]}" $extra $G "qemu+tcp://${IP[$to]}/system" 2>&1); then
+      ok "$n: virsh migrate ${LIVE[*]}${extra:+ $extra} ($((SECONDS - t0)) s)"
+    else bail "$n: virsh migrate: $out"; fi
+    put "mig$i"
+    src_checks "$n" "$m"
+  fi
+done
 
 bad=$(denials)
 if [ -z "$bad" ]; then ok "$ME: no apparmor=\"DENIED\" line on this host"

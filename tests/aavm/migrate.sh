@@ -3,7 +3,7 @@
 # by a QEMU socket netdev on 127.0.0.1 (192.168.77.1 and .2 inside) and a shared host directory
 # (9p, same path in both: the guest's disk and the barrier files). Each runs
 # tests/aavm/migrate-host.sh (package installed, libvirt's AppArmor driver on, libvirtd on TCP):
-# a guest goes a->b and back with shared storage; the destination runs QEMU as
+# a guest goes a->b and back with shared storage, then a->b and back --p2p --tunnelled; the destination runs QEMU as
 # libvirt-<uuid> (enforce), the source unloads and removes the profile, no apparmor="DENIED".
 # As root; holds /tmp/vah-vm.lock (the two VMs count as one VM user). tests/run.sh: suite migrate.
 # Prints both hosts' ok/FAIL lines, the wall time, and one `RESULT passed=N failed=M` line.
@@ -49,7 +49,7 @@ for _ in $(seq 50); do
   [ -z "$(ss -Hltn "sport = :$PORT" 2>/dev/null)" ] && break
 done
 vm() {   # vm a|b listen|connect ADDR: one VM in the background, its output in $LOGS/NAME.log
-  "$AAVM" --smp 1 --mem "${AAVM_MEM:-768}" --timeout "${AAVM_MIGRATE_TIMEOUT:-1200}" --share "$S" \
+  "$AAVM" --smp 1 --mem "${AAVM_MEM:-768}" --timeout "${AAVM_MIGRATE_TIMEOUT:-1800}" --share "$S" \
     --net-socket "$2:$PORT" --net-ip "$3/24" "$HERE/migrate-host.sh" "$1" "$ROOT" "$S" </dev/null >"$LOGS/$1.log" 2>&1 &
   VMPIDS+=($!)
 }
