@@ -118,11 +118,12 @@ for f in "$HERE"/suites/[0-9][0-9]-*.sh; do
   [ -e "$f" ] || continue
   name=$(basename "$f" .sh)
   wanted "$name" || continue
-  # Suites still being brought to green (see the README's "Development and tests"): they run when
-  # named on the command line or with AAVM_PENDING=1, not in the default run of the test command.
+  # Opt-in suites: 06-day2 (every day-2 operation in both modes) costs ~25 min per mode under
+  # TCG, more than the CI budget leaves beside three distros. They run when named on the command
+  # line or with AAVM_PENDING=1, not in the default run of the test command.
   if [ ${#PATTERNS[@]} -eq 0 ] && [ "${AAVM_PENDING:-0}" != 1 ] &&
-    [[ " ${AAVM_PENDING_SUITES-06-day2 07-rich-guest 08-parser-warnings} " == *" $name "* ]]; then
-    echo "=== aavm suite $name: pending, not in the default run (AAVM_PENDING=1 or name it to run it)"
+    [[ " ${AAVM_PENDING_SUITES-06-day2} " == *" $name "* ]]; then
+    echo "=== aavm suite $name: opt-in, not in the default run (AAVM_PENDING=1 or name it to run it)"
     continue
   fi
   echo "=== aavm suite $name"
