@@ -34,6 +34,15 @@ done
 export PATH
 . tests/lib/common.sh
 
+# libvirt >= 10 starts QEMU with an unlimited core-size limit and fails ("cannot limit core file
+# size ... Operation not permitted") when the daemons our suites start inherit a lower hard limit.
+# Debian 13's sudo sets it to 0 (sudoers' rlimit_core); root raises it back, unless it lacks
+# CAP_SYS_RESOURCE (some container and micro-VM roots): then say so, once, with the fix.
+if ! ulimit -c unlimited 2>/dev/null; then
+  echo "tests/run.sh: cannot raise the core-size limit ($(ulimit -Hc)) without CAP_SYS_RESOURCE; libvirt >= 10 will fail" \
+    "to start guests. Run as root without sudo, or add 'Defaults rlimit_core=default' to /etc/sudoers.d." >&2
+fi
+
 want() { [ $# -eq 0 ] && return 0; for s in "${SUITES[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
 SUITES=("$@")
 [ ${#SUITES[@]} -eq 0 ] && SUITES=(deps cargo e2e pkg aavm fuzz)
