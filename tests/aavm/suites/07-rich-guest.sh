@@ -63,6 +63,8 @@ XML
 
 # audit_lines: every ALLOWED/DENIED line since the last `dmesg -C`.
 audit_lines() { dmesg | grep -E 'apparmor="(ALLOWED|DENIED)"'; }
+# field KEY LINE: the value of KEY="..." or KEY=... in an audit line (empty when absent).
+field() { sed -nE "s/.* $1=\"([^\"]*)\".*/\1/p; t; s/.* $1=([^ ]*).*/\1/p" <<<"$2"; }
 
 run_mode() {   # run_mode libvirt|standalone
   local mode=$1 driver=apparmor pid lines
@@ -98,8 +100,12 @@ run_mode() {   # run_mode libvirt|standalone
   else
     fail "$mode: $(wc -l <<<"$lines") apparmor=\"ALLOWED\"/\"DENIED\" lines:"
     # One line per distinct (profile, operation, name, mask/capability): what to grant or silence.
-    sed -E 's/.*apparmor="([A-Z]+)".*operation="([^"]*)".*profile="([^"]*)"( name="([^"]*)")?.*comm="([^"]*)"(.*requested_mask="([^"]*)")?(.*capname="([^"]*)")?.*/\1 \3 \2 \5 \8 \10 comm=\6/' <<<"$lines" |
-      sort | uniq -c | sed 's/^/    /'
+    # (Field by field: sed has only \1-\9, and capname was the tenth group once, so it was lost.)
+    local l
+    while IFS= read -r l; do
+      echo "$(field apparmor "$l") $(field profile "$l") $(field operation "$l") $(field name "$l")" \
+        "$(field requested_mask "$l") $(field capname "$l") comm=$(field comm "$l")"
+    done <<<"$lines" | sort | uniq -c | sed 's/^/    /'
   fi
   # The guest stays defined (NVRAM and TPM state too): the next mode reuses them, as a host that
   # switches modes would, and is spared a second swtpm_setup (slow under TCG).
