@@ -28,7 +28,11 @@ t_start=$SECONDS
 
 th_init || { fail "package for the hosts"; finish; exit 1; }
 th_host_up a $TH_NET.1 && th_host_up b $TH_NET.2 && th_link a b \
-  && th_daemons_up a && th_daemons_up b || { fail "two hosts up: $(cat "$TH_DIR"/*/holder.log 2>/dev/null)"; finish; exit 1; }
+  && th_daemons_up a && th_daemons_up b || {
+  fail "two hosts up: $(cat "$TH_DIR"/*/holder.log 2>/dev/null)"
+  for h in a b; do echo "  --   host $h: addresses $(ip -n "${TH_NS[$h]}" -br addr 2>&1 | tr '\n' ' '); libvirtd.log:"
+    grep -E ' (error|warning) ' "$TH_DIR/$h/var-log-libvirt/libvirtd.log" 2>/dev/null | tail -n 5 | sed 's/^/       /'; done
+  finish; exit 1; }
 ok "two hosts up (vahm-a ${TH_IP[a]}, vahm-b ${TH_IP[b]}), each its own libvirtd ($(vsh a version 2>/dev/null | sed -n 's/.*[Rr]unning hypervisor: //p'))"
 check "host a reaches host b's libvirtd over the veth link" on a virsh -c "qemu+tcp://${TH_IP[b]}/system" version
 
