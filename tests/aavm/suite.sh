@@ -6,7 +6,7 @@
 #                                      # (the runner selftest runs only with no argument or "selftest")
 #     tests/aavm/suite.sh --distro trixie        # everything, in a Debian 13 root with its kernel
 #     tests/aavm/suite.sh --distro sid --smoke   # the smoke subset ($AAVM_SMOKE_SUITES)
-#     AAVM_PENDING=1 tests/aavm/suite.sh         # also the suites not yet green (AAVM_PENDING_SUITES)
+#     AAVM_PENDING=1 tests/aavm/suite.sh         # also the opt-in suites (AAVM_PENDING_SUITES: 06-day2)
 #
 # --distro NAME: the host's own codename (or "host") boots the host's root; any other Debian
 #    suite boots a root built (once, cached) by tests/lib/debroot.sh NAME, with that suite's
