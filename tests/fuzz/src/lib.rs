@@ -823,7 +823,10 @@ pub fn check_denial(data: &[u8]) {
             return;
         }
     };
-    for s in [Some(&rec.profile), rec.name.as_ref()].into_iter().flatten() {
+    for s in [Some(&rec.profile), rec.name.as_ref()]
+        .into_iter()
+        .flatten()
+    {
         assert!(!s.chars().any(char::is_control), "control char in {s:?}");
     }
     let me = Domain::parse(
@@ -852,17 +855,41 @@ pub fn check_denial(data: &[u8]) {
     let name = rec.name.clone().expect("file record has a name");
     assert!(!rule.contains('\n'), "rule spans lines: {rule:?}");
     let (pattern, p) = parse_rule_line(&format!("  {rule}")).expect("rule line parses");
-    assert_eq!(unescape(&pattern).as_deref(), Some(name.as_str()), "rule names another path");
-    assert!(escape_closed(&pattern), "pattern not fully escaped: {pattern:?}");
-    assert_eq!(aa_quoted_end(&rule, 0), Some(pattern.len() + 1), "lexer ends elsewhere: {rule}");
-    assert!(!p.contains('x') && !p.contains('i'), "exec permission offered: {rule}");
+    assert_eq!(
+        unescape(&pattern).as_deref(),
+        Some(name.as_str()),
+        "rule names another path"
+    );
+    assert!(
+        escape_closed(&pattern),
+        "pattern not fully escaped: {pattern:?}"
+    );
+    assert_eq!(
+        aa_quoted_end(&rule, 0),
+        Some(pattern.len() + 1),
+        "lexer ends elsewhere: {rule}"
+    );
+    assert!(
+        !p.contains('x') && !p.contains('i'),
+        "exec permission offered: {rule}"
+    );
     let asked = explain::perms_of_mask(rec.requested.as_deref().unwrap_or("")).expect("asked");
-    assert!(asked.contains(perms) && perms.contains(asked), "perms {p} not those asked");
+    assert!(
+        asked.contains(perms) && perms.contains(asked),
+        "perms {p} not those asked"
+    );
     assert!(
         paths::check_policy(Path::new(&name), perms.writes(), "x").is_ok(),
         "rule for a refused host path: {rule}"
     );
-    assert!(name != "/srv/other.img" && name != "/srv/me.img", "rule for a definition's disk");
+    assert!(
+        name != "/srv/other.img" && name != "/srv/me.img",
+        "rule for a definition's disk"
+    );
     let once = explain::merge_local("", std::slice::from_ref(&rule)).expect("first merge changes");
-    assert_eq!(explain::merge_local(&once, &[rule]), None, "merge not idempotent");
+    assert_eq!(
+        explain::merge_local(&once, &[rule]),
+        None,
+        "merge not idempotent"
+    );
 }

@@ -12,8 +12,8 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use virt_aa_hook_fuzz::{
-    Rng, check_config, check_denial, check_domain_xml, check_generated, check_hook_args, check_image_header,
-    generate, mutate_xml,
+    Rng, check_config, check_denial, check_domain_xml, check_generated, check_hook_args,
+    check_image_header, generate, mutate_xml,
 };
 
 fn root() -> &'static Path {
