@@ -31,9 +31,13 @@ th_init() {
 }
 
 # on HOST CMD...: run a command inside that host's namespaces.
+# -r -w: entering a mount namespace resets root and cwd to that namespace's root; in a chroot (the
+# clean roots of tests/lib/cleanroot.sh) that is the outer machine's, whose libvirtd then ran
+# with the outer /etc/libvirt ("Unable to initialize network sockets" in a clean Debian 13
+# root). The holder's own root keeps the command in ours.
 on() {
   local h=$1; shift
-  nsenter -t "${TH_HOLDER[$h]}" -m -u -n -- "$@"
+  nsenter -t "${TH_HOLDER[$h]}" -m -u -n -r -w -- "$@"
 }
 
 # vsh HOST ARGS...: virsh against that host's libvirtd.
