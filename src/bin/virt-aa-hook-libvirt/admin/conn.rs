@@ -78,6 +78,7 @@ impl Libvirt {
         static QUIET: std::sync::Once = std::sync::Once::new();
         QUIET.call_once(virt::error::clear_error_callback);
         let (tx, rx) = mpsc::channel();
+        let (closed_tx, closed_rx) = mpsc::channel::<()>();
         let uri = self.uri.clone();
         let ro = self.read_only;
         let spawned = std::thread::Builder::new()
@@ -102,12 +103,20 @@ impl Libvirt {
                 let _ = tx.send(r);
                 // virt 0.5 panics in Drop when virConnectClose fails; the answer is already sent.
                 let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(conn)));
+                let _ = closed_tx.send(());
             });
         if let Err(e) = spawned {
             return Err(LvError::Failed(anyhow!("cannot start a thread: {e}")));
         }
         match rx.recv_timeout(self.timeout) {
-            Ok(r) => r,
+            Ok(r) => {
+                // Wait (briefly) for virConnectClose to finish before the caller returns: a
+                // process that exits while this thread still frees libvirt's objects aborts in
+                // malloc ("corrupted double-linked list" after `enroll` printed its result, seen
+                // once in suite 03). A close that hangs is not waited for beyond CLOSE_WAIT.
+                let _ = closed_rx.recv_timeout(CLOSE_WAIT);
+                r
+            }
             Err(RecvTimeoutError::Timeout) => Err(LvError::Unreachable(format!(
                 "libvirt at {} did not answer within {}s (is the daemon hung or still starting?)",
                 self.uri,
@@ -119,6 +128,9 @@ impl Libvirt {
         }
     }
 }
+
+/// How long [`Libvirt::run`] waits for the connection to close after the answer came back.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// libvirt's packed version number (major·10⁶ + minor·10³ + micro) as `9.0.0`.
 pub fn version_string(v: u32) -> String {
