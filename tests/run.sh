@@ -78,7 +78,6 @@ LOGDIR=$(mktemp -d /tmp/virt-aa-hook-tests.XXXXXX)
 AAVM_DISTROS=${AAVM_DISTROS:-bookworm trixie sid}
 HOST_CODENAME=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
 
-
 if want deps; then
   t0=$SECONDS
   if tests/lib/install-deps.sh; then record deps 1 0 $((SECONDS - t0)); else record deps 0 1 $((SECONDS - t0)); fi

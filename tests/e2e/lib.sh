@@ -2,12 +2,8 @@
 VIRSH="virsh -c qemu:///system"
 BIN_DIR=${VAH_BIN_DIR:-$ROOT/target/release}
 STARTED_DAEMONS=()
-# The daemons start from here, not from systemd (LimitCORE=infinity there): libvirt >= 10 gives
-# each QEMU an unlimited core-size limit before exec, which fails with "cannot limit core file
-# size ... Operation not permitted" when the daemon's hard limit is lower. Debian 13's sudo runs
-# its command with RLIMIT_CORE 0/0 (sudoers' rlimit_core; measured in a clean trixie root, where
-# every guest of e2e then failed to start). Root raises it again (tests/run.sh explains when it
-# cannot: a root without CAP_SYS_RESOURCE).
+# The daemons start from here, not from systemd (LimitCORE=infinity there): raise the core-size
+# limit libvirt >= 10 hands on to QEMU (why, and when root cannot: tests/run.sh).
 ulimit -c unlimited 2>/dev/null || true
 
 # Start virtlogd and libvirtd unless they already run; remember what we started.

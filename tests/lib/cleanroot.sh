@@ -79,10 +79,8 @@ if ls /usr/local/share/ca-certificates/*.crt >/dev/null 2>&1; then
   chroot "$R" update-ca-certificates >/dev/null
 fi
 git clone -q "$SRC" "$R/root/virt-aa-hook"
-# Debian 13's sudo runs commands with a core-size limit of 0/0 (sudoers' rlimit_core), and
-# libvirt >= 10 then cannot start QEMU (it asks for an unlimited one). Root on a normal host
-# raises it again (tests/e2e/lib.sh does); root on this machine kind cannot: its bounding set
-# lacks CAP_SYS_RESOURCE. Only then, sudo keeps the caller's limit, as tests/run.sh advises.
+# This machine kind's root cannot raise the core-size limit Debian 13's sudo lowers (no
+# CAP_SYS_RESOURCE; why it matters: tests/run.sh): only then, sudo keeps the caller's limit.
 if ! (ulimit -Hc 0 && ulimit -Hc unlimited) 2>/dev/null; then
   echo 'Defaults rlimit_core=default' >"$R/etc/sudoers.d/virt-aa-hook-cleanroot-core"
   chmod 0440 "$R/etc/sudoers.d/virt-aa-hook-cleanroot-core"
