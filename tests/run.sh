@@ -83,6 +83,37 @@ if want deps; then
   if tests/lib/install-deps.sh; then record deps 1 0 $((SECONDS - t0)); else record deps 0 1 $((SECONDS - t0)); fi
 fi
 
+# Preflight: host quirks that make libvirt misbehave, checked after the packages are in.
+# - /dev/kvm: udev gives it group kvm, mode 0660 (Debian's 50-udev-default.rules) on a normal
+#   host. Some machines of this kind boot it owned by another group (or root:root 0600) with no
+#   udev to fix it. libvirt probed QEMU's capabilities with KVM (QEMU itself, as root, can open
+#   it), then finds KVM "not available now" for the QEMU user and re-probes QEMU at every lookup
+#   (virQEMUCapsIsValid): each `virsh define` takes ~30 s and fixed waits give up. Do what udev
+#   would do, and say so.
+# - the core-size limit: see above.
+preflight() {
+  if [ -c /dev/kvm ]; then
+    getent group kvm >/dev/null || { groupadd --system kvm && echo "preflight: created group kvm (udev's group for /dev/kvm)"; }
+    if [ "$(stat -c %G:%a /dev/kvm)" != kvm:660 ]; then
+      echo "preflight: /dev/kvm was $(stat -c %U:%G:%a /dev/kvm); set to root:kvm 0660 as udev does on Debian" \
+        "(else libvirt re-probes QEMU at every lookup)"
+      chgrp kvm /dev/kvm && chmod 0660 /dev/kvm
+    fi
+    if id libvirt-qemu >/dev/null 2>&1 && ! id -nG libvirt-qemu | grep -qw kvm; then
+      usermod -aG kvm libvirt-qemu && echo "preflight: added libvirt-qemu to group kvm (as libvirt-daemon-system's postinst does)"
+    fi
+  fi
+  if [ "$(ulimit -c)" != unlimited ]; then
+    echo "preflight: core-size limit is $(ulimit -c), not unlimited: libvirt >= 10 will not start guests (see above)" >&2
+    return 1
+  fi
+  return 0
+}
+if [ "$(id -u)" -eq 0 ]; then
+  t0=$SECONDS
+  if preflight; then record preflight 1 0 $((SECONDS - t0)); else record preflight 0 1 $((SECONDS - t0)); fi
+fi
+
 # Prefetch the distro roots of the VM suites (debroot.sh serialises builders of one suite on a
 # lock, so suite.sh later waits for a build still running, or finds the root ready).
 if want aavm && command -v debootstrap >/dev/null 2>&1; then

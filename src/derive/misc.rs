@@ -6,6 +6,15 @@ use crate::rules::{GrantError, Perms, Scope};
 use crate::xml::Element;
 use std::path::Path;
 
+/// What swtpm's OpenSSL reads (AppArmor's abstractions/openssl, which we do not include: the
+/// guest profile must compile where that abstraction differs or is missing).
+const SWTPM_OPENSSL_READS: [&str; 4] = [
+    "/etc/ssl/openssl.cnf",
+    "/usr/lib/ssl/openssl.cnf",
+    "/usr/share/ssl/openssl.cnf",
+    "/proc/sys/crypto/fips_enabled",
+];
+
 impl Cx<'_> {
     pub(super) fn filesystem(&mut self, f: &Element, i: usize) -> Result<(), GrantError> {
         let label = label_of("filesystem", f, i);
@@ -96,6 +105,13 @@ impl Cx<'_> {
                     "-swtpm.log",
                     Perms::W,
                 );
+                // In libvirt mode swtpm runs under the guest's profile. libtpms links OpenSSL 3,
+                // which reads its configuration when swtpm sets up a new TPM (measured on Debian
+                // 12: `open /etc/ssl/openssl.cnf r comm=swtpm`): what AppArmor's own
+                // abstractions/openssl grants, read-only.
+                for cnf in SWTPM_OPENSSL_READS {
+                    self.out.rules.fixed(cnf, Perms::R);
+                }
                 if let Some(p) = b.child("source").and_then(|s| s.attr_nonempty("path")) {
                     self.grant(&label, p, Perms::RWK, Scope::Tree)?;
                 }

@@ -50,6 +50,7 @@ HOST_CODENAME=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
 LOGS=$(mktemp -d /tmp/aavm-suite.XXXXXX)
 trap 'rm -rf "$LOGS"' EXIT
 T_ALL=$SECONDS
+VM_RETRIES=0
 
 wanted() {   # wanted NAME: selected by the command-line patterns (all when there are none)
   [ ${#PATTERNS[@]} -eq 0 ] && return 0
@@ -130,18 +131,27 @@ for f in "$HERE"/suites/[0-9][0-9]-*.sh; do
   echo "=== aavm suite $name"
   cmd=("$f"); [ -x "$f" ] || cmd=(/bin/bash "$f")
   t0=$(date +%s%N)
-  "$AAVM" "${ROOTARGS[@]}" --timeout "$SUITE_TIMEOUT" "${cmd[@]}" "$ROOT" </dev/null 2>&1 | sed -u "$INNER" | tee "$LOGS/$name.log"
-  rc=${PIPESTATUS[0]}
+  # A VM that dies under the suite (exit status 125: a guest-kernel panic under TCG, QEMU gone,
+  # no exit status from the script) is the machinery's death, not a test result: its partial
+  # output is set aside and the suite runs once more in a fresh VM. A second death counts as a
+  # failure (aavm printed the console tail).
+  for attempt in 1 2; do
+    "$AAVM" "${ROOTARGS[@]}" --timeout "$SUITE_TIMEOUT" "${cmd[@]}" "$ROOT" </dev/null 2>&1 | sed -u "$INNER" | tee "$LOGS/$name.log"
+    rc=${PIPESTATUS[0]}
+    [ "$rc" = 125 ] && [ "$attempt" = 1 ] || break
+    echo "  --   VM $name died (exit status 125, $(ms_since "$t0")s): infrastructure, not a result; retrying once in a fresh VM"
+    VM_RETRIES=$((VM_RETRIES + 1))
+  done
   tally "$LOGS/$name.log"
   echo "  --   VM $name: exit status $rc, $(ms_since "$t0")s wall, $NOK ok, $NFAIL FAIL"
   if [ "$rc" -ne 0 ] && [ "$NFAIL" -eq 0 ]; then
     case $rc in
       137) fail "$name: timed out (--timeout $SUITE_TIMEOUT)" ;;
-      125) fail "$name: the VM failed (exit status 125)" ;;
+      125) fail "$name: the VM died twice (exit status 125; console tail above)" ;;
       *)   fail "$name: exit status $rc" ;;
     esac
   fi
 done
 
-echo "  --   aavm total ($DISTRO): $((SECONDS - T_ALL))s wall"
+echo "  --   aavm total ($DISTRO): $((SECONDS - T_ALL))s wall, $VM_RETRIES VM death(s) retried"
 finish ""

@@ -28,8 +28,8 @@ if [ ! -x "$ADMIN" ]; then
   fail "binary $ADMIN missing (cargo build --release, or set VAH_BIN_DIR)"
   finish; exit
 fi
-if ! virsh -c "$URI" version >/dev/null 2>&1; then
-  fail "libvirt at $URI is not answering (start libvirtd and virtlogd first)"
+if ! start_daemons; then
+  fail "libvirt at $URI is not answering"
   finish; exit
 fi
 
@@ -57,6 +57,7 @@ cleanup() {
   done
   [ "$CREATED_WRAPPER" = 1 ] && rm -f "$WRAPPER"
   rm -rf "$TMPROOT"
+  stop_daemons
 }
 trap cleanup EXIT
 
@@ -88,9 +89,9 @@ check "caps --background exits 0" test "$rc" -eq 0
 check "caps --background prints nothing" test -z "$bg"
 check "caps --background writes the cache" test -s "$CACHE"
 rm -f "$CACHE"
-flock "$TMPROOT/var/lib/virt-aa-hook/caps.lock" sleep 5 &
+flock "$TMPROOT/var/lib/virt-aa-hook/caps.lock" sleep 300 &
 FL=$!
-sleep 0.3
+wait_for 30 "the test's hold on caps.lock" bash -c "! flock -n '$TMPROOT/var/lib/virt-aa-hook/caps.lock' true"
 t0=$(date +%s)
 admin caps --background >/dev/null 2>&1; rc=$?
 check "caps --background with the lock held exits 0" test "$rc" -eq 0

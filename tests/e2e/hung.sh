@@ -11,7 +11,7 @@ ROOT=$(pwd); export ROOT
 BIN=${VAH_BIN_DIR:-$ROOT/target/release}/virt-aa-hook
 R=$(mktemp -d)
 pid=""
-cleanup() { [ -n "$pid" ] && kill -CONT "$pid" 2>/dev/null; rm -rf "$R"; }
+cleanup() { [ -n "$pid" ] && kill -CONT "$pid" 2>/dev/null; rm -rf "$R"; stop_daemons; }
 trap cleanup EXIT
 
 start_daemons
@@ -37,16 +37,13 @@ echo "  hook event with libvirtd stopped took ${ms} ms (output: ${out:-none})"
 [ "$rc" = 0 ] && ok "hook succeeds with libvirtd stopped" || fail "hook exit status $rc: $out"
 [ "$ms" -lt 5000 ] && ok "hook and everything holding its pipes finished promptly" || fail "took ${ms} ms"
 check "profile written from the cached data" test -f "$R/etc/apparmor.d/libvirt/libvirt-cccccccc-0000-4000-8000-000000000001"
-sleep 0.5
-check "a detached capability refresh is running, in its own session" bash -c \
+check "a detached capability refresh is running, in its own session" wait_for 60 "a detached 'caps --background'" bash -c \
   "ps -eo sid,pid,args | awk '/virt-aa-hook-libvirt caps --background/ && !/awk/ {print}' | grep -q ."
 kill -CONT "$pid"; pid=""
-wait_libvirt 30
+wait_libvirt
 # the background refresh finishes once the daemon answers again
-for _ in $(seq 100); do
-  python3 -c "import json,time,sys; c=json.load(open('$R/var/lib/virt-aa-hook/caps.json')); sys.exit(0 if c['generated_at']>1000 else 1)" 2>/dev/null && break
-  sleep 0.3
-done
+wait_for 300 "the background refresh to rewrite caps.json" python3 -c \
+  "import json,sys; c=json.load(open('$R/var/lib/virt-aa-hook/caps.json')); sys.exit(0 if c['generated_at']>1000 else 1)"
 check "the refresh rewrote the cache after libvirtd came back" python3 -c \
   "import json,sys; c=json.load(open('$R/var/lib/virt-aa-hook/caps.json')); sys.exit(0 if c['generated_at']>1000 else 1)"
 finish

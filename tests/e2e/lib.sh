@@ -6,39 +6,48 @@ STARTED_DAEMONS=()
 # limit libvirt >= 10 hands on to QEMU (why, and when root cannot: tests/run.sh).
 ulimit -c unlimited 2>/dev/null || true
 
-# Start virtlogd and libvirtd unless they already run; remember what we started.
+# How long libvirtd may take to answer. Generous on purpose: a daemon that (re)probes QEMU's
+# capabilities on a loaded 2-core machine takes tens of seconds (see the /dev/kvm preflight in
+# tests/run.sh for the case where it re-probes at every lookup).
+LIBVIRT_WAIT=${LIBVIRT_WAIT:-300}
+
+# Start virtlogd and libvirtd unless they already run; remember what we started. Every suite
+# calls it, so that none depends on a daemon that an earlier suite left running.
 start_daemons() {
   mkdir -p /run/libvirt /var/log/libvirt/qemu
   if ! pgrep -x virtlogd >/dev/null; then virtlogd -d && STARTED_DAEMONS+=(virtlogd); fi
   if ! pgrep -x libvirtd >/dev/null; then libvirtd -d && STARTED_DAEMONS+=(libvirtd); fi
-  wait_libvirt 30
+  wait_libvirt
 }
 
+# Stop the daemons this shell started, and wait until they are gone (a next start must not
+# meet the old daemon's pidfile).
 stop_daemons() {
   local d
-  for d in "${STARTED_DAEMONS[@]}"; do pkill -x "$d" || true; done
+  for d in "${STARTED_DAEMONS[@]}"; do
+    pkill -x "$d" || true
+    wait_for 120 "$d to exit" bash -c "! pgrep -x $d"
+  done
   STARTED_DAEMONS=()
 }
 
-# wait_libvirt SECONDS: until the daemon answers.
-wait_libvirt() {
-  local i
-  for ((i = 0; i < $1 * 10; i++)); do
-    $VIRSH version >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "libvirtd did not answer within $1 s" >&2
-  return 1
-}
+# wait_libvirt [SECONDS]: until the daemon answers.
+wait_libvirt() { wait_for "${1:-$LIBVIRT_WAIT}" "libvirtd to answer '$VIRSH version'" $VIRSH version; }
 
-# Restart libvirtd (SIGTERM, then start) while guests run.
+# Restart libvirtd (SIGTERM, wait until it has exited, then start) while guests run.
 restart_libvirtd() {
   local pid; pid=$(pgrep -x libvirtd)
-  [ -n "$pid" ] && kill "$pid"
-  for _ in $(seq 50); do pgrep -x libvirtd >/dev/null || break; sleep 0.1; done
+  if [ -n "$pid" ]; then
+    kill "$pid"
+    wait_for 120 "libvirtd (pid $pid) to exit" bash -c "! kill -0 $pid" || return 1
+  fi
   libvirtd -d
-  wait_libvirt 30
+  wait_libvirt
 }
+
+# reload_hooks: make libvirtd see a changed /etc/libvirt/hooks. libvirt scans the hooks when
+# the daemon starts (and on SIGHUP, but nothing shows when that rescan is done): restart it.
+reload_hooks() { restart_libvirtd; }
 
 # A minimal TCG guest: NAME UUID DISK-XML [EXTRA-DEVICES-XML]
 guest_xml() {
@@ -68,6 +77,16 @@ remove_guest() {
   $VIRSH undefine --nvram "$1" >/dev/null 2>&1 || $VIRSH undefine "$1" >/dev/null 2>&1 || true
 }
 
+# remove_test_guests: every guest a suite defines is named vah-*; remove what a failed or
+# killed run left behind (before the suites, and after them).
+remove_test_guests() {
+  local g
+  for g in $($VIRSH list --all --name 2>/dev/null | grep '^vah-'); do
+    echo "  (removing leftover test guest $g)"
+    remove_guest "$g"
+  done
+}
+
 # Back up the host's own qemu hook entries so a suite can install ours, and restore them.
 HOOK_BACKUP=""
 backup_host_hook() {
@@ -89,18 +108,15 @@ install_product() {
   backup_host_hook
   rm -f /etc/libvirt/hooks/qemu
   "$ROOT/install/install.sh" --no-build >/tmp/vah-e2e-install.log 2>&1 || { cat /tmp/vah-e2e-install.log; return 1; }
-  # libvirt scans hooks at start and on SIGHUP
-  pkill -HUP -x libvirtd || true
-  sleep 1
-  wait_libvirt 30
+  reload_hooks
 }
 
 uninstall_product() {
   # --purge: the host as before (configuration, log and /var/lib/virt-aa-hook too).
   "$ROOT/install/install.sh" --uninstall --purge >/tmp/vah-e2e-uninstall.log 2>&1 || cat /tmp/vah-e2e-uninstall.log
   restore_host_hook
-  pkill -HUP -x libvirtd || true
-  sleep 1
+  pgrep -x libvirtd >/dev/null && reload_hooks
+  return 0
 }
 
 LOG=/var/log/libvirt/virt-aa-hook.log

@@ -18,6 +18,7 @@ cleanup() {
   remove_guest $G1; remove_guest $G2
   rm -f "$IMG/vah-e2e-base.qcow2" "$IMG/vah-e2e-top.qcow2" "$DUMMY" /var/log/libvirt/qemu/vah-e2e-serial.log
   uninstall_product
+  stop_daemons
 }
 trap cleanup EXIT
 
@@ -54,7 +55,7 @@ check "hook never fails silently: no ERROR lines" bash -c "! grep -q ERROR <<<\"
 mtime=$(stat -c %Y.%N $PROFILE1 2>/dev/null)
 mark=$(log_mark)
 restart_libvirtd
-sleep 1
+wait_for 120 "the reconnect line of $G1 in $LOG" log_has "$LOG" "[$G1 $U1] reconnect/begin" "$mark"
 state=$($VIRSH domstate $G1 2>&1)
 if [ "$state" = running ]; then ok "guest keeps running across a libvirtd restart"; else fail "guest state after restart: $state"; fi
 if log_since "$mark" | grep -q "\[$G1 $U1\] reconnect/begin.*unchanged"; then ok "reconnect logged, profile unchanged"; else fail "reconnect line: $(log_since "$mark" | tail -n 3)"; fi
@@ -62,7 +63,7 @@ check "unchanged restart did not rewrite the profile" test "$mtime" = "$(stat -c
 
 mark=$(log_mark)
 $VIRSH destroy $G1 >/dev/null 2>&1
-sleep 0.5
+wait_for 120 "the release line of $G1 in $LOG" log_has "$LOG" "[$G1 $U1] release/end" "$mark"
 check_not "profile removed after destroy" test -e $PROFILE1
 events=$(log_since "$mark")
 for ev in stopped/end release/end; do

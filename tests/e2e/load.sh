@@ -15,6 +15,7 @@ cleanup() {
   for i in $(seq "$N"); do remove_guest "$(name "$i")"; done
   rm -f /var/lib/libvirt/images/vah-load-*.qcow2
   uninstall_product
+  stop_daemons
 }
 trap cleanup EXIT
 
@@ -44,7 +45,8 @@ t0=$SECONDS
 for i in $(seq "$N"); do $VIRSH destroy "$(name "$i")" >/dev/null 2>&1 & done
 wait
 echo "  stopped $N guests concurrently in $((SECONDS - t0)) s"
-sleep 1
+all_released() { [ "$(log_since "$mark" | grep -c 'vah-load-.*release/end')" -ge "$N" ]; }
+wait_for 300 "a release line for each of the $N guests" all_released
 left=0
 for i in $(seq "$N"); do [ -e "/etc/apparmor.d/libvirt/libvirt-$(uuid "$i")" ] && left=$((left + 1)); done
 [ "$left" = 0 ] && ok "all profiles removed after stop" || fail "$left profiles left after stop"

@@ -11,7 +11,8 @@ ROOT=$(pwd); export ROOT
 . tests/e2e/lib.sh
 
 start_daemons
-trap 'stop_daemons' EXIT
+remove_test_guests
+trap 'remove_test_guests; stop_daemons' EXIT
 
 suites=("$@")
 [ ${#suites[@]} -eq 0 ] && suites=(install libvirt admin wrapper hung load migrate)

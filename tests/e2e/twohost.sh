@@ -100,9 +100,7 @@ exec sleep infinity
 EOF
   ip netns exec "${TH_NS[$h]}" unshare -m -u --propagation private bash "$d/holder.sh" </dev/null >"$d/holder.log" 2>&1 &
   TH_HOLDER[$h]=$!
-  local i
-  for ((i = 0; i < 100; i++)); do [ -e "$d/ready" ] && break; sleep 0.1; done
-  [ -e "$d/ready" ] || { echo "host $h: namespaces not ready: $(cat "$d/holder.log")" >&2; return 1; }
+  wait_for 60 "host $h's namespaces" test -e "$d/ready" || { echo "host $h: namespaces not ready: $(cat "$d/holder.log")" >&2; return 1; }
 }
 
 # th_link: the veth pair between the two hosts' network namespaces.
@@ -119,15 +117,10 @@ th_link() {
 
 # th_daemons_up HOST: virtlogd and libvirtd (listening on TCP) in the host's namespaces.
 th_daemons_up() {
-  local h=$1 i
+  local h=$1
   on "$h" virtlogd -d || return 1
   on "$h" libvirtd -d --listen || return 1
-  for ((i = 0; i < 300; i++)); do
-    vsh "$h" version >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "host $h: libvirtd did not answer" >&2
-  return 1
+  wait_for "$LIBVIRT_WAIT" "host $h's libvirtd to answer" vsh "$h" version
 }
 
 # Processes in a host's mount namespace: exactly the ones this suite started there.
@@ -140,6 +133,9 @@ th_pids() {
   done
 }
 
+# th_only_holder HOST: no process but the holder left in the host's namespaces.
+th_only_holder() { [ -z "$(th_pids "$1" | grep -vx "${TH_HOLDER[$1]}")" ]; }
+
 # th_down: guests destroyed, daemons and holders ended, namespaces and work directory removed.
 th_down() {
   local h p dom
@@ -147,7 +143,7 @@ th_down() {
     if kill -0 "${TH_HOLDER[$h]}" 2>/dev/null; then
       for dom in $(vsh "$h" list --name 2>/dev/null); do vsh "$h" destroy "$dom" >/dev/null 2>&1; done
       for p in $(th_pids "$h"); do [ "$p" != "${TH_HOLDER[$h]}" ] && kill "$p" 2>/dev/null; done
-      sleep 0.5
+      wait_for 30 "host $h's processes to exit" th_only_holder "$h"
       for p in $(th_pids "$h"); do [ "$p" != "${TH_HOLDER[$h]}" ] && kill -9 "$p" 2>/dev/null; done
       kill "${TH_HOLDER[$h]}" 2>/dev/null
     fi

@@ -16,6 +16,7 @@ cleanup() {
   remove_guest $G
   [ -f /tmp/vah-e2e-conf.bak ] && cp /tmp/vah-e2e-conf.bak $CONF && rm -f /tmp/vah-e2e-conf.bak
   uninstall_product
+  stop_daemons
 }
 trap cleanup EXIT
 

@@ -11,3 +11,25 @@ check() { local d=$1; shift; if "$@" >/dev/null 2>&1; then ok "$d"; else fail "$
 # check_not DESCRIPTION COMMAND...: pass when the command fails.
 check_not() { local d=$1; shift; if "$@" >/dev/null 2>&1; then fail "$d"; else ok "$d"; fi; }
 finish() { echo "RESULT passed=$PASSED failed=$FAILED${1:+ skipped=$1}"; [ "$FAILED" -eq 0 ]; }
+
+# wait_for SECONDS WHAT COMMAND...: until COMMAND succeeds (polled every 0.2 s), at most SECONDS.
+# Every wait in the suites is one of these: a condition, a generous deadline (a slow machine, a
+# libvirtd that re-probes QEMU, a TCG guest), and on time-out one line on stderr that names what
+# was waited for, so that a failure says why instead of running on into the next check.
+# (The message goes to the stderr the suite had when it sourced this file, so that it is seen
+# even inside `check`, which silences the command it runs.)
+[ -n "${VAH_ERR_FD:-}" ] || exec {VAH_ERR_FD}>&2
+wait_for() {
+  local secs=$1 what=$2 deadline
+  shift 2
+  deadline=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      echo "  (timed out after ${secs}s waiting for: $what)" >&"$VAH_ERR_FD"
+      return 1
+    fi
+    sleep 0.2
+  done
+}
+# log_has FILE FIXED-STRING [FROM-LINE]: FILE has the string (after line FROM-LINE) — for wait_for.
+log_has() { [ -f "$1" ] && tail -n +"$((${3:-0} + 1))" "$1" | grep -qF -- "$2"; }

@@ -67,8 +67,8 @@ check "confined qemu-img info on A's backing file alone" test $? -eq 0
 out=$(aa-exec -p $PA -- cat /srv/vah/local-marker 2>&1)
 expect_eq "a rule from local/libvirt/$PA applies" local-ok "$out"
 # (The profile does not let the process read its own attr/current: look from outside.)
-aa-exec -p $PA -- sleep 10 & spid=$!
-sleep 0.5
+aa-exec -p $PA -- sleep 300 & spid=$!
+wait_for 60 "aa-exec to switch to $PA" grep -qF "$PA" /proc/$spid/attr/current
 expect_eq "a process under aa-exec runs as $PA (enforce)" "$PA (enforce)" "$(tr -d '\0' </proc/$spid/attr/current)"
 kill $spid; wait $spid 2>/dev/null
 

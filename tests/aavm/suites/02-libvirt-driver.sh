@@ -82,7 +82,7 @@ fi
 check "$F grants the 9p share" grep -qF "\"$D/share/**\"" $F
 
 # Let SeaBIOS write its banner through the chardev: the log file is written only if the rule works.
-for _ in $(seq 60); do [ -s $D/serial-chardev.log ] && break; sleep 1; done
+wait_for 180 "the guest's serial output in $D/serial-chardev.log" test -s $D/serial-chardev.log
 if [ -s $D/serial-chardev.log ]; then ok "chardev log written by the confined QEMU ($(wc -c <$D/serial-chardev.log) bytes)"
 else fail "chardev log $D/serial-chardev.log is empty or missing after 60 s"; ls -l $D; fi
 
@@ -108,7 +108,7 @@ bad=$(denials $P)
 if [ -z "$bad" ]; then ok "no apparmor=\"DENIED\" lines for $P"; else fail "DENIED lines for $P:"; echo "$bad" | sed 's/^/    /'; fi
 
 if out=$($VIRSH destroy $G 2>&1); then ok "virsh destroy"; else fail "virsh destroy: $out"; fi
-for _ in $(seq 50); do grep -q "\[$G $U\] release/end" $VAH_LOG && break; sleep 0.2; done
+wait_for 120 "the release line of $G in $VAH_LOG" grep -q "\[$G $U\] release/end" $VAH_LOG
 check_not "$P unloaded after destroy" grep -q "^$P " "$PROFILES"
 check_not "$F removed after destroy" test -e $F
 check "hook log: release/end" grep -q "\[$G $U\] release/end" $VAH_LOG

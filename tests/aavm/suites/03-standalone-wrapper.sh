@@ -77,7 +77,7 @@ if out=$($VIRSH domcapabilities --emulatorbin $WRAP --virttype qemu 2>&1) && gre
 else fail "virsh domcapabilities --emulatorbin $WRAP: $(head -c 400 <<<"$out")"; fi
 
 if out=$($VIRSH destroy $G1 2>&1); then ok "virsh destroy $G1"; else fail "virsh destroy $G1: $out"; fi
-for _ in $(seq 50); do grep -q "\[$G1 $U1\] release/end" $VAH_LOG && break; sleep 0.2; done
+wait_for 120 "the release line of $G1 in $VAH_LOG" grep -q "\[$G1 $U1\] release/end" $VAH_LOG
 check_not "$P1 unloaded after destroy" grep -q "^$P1 " "$PROFILES"
 check_not "profile file removed after destroy" test -e /etc/apparmor.d/libvirt/$P1
 echo "  --   hook log:"; sed 's/^/       /' $VAH_LOG

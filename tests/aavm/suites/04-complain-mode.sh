@@ -58,6 +58,6 @@ check "enforce: dmesg has apparmor=\"DENIED\" for it" \
   bash -c "dmesg | grep 'apparmor=\"DENIED\"' | grep -F 'profile=\"$PE\"' | grep -qF 'name=\"$D/outside.qcow2\"'"
 
 for g in $GC $GE; do $VIRSH destroy $g >/dev/null 2>&1; done
-for _ in $(seq 50); do grep -q "\[$GE $UE\] release/end" $VAH_LOG && break; sleep 0.2; done
+wait_for 120 "the release line of $GE in $VAH_LOG" grep -q "\[$GE $UE\] release/end" $VAH_LOG
 check_not "both profiles unloaded after destroy" grep -Eq "^($PC|$PE) " "$PROFILES"
 finish ""

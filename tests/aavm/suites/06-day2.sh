@@ -98,11 +98,7 @@ op_refused() {
 
 wait_job() { # wait until the guest has no block job / domain job
   local i
-  for ((i = 0; i < 300; i++)); do
-    $VIRSH domjobinfo $G 2>/dev/null | grep -Eq 'Job type: +None' && return 0
-    sleep 0.5
-  done
-  return 1
+  wait_for 300 "$G's block/domain job to end" bash -c "$VIRSH domjobinfo $G 2>/dev/null | grep -Eq 'Job type: +None'"
 }
 backup_push() {
   cat >/tmp/backup.xml <<XML
@@ -143,9 +139,9 @@ XML
 }
 restart_libvirtd() {
   local pid; pid=$(pidof libvirtd)
-  kill "$pid"; for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill "$pid"; wait_for 120 "libvirtd (pid $pid) to exit" bash -c "! kill -0 $pid" || return 1
   /usr/sbin/libvirtd -d || return 1
-  for _ in $(seq 600); do $VIRSH version >/dev/null 2>&1 && break; sleep 0.1; done
+  wait_for 300 "libvirtd to answer" $VIRSH version
   $VIRSH domstate $G | grep -q running
 }
 qemu_label() { tr -d '\0' </proc/"$(cat /run/libvirt/qemu/$G.pid 2>/dev/null || echo 0)"/attr/current 2>&1; }
@@ -252,7 +248,7 @@ day2
 check_not "no deny rule in $P.files" grep -q deny $F.files
 echo "  --   $P.files:"; grep '^# extra' $F.files | sed 's/^/       /'
 if out=$($VIRSH destroy $G 2>&1); then ok "virsh destroy"; else fail "virsh destroy: $out"; fi
-for _ in $(seq 50); do grep -q "\[$G $U\] release/end" $VAH_LOG && break; sleep 0.2; done
+wait_for 120 "the release line of $G in $VAH_LOG" grep -q "\[$G $U\] release/end" $VAH_LOG
 check_not "$P unloaded after destroy" grep -q "^$P " "$PROFILES"
 check_not "$P.files removed (-D)" test -e $F.files
 check "helper log line for -D" grep -q "\[$P\] helper -D -u $P" $VAH_LOG
@@ -281,7 +277,7 @@ if [ "${VAH_BENCH:-0}" = 1 ]; then
   echo "  --   start latency, helper mode (ms): $(bench)"
   echo "  --   log lines for $GB (3 starts, helper mode): $(grep -cF "[$GB $UB]" $VAH_LOG); loads: $(grep -F "$UB" $VAH_LOG | grep -c ', loaded')"
 fi
-kill "$(pidof libvirtd)"; sleep 2
+kill "$(pidof libvirtd)"; wait_for 120 "libvirtd to exit" bash -c "! pidof libvirtd"
 fi
 
 # ================================================================================================

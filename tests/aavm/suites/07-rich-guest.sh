@@ -17,6 +17,10 @@ D=/srv/vah/rich
 WAIT=${VAH_RICH_WAIT:-15}   # seconds the firmware runs (TCG): TPM, rng, NVRAM, serial all in use
 
 vah_clean_state
+# A TPM that has never been set up, as on a fresh host: swtpm_setup runs, and swtpm's first start
+# reads what a new TPM needs (OpenSSL's configuration) -- state the host's root may hold from an
+# earlier run would hide that.
+rm -rf /var/lib/libvirt/swtpm /var/log/swtpm/libvirt
 echo "  --   $(. /etc/os-release; echo "$PRETTY_NAME"): $(dpkg-query -W -f '${Package} ${Version}; ' libvirt-daemon-system qemu-system-x86 apparmor swtpm ovmf 2>/dev/null)kernel $(uname -r)"
 # The distribution's own profiles, as an AppArmor-enabled boot loads them.
 for p in usr.sbin.libvirtd usr.lib.libvirt.virt-aa-helper usr.bin.swtpm; do
@@ -93,7 +97,7 @@ run_mode() {   # run_mode libvirt|standalone
   check "$mode: QEMU created the serial log ($(stat -c %s $D/serial.log 2>/dev/null) bytes of firmware output)" test -e $D/serial.log
   check "$mode: QEMU still runs after $WAIT s" kill -0 "${pid:-0}"
   if out=$($VIRSH destroy $G 2>&1); then ok "$mode: virsh destroy"; else fail "$mode: virsh destroy: $out"; fi
-  for _ in $(seq 50); do grep -q "\[$G $U\] release/end" $VAH_LOG && break; sleep 0.2; done
+  wait_for 120 "the release line of $G in $VAH_LOG" grep -q "\[$G $U\] release/end" $VAH_LOG
   sleep 0.5
   lines=$(audit_lines)
   if [ -z "$lines" ]; then ok "$mode: 0 apparmor=\"ALLOWED\"/\"DENIED\" lines (complain-mode ground truth)"
@@ -113,7 +117,7 @@ run_mode() {   # run_mode libvirt|standalone
 }
 stop_libvirtd() {
   local p; p=$(pidof libvirtd) && kill $p
-  for _ in $(seq 300); do pidof libvirtd >/dev/null || break; sleep 0.1; done
+  wait_for 120 "libvirtd to exit" bash -c "! pidof libvirtd"
   rm -f /var/lib/virt-aa-hook/caps.json /run/libvirtd.pid
 }
 

@@ -132,7 +132,7 @@ expect_eq "$PC reloaded in enforce mode (running guest)" enforce "$(loaded_mode 
 pc=$(cat /run/libvirt/qemu/$GC.pid 2>/dev/null)
 expect_eq "C's QEMU now runs as $PC (enforce)" "$PC (enforce)" "$(tr -d '\0' </proc/${pc:-0}/attr/current 2>&1)"
 $VIRSH destroy $GC >/dev/null 2>&1
-for _ in $(seq 50); do grep -q "\[$GC $UC\] release/end" $VAH_LOG && break; sleep 0.2; done
+wait_for 120 "the release line of $GC in $VAH_LOG" grep -q "\[$GC $UC\] release/end" $VAH_LOG
 before=$(denials $PC | wc -l)
 t0=$SECONDS
 if out=$($VIRSH start $GC 2>&1); then ok "virsh start $GC in enforce mode ($((SECONDS - t0)) s)"; else fail "virsh start $GC: $out"; fi

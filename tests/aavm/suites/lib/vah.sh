@@ -13,6 +13,14 @@ vah_clean_state() {
   # layer fails with ENOENT at copy-up. The same for our installed files: install.sh writes new
   # copies into the overlay.
   local d
+  # The product installed on the host (the README's install command, run first) is installed in
+  # the VM too: purge it through dpkg, so that dpkg's state matches the files (deleting its
+  # conffiles behind dpkg's back makes the next `dpkg -i` of that version leave them missing)
+  # and its diversion of libvirt's helper is undone.
+  if dpkg-query -W -f '${Status}' virt-aa-hook 2>/dev/null | grep -q ' installed$'; then
+    DEBIAN_FRONTEND=noninteractive dpkg --purge virt-aa-hook >/tmp/vah-purge.log 2>&1 ||
+      { echo "  (dpkg --purge virt-aa-hook of the host's install failed:)"; sed 's/^/    /' /tmp/vah-purge.log; }
+  fi
   mkdir -p /tmp/vah-templates && cp -a /etc/apparmor.d/libvirt/TEMPLATE.* /tmp/vah-templates/ 2>/dev/null
   for d in /etc/apparmor.d/libvirt /etc/apparmor.d/local/libvirt /etc/libvirt/hooks \
     /var/lib/virt-aa-hook /etc/libvirt/qemu /var/log/libvirt; do
@@ -55,13 +63,7 @@ stdio_handler = "file"
 CONF
   mkdir -p /run/libvirt /var/lib/libvirt/images
   /usr/sbin/libvirtd -d || return 1
-  local i
-  for ((i = 0; i < 600; i++)); do
-    $VIRSH version >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "libvirtd did not answer within 60 s" >&2
-  return 1
+  wait_for 300 "libvirtd to answer '$VIRSH version'" $VIRSH version
 }
 
 # vah_guest_xml NAME UUID DEVICES-XML [METADATA-XML] [EMULATOR]: a small TCG guest.
