@@ -147,6 +147,11 @@ const CONSTANT: &[&str] = &[
     "/usr/lib/@{multiarch}/dri/*.so*",
     "/usr/lib/fglrx/dri/*.so*",
     "/etc/drirc",
+    // swtpm's OpenSSL configuration (TPM emulator, read-only)
+    "/etc/ssl/openssl.cnf",
+    "/usr/lib/ssl/openssl.cnf",
+    "/usr/share/ssl/openssl.cnf",
+    "/proc/sys/crypto/fips_enabled",
     "/usr/share/drirc.d/{,*.conf}",
     "/etc/glvnd/egl_vendor.d/{,*}",
     "/usr/share/glvnd/egl_vendor.d/{,*}",
