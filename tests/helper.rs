@@ -42,17 +42,29 @@ fn create_relabel_delete() {
     let ov = overlay.to_string_lossy().into_owned();
     let (code, err) = r.helper(&["-r", "-u", &prof, "-F", &ov], xml.as_bytes());
     assert_eq!(code, 0, "{err}");
-    let sub = format!("{}/{{,**}}", r.path("run/dom").display());
+    let libdir = r.path("var/lib/libvirt/qemu/domain-3-hp");
+    std::fs::create_dir_all(&libdir).unwrap();
+    let sub = format!("{}/{{,**}}", libdir.display());
     let (code, err) = r.helper(&["-r", "-u", &prof, "-F", &sub], xml.as_bytes());
+    assert_eq!(code, 0, "{err}");
+    // The same form for a directory libvirt does not label as a subtree (a definer's
+    // `<serial type='file'>` path, literally `…/{,**}`): one escaped literal file.
+    let srv = r.path("srv/h");
+    std::fs::create_dir_all(&srv).unwrap();
+    let lit = format!("{}/{{,**}}", srv.display());
+    let (code, err) = r.helper(&["-r", "-u", &prof, "-F", &lit], xml.as_bytes());
     assert_eq!(code, 0, "{err}");
     // A full regeneration (libvirt's Restore*Label) keeps both.
     let (code, err) = r.helper(&["-r", "-u", &prof], xml.as_bytes());
     assert_eq!(code, 0, "{err}");
     let f = r.read(&files).unwrap();
     assert!(f.contains(&format!("\"{ov}\" rwk,")), "{f}");
-    assert!(f.contains("/run/dom/**\" rwk,"), "{f}");
+    assert!(f.contains("/domain-3-hp/**\" rwk,"), "{f}");
+    assert!(f.contains("/srv/h/\\{\\,\\*\\*\\}\" rwk,"), "{f}");
+    assert!(!f.contains("/srv/h/**"), "{f}");
     assert!(!f.contains("deny"), "{f}");
-    assert_eq!(f.matches("# extra: ").count(), 2, "{f}");
+    assert_eq!(f.matches("# extra: ").count(), 3, "{f}");
+    compile_file(&r.path(&main), Some(&r.path("etc/apparmor.d"))).unwrap();
 
     // A host system path is refused: exit 1, one error line, nothing changed.
     let (code, err) = r.helper(&["-r", "-u", &prof, "-F", "/etc/shadow"], xml.as_bytes());
