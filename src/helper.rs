@@ -57,7 +57,8 @@
 //!   persist across a full regeneration (`Restore*Label`, which libvirt's helper answers by
 //!   rewriting `.files` from the XML): that drops libvirt's own state-directory and hugepage
 //!   grants (`SetPathLabel`) while the guest still uses them. The cost: a detached disk stays
-//!   granted to its guest until the guest stops.
+//!   granted to its guest until the guest stops. `-c` (a start) begins a new list: a `.files`
+//!   left by a run that stopped without `-D` is not inherited.
 //! - `-D`/`-R`: unload; `-D` also removes `.files` and our main file (never a file we did not
 //!   write). `-a`: load. `-d`: print what would be written to stderr, write nothing.
 //! - Guests the hook skips (opted out, `<seclabel type='none'>`, other labels) and profiles that
@@ -522,8 +523,8 @@ impl Helper {
                 profile,
                 file,
                 dry_run,
-                ..
-            } => self.generate(args, profile, file.as_ref(), *dry_run, &xml),
+                create,
+            } => self.generate(args, profile, file.as_ref(), *dry_run, *create, &xml),
             Plan::Load { profile } => self.load(profile),
             Plan::Unload { profile, delete } => self.unload(args, profile, *delete),
         };
@@ -570,13 +571,16 @@ impl Helper {
         self.hook.profiles().parser().map_err(|e| e.to_string())
     }
 
-    /// `-c`/`-r` [`-F FILE`].
+    /// `-c`/`-r` [`-F FILE`]. `create` (`-c`) starts from no extra files: libvirt sends it
+    /// when the main profile does not exist, i.e. at a start, so a `.files` still there is
+    /// left from a run that did not stop cleanly (no `-D`) and names nothing this run labelled.
     fn generate(
         &self,
         args: &[String],
         profile: &str,
         file: Option<&ExtraFile>,
         dry_run: bool,
+        create: bool,
         xml: &[u8],
     ) -> Result<Done, (String, String)> {
         let anon = format!("[{profile}]");
@@ -597,7 +601,11 @@ impl Helper {
         let files_path = cfg.files_path(profile);
         let old_main = read_text(&main_path).map_err(e)?;
         let old_files = read_text(&files_path).map_err(e)?;
-        let mut extras = parse_extras(old_files.as_deref().unwrap_or(""));
+        let mut extras = if create {
+            Vec::new()
+        } else {
+            parse_extras(old_files.as_deref().unwrap_or(""))
+        };
         if let Some(f) = file {
             if !extras.contains(&f.path) {
                 if extras.len() >= MAX_EXTRAS {

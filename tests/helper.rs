@@ -114,3 +114,36 @@ fn foreign_profile_is_handed_to_the_distribution_helper() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(r.read("args").unwrap().trim(), format!("-D -u {prof}"));
 }
+
+#[test]
+fn create_starts_from_an_empty_files_list() {
+    let r = TempRoot::new("");
+    let img = r.path("images/hp.img");
+    std::fs::create_dir_all(img.parent().unwrap()).unwrap();
+    std::fs::write(&img, b"").unwrap();
+    let xml = guest(&img);
+    let prof = format!("libvirt-{UUID}");
+    let main = format!("etc/apparmor.d/libvirt/{prof}");
+    let files = format!("{main}.files");
+    let (code, err) = r.helper(&["-c", "-u", &prof], xml.as_bytes());
+    assert_eq!(code, 0, "{err}");
+    let old = r.path("images/old-run.qcow2");
+    std::fs::write(&old, b"").unwrap();
+    let old = old.to_string_lossy().into_owned();
+    let (code, err) = r.helper(&["-r", "-u", &prof, "-F", &old], xml.as_bytes());
+    assert_eq!(code, 0, "{err}");
+    assert!(r.read(&files).unwrap().contains(&old));
+    // An unclean stop: no -D, the main file goes (libvirt's -c test is "main file missing").
+    std::fs::remove_file(r.path(&main)).unwrap();
+    let (code, err) = r.helper(&["-c", "-u", &prof], xml.as_bytes());
+    assert_eq!(code, 0, "{err}");
+    let f = r.read(&files).unwrap();
+    assert!(!f.contains(&old), "{f}");
+    assert_eq!(f.matches("# extra: ").count(), 0, "{f}");
+    // -r keeps what this run named.
+    let (code, err) = r.helper(&["-r", "-u", &prof, "-F", &old], xml.as_bytes());
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = r.helper(&["-r", "-u", &prof], xml.as_bytes());
+    assert_eq!(code, 0, "{err}");
+    assert!(r.read(&files).unwrap().contains(&old));
+}
