@@ -890,7 +890,7 @@ pub fn main(args: &[String]) -> i32 {
     let h = Helper::new(cfg);
     let out = h.run(args, &mut std::io::stdin().lock());
     for e in &out.stderr {
-        eprintln!("virt-aa-helper: error: {e}");
+        eprintln!("virt-aa-helper: error: {}", crate::log::one_line(e));
     }
     out.code
 }

@@ -318,7 +318,7 @@ impl Hook {
         crate::journal::send(
             &socket,
             &[
-                ("MESSAGE", msg),
+                ("MESSAGE", &crate::log::one_line(msg)),
                 ("PRIORITY", crate::journal::priority(level)),
                 ("SYSLOG_IDENTIFIER", crate::journal::IDENTIFIER),
                 ("VAH_GUEST_NAME", &name),
@@ -479,7 +479,7 @@ pub fn main(args: &[String]) -> i32 {
     let hook = Hook::new(cfg);
     let out = hook.run(args, &mut std::io::stdin().lock());
     if let Some(e) = &out.stderr {
-        eprintln!("{e}");
+        eprintln!("{}", crate::log::one_line(e));
     }
     out.code
 }

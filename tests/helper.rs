@@ -147,3 +147,17 @@ fn create_starts_from_an_empty_files_list() {
     assert_eq!(code, 0, "{err}");
     assert!(r.read(&files).unwrap().contains(&old));
 }
+
+#[test]
+fn a_failing_call_logs_its_arguments_on_one_escaped_line() {
+    let r = TempRoot::new("");
+    let forged = "libvirt-x\n2026-01-01T00:00:00.000Z INFO  forged\x1b[2J";
+    let (code, err) = r.helper(&["-r", "-u", forged, "-F", "/a\rb"], b"");
+    assert_eq!(code, 1);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let log = r.log();
+    assert_eq!(log.lines().count(), 1, "{log}");
+    assert!(!log.contains('\x1b') && !log.contains('\r'), "{log:?}");
+    assert!(log.contains("libvirt-x\\n2026"), "{log}");
+    assert!(log.contains("\\u{1b}[2J"), "{log}");
+}
