@@ -1136,6 +1136,132 @@ mod tests {
         assert!(root.contains("\"/\\{\\,\\*\\*\\}\" rwk,"), "{root}");
     }
 
+    /// Property over generated `-F`/`-f` strings (glob characters, `{,**}` tails, quotes,
+    /// newlines, `..`, symlinks, libvirt's own directories): the argument vector either is
+    /// refused, or every rule in the rendered `.files` is the one escaped literal of the
+    /// resolved path, or the subtree (`<dir>/`, `<dir>/**`) of a directory on the allowed list;
+    /// and every line is a comment or a rule (nothing the string could inject).
+    #[test]
+    fn generated_argument_vectors_give_literals_or_allowed_subtrees() {
+        let (d, cfg, dom, libdir) = subtree_guest();
+        let st = Subtrees::for_guest(&cfg, &dom);
+        let chan = cfg.rooted(Path::new("/run/libvirt/qemu/channel/3-hp"));
+        std::fs::create_dir_all(&chan).unwrap();
+        std::fs::create_dir_all(d.path().join("srv/h")).unwrap();
+        std::os::unix::fs::symlink(&libdir, d.path().join("link")).unwrap();
+        let allowed: Vec<String> = [&libdir, &chan]
+            .iter()
+            .map(|p| paths::resolve(p.to_str().unwrap()).unwrap())
+            .map(|p| paths::escape_path(&p))
+            .collect();
+        let root = d.path().to_str().unwrap().to_string();
+        let lib = libdir.to_str().unwrap().to_string();
+        let heads = [
+            root.clone(),
+            lib.clone(),
+            chan.to_str().unwrap().to_string(),
+            format!("{root}/srv/h"),
+            format!("{root}/link"),
+            "/srv/h".into(),
+            "/sys/devices/pci0000:00".into(),
+            "/proc/self".into(),
+            "/var/lib/libvirt/qemu/domain-3-hp".into(),
+            "/".into(),
+            String::new(),
+        ];
+        let pieces = [
+            "/",
+            "/{,**}",
+            "{,**}",
+            "/**",
+            "*",
+            "?",
+            "[a-z]",
+            "{a,b}",
+            ",",
+            "\"",
+            "'",
+            "\n",
+            "\r",
+            "..",
+            "/..",
+            "/.",
+            "//",
+            "@{HOME}",
+            "#x",
+            "\\",
+            "^",
+            " ",
+            "x",
+            "domain-3-hp",
+            "\u{1b}",
+            "\t",
+            "é",
+            "rwk,",
+            "\" rwk,\n  /etc/** rw,",
+        ];
+        // xorshift64*: deterministic, no dependency.
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: usize| {
+            seed ^= seed >> 12;
+            seed ^= seed << 25;
+            seed ^= seed >> 27;
+            (seed.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
+        };
+        let (mut literal, mut tree, mut refused) = (0, 0, 0);
+        for i in 0..3000 {
+            let mut raw = heads[next(heads.len())].clone();
+            for _ in 0..next(5) {
+                raw.push_str(pieces[next(pieces.len())]);
+            }
+            if i % 4 == 0 {
+                raw.push_str("/{,**}");
+            }
+            let flag = if i % 2 == 0 { "-F" } else { "-f" };
+            let argv: Vec<String> = ["-r", "-u", P, flag, &raw]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            let Ok(Plan::Generate { file: Some(f), .. }) = plan(&argv) else {
+                refused += 1;
+                continue;
+            };
+            assert_eq!(f.path, raw);
+            let Ok((text, _)) = render_extras(&[raw.clone()], Some(&raw), None, &st) else {
+                refused += 1;
+                continue;
+            };
+            let lit = paths::escape_path(&paths::resolve(&raw).unwrap());
+            for line in text.lines() {
+                if line.starts_with('#') {
+                    continue;
+                }
+                let rule = line
+                    .strip_prefix("  \"")
+                    .and_then(|l| l.rsplit_once("\" "))
+                    .unwrap_or_else(|| panic!("{raw:?}: not a rule: {line:?}\n{text}"));
+                let pattern = rule.0;
+                if pattern == lit {
+                    literal += 1;
+                    continue;
+                }
+                let subtree = allowed
+                    .iter()
+                    .any(|a| pattern == format!("{a}/") || pattern == format!("{a}/**"));
+                assert!(
+                    subtree,
+                    "{raw:?}: {pattern:?} is neither {lit:?} nor allowed\n{text}"
+                );
+                tree += 1;
+            }
+        }
+        // The generator reaches every outcome.
+        assert!(
+            literal > 500 && tree > 20 && refused > 100,
+            "{literal} {tree} {refused}"
+        );
+    }
+
     #[test]
     fn installed_only_when_the_helper_path_links_to_us() {
         let d = tempfile::tempdir().unwrap();
