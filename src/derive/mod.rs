@@ -85,7 +85,8 @@ pub fn hugetlbfs_mounts(root: &std::path::Path) -> Vec<String> {
 /// The directories libvirt itself creates for one guest and labels **as a subtree**
 /// (`qemuSecurityDomainSetPathLabel(…, allowSubtree = true)`, which libvirt's AppArmor driver
 /// (`security_apparmor.c:AppArmorSetPathLabel`) turns into `virt-aa-helper -F <dir>/{,**}`).
-/// Read from libvirt 9.0 – 12.x (unchanged in this respect):
+/// Read from libvirt's source (the `qemuSecurityDomainSetPathLabel(…, true)` call sites; the
+/// 11.x/12.x trees were searched by call, not diffed line by line against 9.0):
 /// - `qemu_process.c:qemuProcessPrepareHost` → `qemuProcessMakeDir` for `priv->libDir`
 ///   ([`LIB_DIR_PREFIX`]) and `priv->channelTargetDir` ([`CHANNEL_DIR_OLD`] before 9.7,
 ///   [`CHANNEL_DIR_NEW`] from 9.7);
