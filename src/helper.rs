@@ -19,7 +19,9 @@
 //!   then the path), `SetMemoryLabel`, `SetInputLabel`, `SetNetdevLabel` (vhost-user socket),
 //!   hostdev files (`/dev/vfio/N`, USB nodes, PCI sysfs files), `SetFDLabel` (the resolved
 //!   `/proc/self/fd/N`) and `SetAllLabel` (the restore/incoming file). `AppArmorSetPathLabel`
-//!   passes `<dir>/{,**}` when a whole subtree is meant (per-domain directories, hugepages).
+//!   passes `<dir>/{,**}` when a whole subtree is meant (per-domain directories, hugepages);
+//!   the same string can come from a definer's path, so we believe it only for libvirt's own
+//!   directories ([`Subtrees`]).
 //!   Every `Restore*Label` calls `-r` without a file (full regeneration).
 //! - `remove_profile`: `virt-aa-helper -D -u libvirt-<uuid>` (no stdin) from
 //!   `AppArmorRestoreSecurityAllLabel` at stop (dynamic labels only). Older libvirt used `-R`.
@@ -55,7 +57,8 @@
 //!   persist across a full regeneration (`Restore*Label`, which libvirt's helper answers by
 //!   rewriting `.files` from the XML): that drops libvirt's own state-directory and hugepage
 //!   grants (`SetPathLabel`) while the guest still uses them. The cost: a detached disk stays
-//!   granted to its guest until the guest stops.
+//!   granted to its guest until the guest stops. `-c` (a start) begins a new list: a `.files`
+//!   left by a run that stopped without `-D` is not inherited.
 //! - `-D`/`-R`: unload; `-D` also removes `.files` and our main file (never a file we did not
 //!   write). `-a`: load. `-d`: print what would be written to stderr, write nothing.
 //! - Guests the hook skips (opted out, `<seclabel type='none'>`, other labels) and profiles that
@@ -265,7 +268,7 @@ pub fn parse_args(args: &[String]) -> Result<Option<Args>, ArgError> {
         return Err(ArgError::BadUuid(profile));
     }
     if let Some(f) = &file {
-        if paths::validate(extra_base(&f.path).0).is_err() {
+        if paths::validate(&f.path).is_err() {
             return Err(ArgError::BadFile(f.path.clone()));
         }
     }
@@ -310,12 +313,58 @@ pub fn plan(args: &[String]) -> Result<Plan, ArgError> {
     })
 }
 
-/// Split `-F <dir>/{,**}` (libvirt's `SetPathLabel` with a subtree) into the directory and the
-/// scope; any other string is one file.
-pub fn extra_base(raw: &str) -> (&str, Scope) {
-    match raw.strip_suffix(SUBTREE_SUFFIX) {
-        Some(dir) if !dir.is_empty() => (dir, Scope::Tree),
-        _ => (raw, Scope::File),
+/// The directories whose `-F <dir>/{,**}` is libvirt's subtree form for one guest.
+///
+/// The string libvirt passes is the domain definer's as much as libvirt's: a `<serial
+/// type='file'>` whose path is literally `/srv/h/{,**}` reaches us as the same `-F` string as a
+/// real subtree label. So the suffix alone proves nothing; the subtree form is accepted only
+/// for a directory libvirt itself labels with a subtree for this guest
+/// ([`crate::derive::libvirt_subtree_dirs`], which lists libvirt's callers), spelled exactly as
+/// libvirt spells it, that exists as a real directory (`lstat`: not a symlink a definer could
+/// point elsewhere), and that is not under `/sys` or `/proc` (the tree policy refuses those
+/// too). Every other string is one literal file, escaped like every path we write.
+#[derive(Clone, Debug, Default)]
+pub struct Subtrees {
+    /// Host paths, rooted in the configured prefix.
+    dirs: Vec<PathBuf>,
+}
+
+impl Subtrees {
+    /// No subtree accepted: every string is a literal file.
+    pub fn none() -> Subtrees {
+        Subtrees::default()
+    }
+
+    /// libvirt's subtree directories for `dom` on the host at `cfg.root`.
+    pub fn for_guest(cfg: &Config, dom: &Domain) -> Subtrees {
+        let dirs = crate::derive::libvirt_subtree_dirs(dom, &cfg.root)
+            .iter()
+            .map(|d| cfg.rooted(Path::new(d)))
+            .collect();
+        Subtrees { dirs }
+    }
+
+    /// The path and scope one `-F` string names: `(<dir>, Tree)` for libvirt's subtree form of
+    /// an allowed directory, else `(raw, File)`, the whole string as one literal file.
+    pub fn split<'a>(&self, raw: &'a str) -> (&'a str, Scope) {
+        if let Some(dir) = raw.strip_suffix(SUBTREE_SUFFIX) {
+            if self.allows(dir) {
+                return (dir, Scope::Tree);
+            }
+        }
+        (raw, Scope::File)
+    }
+
+    /// `dir` is on the list (exact spelling), a real directory, and not in `/sys` or `/proc`
+    /// once resolved.
+    fn allows(&self, dir: &str) -> bool {
+        if !self.dirs.iter().any(|d| d.as_os_str() == dir) {
+            return false;
+        }
+        let real_dir = std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir());
+        real_dir
+            && paths::resolve(dir)
+                .is_ok_and(|r| !paths::is_under(&r, "/sys") && !paths::is_under(&r, "/proc"))
     }
 }
 
@@ -324,10 +373,13 @@ pub fn extra_base(raw: &str) -> (&str, Scope) {
 /// whose refusal fails the call. A file the main profile's rules (`main`) already grant `rwk`
 /// is listed as covered, without a rule: the policy does not change, so nothing is recompiled
 /// (at every start libvirt names the per-domain directories our profile already grants).
+/// Only the directories in `subtrees` are granted as a subtree; every other string is one
+/// literal file.
 pub fn render_extras(
     extras: &[String],
     must_grant: Option<&str>,
     main: Option<&RuleSet>,
+    subtrees: &Subtrees,
 ) -> Result<(String, Vec<String>), String> {
     let mut out = String::from(FILES_MARKER);
     out.push_str(" (-F), kept until the guest stops.\n");
@@ -335,7 +387,7 @@ pub fn render_extras(
     let mut warnings = Vec::new();
     let mut resolver = paths::Resolver::new();
     for raw in extras {
-        let (base, scope) = extra_base(raw);
+        let (base, scope) = subtrees.split(raw);
         let mut rs = RuleSet::new();
         match rs.grant(
             &mut resolver,
@@ -471,8 +523,8 @@ impl Helper {
                 profile,
                 file,
                 dry_run,
-                ..
-            } => self.generate(args, profile, file.as_ref(), *dry_run, &xml),
+                create,
+            } => self.generate(args, profile, file.as_ref(), *dry_run, *create, &xml),
             Plan::Load { profile } => self.load(profile),
             Plan::Unload { profile, delete } => self.unload(args, profile, *delete),
         };
@@ -519,13 +571,16 @@ impl Helper {
         self.hook.profiles().parser().map_err(|e| e.to_string())
     }
 
-    /// `-c`/`-r` [`-F FILE`].
+    /// `-c`/`-r` [`-F FILE`]. `create` (`-c`) starts from no extra files: libvirt sends it
+    /// when the main profile does not exist, i.e. at a start, so a `.files` still there is
+    /// left from a run that did not stop cleanly (no `-D`) and names nothing this run labelled.
     fn generate(
         &self,
         args: &[String],
         profile: &str,
         file: Option<&ExtraFile>,
         dry_run: bool,
+        create: bool,
         xml: &[u8],
     ) -> Result<Done, (String, String)> {
         let anon = format!("[{profile}]");
@@ -546,7 +601,11 @@ impl Helper {
         let files_path = cfg.files_path(profile);
         let old_main = read_text(&main_path).map_err(e)?;
         let old_files = read_text(&files_path).map_err(e)?;
-        let mut extras = parse_extras(old_files.as_deref().unwrap_or(""));
+        let mut extras = if create {
+            Vec::new()
+        } else {
+            parse_extras(old_files.as_deref().unwrap_or(""))
+        };
         if let Some(f) = file {
             if !extras.contains(&f.path) {
                 if extras.len() >= MAX_EXTRAS {
@@ -569,6 +628,7 @@ impl Helper {
             &extras,
             file.map(|f| f.path.as_str()),
             Some(&g.derived.rules),
+            &Subtrees::for_guest(cfg, &dom),
         )
         .map_err(e)?;
         warnings.extend(w);
@@ -830,7 +890,7 @@ pub fn main(args: &[String]) -> i32 {
     let h = Helper::new(cfg);
     let out = h.run(args, &mut std::io::stdin().lock());
     for e in &out.stderr {
-        eprintln!("virt-aa-helper: error: {e}");
+        eprintln!("virt-aa-helper: error: {}", crate::log::one_line(e));
     }
     out.code
 }
@@ -929,28 +989,128 @@ mod tests {
         }
     }
 
+    /// A guest with id 3 named `hp`, and a root whose per-domain directory exists.
+    fn subtree_guest() -> (tempfile::TempDir, Config, Domain, PathBuf) {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = Config {
+            root: d.path().to_path_buf(),
+            ..Config::default()
+        };
+        let xml = "<domain type='kvm' id='3'><name>hp</name>\
+                   <uuid>66666666-6666-4666-8666-666666666666</uuid></domain>";
+        let dom = Domain::parse(xml.as_bytes()).unwrap();
+        let libdir = cfg.rooted(Path::new("/var/lib/libvirt/qemu/domain-3-hp"));
+        std::fs::create_dir_all(&libdir).unwrap();
+        (d, cfg, dom, libdir)
+    }
+
     #[test]
-    fn subtree_and_file_extras() {
-        assert_eq!(extra_base("/run/x/{,**}"), ("/run/x", Scope::Tree));
-        assert_eq!(extra_base("/a/b.qcow2"), ("/a/b.qcow2", Scope::File));
-        assert_eq!(extra_base("/{,**}").1, Scope::File);
+    fn subtree_only_for_libvirts_own_real_directories() {
+        let (d, cfg, dom, libdir) = subtree_guest();
+        let st = Subtrees::for_guest(&cfg, &dom);
+        let lib = libdir.to_str().unwrap();
+        assert_eq!(st.split(&format!("{lib}/{{,**}}")), (lib, Scope::Tree));
+        assert_eq!(st.split("/a/b.qcow2"), ("/a/b.qcow2", Scope::File));
+        // Any other directory, existing or not, stays one literal string.
+        let other = d.path().join("srv/h");
+        std::fs::create_dir_all(&other).unwrap();
+        for raw in [
+            format!("{}/{{,**}}", other.display()),
+            "/{,**}".to_string(),
+            "/srv/h/{,**}".to_string(),
+            // Not libvirt's spelling of the directory.
+            format!("{lib}//{{,**}}"),
+            format!("{lib}/./{{,**}}"),
+            format!("{lib}/../domain-3-hp/{{,**}}"),
+            // Another guest's directory.
+            format!("{}/{{,**}}", lib.replace("3-hp", "4-db")),
+        ] {
+            assert_eq!(st.split(&raw), (raw.as_str(), Scope::File), "{raw}");
+        }
+        assert_eq!(
+            Subtrees::none().split(&format!("{lib}/{{,**}}")).1,
+            Scope::File
+        );
+        // A symlink in place of the directory: literal.
+        let ram = cfg.rooted(Path::new("/var/lib/libvirt/qemu/ram/3-hp"));
+        std::fs::create_dir_all(ram.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(&other, &ram).unwrap();
+        let raw = format!("{}/{{,**}}", ram.display());
+        assert_eq!(st.split(&raw).1, Scope::File);
+        // Missing: literal.
+        let chan = cfg.rooted(Path::new("/run/libvirt/qemu/channel/3-hp"));
+        assert_eq!(
+            st.split(&format!("{}/{{,**}}", chan.display())).1,
+            Scope::File
+        );
+        std::fs::create_dir_all(&chan).unwrap();
+        assert_eq!(
+            st.split(&format!("{}/{{,**}}", chan.display())).1,
+            Scope::Tree
+        );
+        // A stopped guest (no id) has no per-domain directories.
+        let mut stopped = dom.clone();
+        stopped.id = None;
+        let raw = format!("{lib}/{{,**}}");
+        assert_eq!(
+            Subtrees::for_guest(&cfg, &stopped).split(&raw).1,
+            Scope::File
+        );
+    }
+
+    #[test]
+    fn hugepage_directories_come_from_the_hosts_mounts() {
+        let (_d, cfg, dom, _) = subtree_guest();
+        let hp = cfg.rooted(Path::new("/dev/hugepages1G/libvirt/qemu/3-hp"));
+        std::fs::create_dir_all(&hp).unwrap();
+        let raw = format!("{}/{{,**}}", hp.display());
+        assert_eq!(Subtrees::for_guest(&cfg, &dom).split(&raw).1, Scope::File);
+        let mounts = cfg.rooted(Path::new("/proc/mounts"));
+        std::fs::create_dir_all(mounts.parent().unwrap()).unwrap();
+        std::fs::write(
+            &mounts,
+            "none /dev/hugepages1G hugetlbfs rw,pagesize=1G 0 0\n",
+        )
+        .unwrap();
+        assert_eq!(Subtrees::for_guest(&cfg, &dom).split(&raw).1, Scope::Tree);
+    }
+
+    #[test]
+    fn a_subtree_string_of_a_definer_is_one_escaped_file() {
+        // The issue's case: `<serial type='file'><source path='/srv/h/{,**}'/>`.
+        let (text, _) = render_extras(
+            &["/srv/h/{,**}".to_string()],
+            Some("/srv/h/{,**}"),
+            None,
+            &Subtrees::none(),
+        )
+        .unwrap();
+        assert!(text.contains("\"/srv/h/\\{\\,\\*\\*\\}\" rwk,"), "{text}");
+        assert!(!text.contains("/srv/h/**"), "{text}");
+        // libvirt's PCI sysfs exemption is for files: no subtree of it, ever.
+        let (_d, cfg, dom, _) = subtree_guest();
+        let st = Subtrees::for_guest(&cfg, &dom);
+        let raw = "/sys/devices/pci0000:00/{,**}";
+        assert_eq!(st.split(raw).1, Scope::File);
+        let (text, _) = render_extras(&[raw.to_string()], Some(raw), None, &st).unwrap();
+        assert!(!text.contains("/**\" "), "{text}");
     }
 
     #[test]
     fn extras_render_without_deny_and_round_trip() {
-        let d = tempfile::tempdir().unwrap();
+        let (d, cfg, dom, libdir) = subtree_guest();
         let img = d.path().join("we*ird,name.qcow2");
         std::fs::write(&img, b"x").unwrap();
-        let sub = d.path().join("sub");
         let extras = vec![
             img.to_string_lossy().into_owned(),
-            format!("{}/{{,**}}", sub.display()),
+            format!("{}/{{,**}}", libdir.display()),
         ];
-        let (text, warnings) = render_extras(&extras, None, None).unwrap();
+        let st = Subtrees::for_guest(&cfg, &dom);
+        let (text, warnings) = render_extras(&extras, None, None, &st).unwrap();
         assert!(warnings.is_empty(), "{warnings:?}");
         assert!(!text.contains("deny"), "{text}");
         assert!(text.contains("we\\*ird\\,name.qcow2\" rwk,"), "{text}");
-        assert!(text.contains("/sub/**\" rwk,"), "{text}");
+        assert!(text.contains("/domain-3-hp/**\" rwk,"), "{text}");
         assert_eq!(parse_extras(&text), extras);
         // libvirt's own .files contributes nothing.
         assert!(
@@ -961,18 +1121,145 @@ mod tests {
 
     #[test]
     fn host_paths_are_refused_for_the_new_file_and_dropped_for_old_ones() {
+        let none = Subtrees::none();
         let bad = vec![
             "/etc/shadow".to_string(),
             "/var/lib/libvirt/images/a.img".to_string(),
         ];
-        assert!(render_extras(&bad, Some("/etc/shadow"), None).is_err());
-        let (text, warnings) = render_extras(&bad, None, None).unwrap();
+        assert!(render_extras(&bad, Some("/etc/shadow"), None, &none).is_err());
+        let (text, warnings) = render_extras(&bad, None, None, &none).unwrap();
         assert_eq!(warnings.len(), 1);
         assert!(!text.contains("shadow"));
         // "/{,**}" names no directory: it stays one literal (escaped) file, never the root tree.
-        let (root, _) = render_extras(&["/{,**}".to_string()], Some("/{,**}"), None).unwrap();
+        let (root, _) =
+            render_extras(&["/{,**}".to_string()], Some("/{,**}"), None, &none).unwrap();
         assert!(root.contains("\"/\\{\\,\\*\\*\\}\" rwk,"), "{root}");
-        assert!(render_extras(&["/var/{,**}".to_string()], Some("/var/{,**}"), None).is_err());
+    }
+
+    /// Property over generated `-F`/`-f` strings (glob characters, `{,**}` tails, quotes,
+    /// newlines, `..`, symlinks, libvirt's own directories): the argument vector either is
+    /// refused, or every rule in the rendered `.files` is the one escaped literal of the
+    /// resolved path, or the subtree (`<dir>/`, `<dir>/**`) of a directory on the allowed list;
+    /// and every line is a comment or a rule (nothing the string could inject).
+    #[test]
+    fn generated_argument_vectors_give_literals_or_allowed_subtrees() {
+        let (d, cfg, dom, libdir) = subtree_guest();
+        let st = Subtrees::for_guest(&cfg, &dom);
+        let chan = cfg.rooted(Path::new("/run/libvirt/qemu/channel/3-hp"));
+        std::fs::create_dir_all(&chan).unwrap();
+        std::fs::create_dir_all(d.path().join("srv/h")).unwrap();
+        std::os::unix::fs::symlink(&libdir, d.path().join("link")).unwrap();
+        let allowed: Vec<String> = [&libdir, &chan]
+            .iter()
+            .map(|p| paths::resolve(p.to_str().unwrap()).unwrap())
+            .map(|p| paths::escape_path(&p))
+            .collect();
+        let root = d.path().to_str().unwrap().to_string();
+        let lib = libdir.to_str().unwrap().to_string();
+        let heads = [
+            root.clone(),
+            lib.clone(),
+            chan.to_str().unwrap().to_string(),
+            format!("{root}/srv/h"),
+            format!("{root}/link"),
+            "/srv/h".into(),
+            "/sys/devices/pci0000:00".into(),
+            "/proc/self".into(),
+            "/var/lib/libvirt/qemu/domain-3-hp".into(),
+            "/".into(),
+            String::new(),
+        ];
+        let pieces = [
+            "/",
+            "/{,**}",
+            "{,**}",
+            "/**",
+            "*",
+            "?",
+            "[a-z]",
+            "{a,b}",
+            ",",
+            "\"",
+            "'",
+            "\n",
+            "\r",
+            "..",
+            "/..",
+            "/.",
+            "//",
+            "@{HOME}",
+            "#x",
+            "\\",
+            "^",
+            " ",
+            "x",
+            "domain-3-hp",
+            "\u{1b}",
+            "\t",
+            "é",
+            "rwk,",
+            "\" rwk,\n  /etc/** rw,",
+        ];
+        // xorshift64*: deterministic, no dependency.
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: usize| {
+            seed ^= seed >> 12;
+            seed ^= seed << 25;
+            seed ^= seed >> 27;
+            (seed.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
+        };
+        let (mut literal, mut tree, mut refused) = (0, 0, 0);
+        for i in 0..3000 {
+            let mut raw = heads[next(heads.len())].clone();
+            for _ in 0..next(5) {
+                raw.push_str(pieces[next(pieces.len())]);
+            }
+            if i % 4 == 0 {
+                raw.push_str("/{,**}");
+            }
+            let flag = if i % 2 == 0 { "-F" } else { "-f" };
+            let argv: Vec<String> = ["-r", "-u", P, flag, &raw]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            let Ok(Plan::Generate { file: Some(f), .. }) = plan(&argv) else {
+                refused += 1;
+                continue;
+            };
+            assert_eq!(f.path, raw);
+            let Ok((text, _)) = render_extras(&[raw.clone()], Some(&raw), None, &st) else {
+                refused += 1;
+                continue;
+            };
+            let lit = paths::escape_path(&paths::resolve(&raw).unwrap());
+            for line in text.lines() {
+                if line.starts_with('#') {
+                    continue;
+                }
+                let rule = line
+                    .strip_prefix("  \"")
+                    .and_then(|l| l.rsplit_once("\" "))
+                    .unwrap_or_else(|| panic!("{raw:?}: not a rule: {line:?}\n{text}"));
+                let pattern = rule.0;
+                if pattern == lit {
+                    literal += 1;
+                    continue;
+                }
+                let subtree = allowed
+                    .iter()
+                    .any(|a| pattern == format!("{a}/") || pattern == format!("{a}/**"));
+                assert!(
+                    subtree,
+                    "{raw:?}: {pattern:?} is neither {lit:?} nor allowed\n{text}"
+                );
+                tree += 1;
+            }
+        }
+        // The generator reaches every outcome.
+        assert!(
+            literal > 500 && tree > 20 && refused > 100,
+            "{literal} {tree} {refused}"
+        );
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //!
 //! What each event does (see README "How it works"):
 //! - `prepare begin`: generate, compile-check, write; load it ourselves in standalone mode
-//!   (libvirt loads it in libvirt mode). Failure stops the start.
+//!   (libvirt loads it in libvirt mode). Failure stops the start. In helper mode only generate
+//!   (the host policy decides here, where libvirt shows our reason); the helper writes and
+//!   loads right after.
 //! - `migrate begin` (destination of an incoming migration), `restore begin`: generate and
 //!   compile-check, write nothing. Failure stops the migration or restore before libvirt does
 //!   anything else. Nothing is written because libvirt can still abort between this event and
@@ -224,16 +226,22 @@ impl Hook {
         let result = match action {
             // Helper mode: libvirt's AppArmor driver runs our helper (GenSecurityLabel, right
             // after this event) which writes and loads the profile; compiling here too would
-            // double the cost of a start for nothing.
+            // double the cost of a start for nothing. But the definition is generated and
+            // policed here all the same: libvirt shows a failing hook's stderr in `virsh
+            // start`'s error, while a failing helper only shows as "cannot load AppArmor
+            // profile", so a refusal must happen here to reach the admin.
             Action::Install {
                 load_in_libvirt_mode: false,
             }
             | Action::Check
                 if mode == Mode::Libvirt && crate::helper::installed(&self.cfg) =>
             {
-                Ok(Report::text(
-                    "helper mode: libvirt's AppArmor driver has our helper write and load the profile",
-                ))
+                self.validate(&dom, mode).map(|mut r| {
+                    r.text.push_str(
+                        "; helper mode: libvirt's AppArmor driver has our helper write and load it",
+                    );
+                    r
+                })
             }
             Action::Check => self.check(&dom, mode),
             Action::Install {
@@ -318,7 +326,7 @@ impl Hook {
         crate::journal::send(
             &socket,
             &[
-                ("MESSAGE", msg),
+                ("MESSAGE", &crate::log::one_line(msg)),
                 ("PRIORITY", crate::journal::priority(level)),
                 ("SYSLOG_IDENTIFIER", crate::journal::IDENTIFIER),
                 ("VAH_GUEST_NAME", &name),
@@ -393,6 +401,16 @@ impl Hook {
             domain: dom,
             mode,
             load,
+            derive: &opts,
+        })
+    }
+
+    fn validate(&self, dom: &Domain, mode: Mode) -> Result<Report, LifecycleError> {
+        let opts = self.derive_options();
+        self.profiles().validate(&InstallRequest {
+            domain: dom,
+            mode,
+            load: false,
             derive: &opts,
         })
     }
@@ -479,7 +497,7 @@ pub fn main(args: &[String]) -> i32 {
     let hook = Hook::new(cfg);
     let out = hook.run(args, &mut std::io::stdin().lock());
     if let Some(e) = &out.stderr {
-        eprintln!("{e}");
+        eprintln!("{}", crate::log::one_line(e));
     }
     out.code
 }

@@ -246,6 +246,24 @@ impl<'a> Profiles<'a> {
         self.install_text(&name, &g, req.mode, req.load, warnings)
     }
 
+    /// Generate the profile [`Profiles::install`] would write (every path through the host
+    /// policy), and neither compile nor write it: the check for events where someone else
+    /// writes and loads the profile (helper mode: libvirt's driver runs our helper right after
+    /// `prepare`). A refused definition fails here, where libvirt shows our reason in the
+    /// start's error; the helper's failure only reaches the admin as libvirt's generic "cannot
+    /// load AppArmor profile".
+    pub fn validate(&self, req: &InstallRequest<'_>) -> Result<Report, LifecycleError> {
+        let (name, g, warnings) = self.generated(req)?;
+        Ok(Report {
+            text: format!(
+                "checked {name}: {} rules, nothing refused",
+                g.derived.rules.len()
+            ),
+            warnings,
+            wrote: false,
+        })
+    }
+
     /// Generate and compile-check the profile [`Profiles::install`] would write, and write
     /// nothing: for the events after which libvirt may still give up without a `release`
     /// (`migrate`, `restore`; see [`crate::hook`]). The compile runs on a temporary file beside

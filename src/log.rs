@@ -39,16 +39,17 @@ impl Log {
         Log { path }
     }
 
-    /// Append `<timestamp> <LEVEL> <message>`. Newlines in the message are flattened so one
-    /// event stays one line. Returns false (after telling stderr) when the write failed.
+    /// Append `<timestamp> <LEVEL> <message>`. The message goes through [`one_line`], so one
+    /// event stays one line and a hostile string (a guest name, an argument libvirt passed, a
+    /// path) cannot forge a line or send terminal escapes to the admin reading the log.
+    /// Returns false (after telling stderr) when the write failed.
     pub fn line(&self, level: Level, msg: &str) -> bool {
         let mut l = format!(
             "{} {} {}",
             timestamp(SystemTime::now()),
             level.as_str(),
-            msg
+            one_line(msg)
         );
-        l.retain(|c| c != '\n' && c != '\r');
         l.push('\n');
         match append(&self.path, l.as_bytes()) {
             Ok(()) => true,
@@ -61,6 +62,24 @@ impl Log {
             }
         }
     }
+}
+
+/// The one-line escaper: control characters (newline, carriage return, escape, NUL, …) become
+/// their Rust escapes (`\n`, `\u{1b}`), everything else stays as it is. Every string that
+/// reaches the log, libvirt's error output or journald's `MESSAGE` goes through it.
+pub fn one_line(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn append(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -122,9 +141,13 @@ mod tests {
     fn lines_are_single_and_unwritable_log_is_not_fatal() {
         let d = tempfile::tempdir().unwrap();
         let log = Log::new(d.path().join("sub/x.log"));
-        assert!(log.line(Level::Info, "a\nb"));
+        assert!(log.line(Level::Info, "a\nb\r\x1b[2J\0c"));
         let text = std::fs::read_to_string(&log.path).unwrap();
-        assert!(text.ends_with("INFO  ab\n"), "{text}");
+        assert!(
+            text.ends_with("INFO  a\\nb\\r\\u{1b}[2J\\u{0}c\n"),
+            "{text}"
+        );
+        assert_eq!(text.lines().count(), 1);
         let bad = Log::new(PathBuf::from("/proc/nope/x.log"));
         assert!(!bad.line(Level::Error, "x"));
     }

@@ -321,6 +321,13 @@ pub fn check_policy(path: &Path, writes: bool, perms: &str) -> Result<(), PathEr
     if RW_OVERRIDE.iter().any(|p| is_under(path, p)) || is_pci_sysfs(path) {
         return Ok(());
     }
+    check_base_policy(path, writes, perms)
+}
+
+/// The policy without the device-file exemptions ([`RW_OVERRIDE`], PCI sysfs): those name
+/// single files a hostdev is given; a whole tree under `/sys` would hand the guest every
+/// device's config space and BARs.
+fn check_base_policy(path: &Path, writes: bool, perms: &str) -> Result<(), PathError> {
     if !REFUSED.iter().any(|p| is_under(path, p)) {
         return Ok(());
     }
@@ -335,9 +342,11 @@ pub fn check_policy(path: &Path, writes: bool, perms: &str) -> Result<(), PathEr
 
 /// Apply the host policy to a whole directory tree granted recursively (`<dir>/**`): besides the
 /// directory itself, no refused host location may lie inside it — `/` or `/var` shared with a
-/// guest would otherwise hand it `/etc` or `/var/lib/dpkg`.
+/// guest would otherwise hand it `/etc` or `/var/lib/dpkg`. The device-file exemptions of
+/// [`check_policy`] do not apply: no tree under `/sys` (PCI sysfs included) or `/proc` is ever
+/// granted, whoever asks (a `<filesystem>` directory, libvirt's `-F <dir>/{,**}`).
 pub fn check_tree_policy(dir: &Path, writes: bool, perms: &str) -> Result<(), PathError> {
-    check_policy(dir, writes, perms)?;
+    check_base_policy(dir, writes, perms)?;
     let d = dir.to_string_lossy();
     if let Some(inside) = REFUSED
         .iter()
@@ -459,5 +468,15 @@ mod tests {
         assert!(check_tree_policy(Path::new("/var"), true, "rw").is_err());
         assert!(check_tree_policy(Path::new("/srv/share"), true, "rw").is_ok());
         assert!(check_tree_policy(Path::new("/usr/share/OVMF"), false, "r").is_ok());
+        // The PCI sysfs and configfs exemptions are for single files, never a tree.
+        for t in [
+            "/sys/devices/pci0000:00",
+            "/sys/devices/pci0000:00/0000:00:02.0",
+            "/sys/kernel/config/target/vhost",
+            "/proc/self",
+        ] {
+            assert!(check_tree_policy(Path::new(t), false, "r").is_err(), "{t}");
+            assert!(check_tree_policy(Path::new(t), true, "rw").is_err(), "{t}");
+        }
     }
 }

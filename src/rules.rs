@@ -117,20 +117,10 @@ pub struct GrantError {
     pub cause: PathError,
 }
 
-/// Device labels are built from XML values (`<target dev>`, aliases, names): control characters
-/// are escaped so an error stays one line and cannot forge lines in libvirt's error output.
-pub fn one_line(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            let esc: Vec<char> = if c.is_control() {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            esc
-        })
-        .collect()
-}
+/// Device labels are built from XML values (`<target dev>`, aliases, names): their control
+/// characters are escaped by the log's one-line escaper (its one owner), so an error stays one
+/// line and cannot forge lines in libvirt's error output.
+pub use crate::log::one_line;
 
 /// Ordered, deduplicated rules.
 #[derive(Debug, Default, Clone)]

@@ -42,17 +42,29 @@ fn create_relabel_delete() {
     let ov = overlay.to_string_lossy().into_owned();
     let (code, err) = r.helper(&["-r", "-u", &prof, "-F", &ov], xml.as_bytes());
     assert_eq!(code, 0, "{err}");
-    let sub = format!("{}/{{,**}}", r.path("run/dom").display());
+    let libdir = r.path("var/lib/libvirt/qemu/domain-3-hp");
+    std::fs::create_dir_all(&libdir).unwrap();
+    let sub = format!("{}/{{,**}}", libdir.display());
     let (code, err) = r.helper(&["-r", "-u", &prof, "-F", &sub], xml.as_bytes());
+    assert_eq!(code, 0, "{err}");
+    // The same form for a directory libvirt does not label as a subtree (a definer's
+    // `<serial type='file'>` path, literally `…/{,**}`): one escaped literal file.
+    let srv = r.path("srv/h");
+    std::fs::create_dir_all(&srv).unwrap();
+    let lit = format!("{}/{{,**}}", srv.display());
+    let (code, err) = r.helper(&["-r", "-u", &prof, "-F", &lit], xml.as_bytes());
     assert_eq!(code, 0, "{err}");
     // A full regeneration (libvirt's Restore*Label) keeps both.
     let (code, err) = r.helper(&["-r", "-u", &prof], xml.as_bytes());
     assert_eq!(code, 0, "{err}");
     let f = r.read(&files).unwrap();
     assert!(f.contains(&format!("\"{ov}\" rwk,")), "{f}");
-    assert!(f.contains("/run/dom/**\" rwk,"), "{f}");
+    assert!(f.contains("/domain-3-hp/**\" rwk,"), "{f}");
+    assert!(f.contains("/srv/h/\\{\\,\\*\\*\\}\" rwk,"), "{f}");
+    assert!(!f.contains("/srv/h/**"), "{f}");
     assert!(!f.contains("deny"), "{f}");
-    assert_eq!(f.matches("# extra: ").count(), 2, "{f}");
+    assert_eq!(f.matches("# extra: ").count(), 3, "{f}");
+    compile_file(&r.path(&main), Some(&r.path("etc/apparmor.d"))).unwrap();
 
     // A host system path is refused: exit 1, one error line, nothing changed.
     let (code, err) = r.helper(&["-r", "-u", &prof, "-F", "/etc/shadow"], xml.as_bytes());
@@ -101,4 +113,51 @@ fn foreign_profile_is_handed_to_the_distribution_helper() {
     let (code, err) = r.helper(&["-D", "-u", &prof], b"");
     assert_eq!(code, 0, "{err}");
     assert_eq!(r.read("args").unwrap().trim(), format!("-D -u {prof}"));
+}
+
+#[test]
+fn create_starts_from_an_empty_files_list() {
+    let r = TempRoot::new("");
+    let img = r.path("images/hp.img");
+    std::fs::create_dir_all(img.parent().unwrap()).unwrap();
+    std::fs::write(&img, b"").unwrap();
+    let xml = guest(&img);
+    let prof = format!("libvirt-{UUID}");
+    let main = format!("etc/apparmor.d/libvirt/{prof}");
+    let files = format!("{main}.files");
+    let (code, err) = r.helper(&["-c", "-u", &prof], xml.as_bytes());
+    assert_eq!(code, 0, "{err}");
+    let old = r.path("images/old-run.qcow2");
+    std::fs::write(&old, b"").unwrap();
+    let old = old.to_string_lossy().into_owned();
+    let (code, err) = r.helper(&["-r", "-u", &prof, "-F", &old], xml.as_bytes());
+    assert_eq!(code, 0, "{err}");
+    assert!(r.read(&files).unwrap().contains(&old));
+    // An unclean stop: no -D, the main file goes (libvirt's -c test is "main file missing").
+    std::fs::remove_file(r.path(&main)).unwrap();
+    let (code, err) = r.helper(&["-c", "-u", &prof], xml.as_bytes());
+    assert_eq!(code, 0, "{err}");
+    let f = r.read(&files).unwrap();
+    assert!(!f.contains(&old), "{f}");
+    assert_eq!(f.matches("# extra: ").count(), 0, "{f}");
+    // -r keeps what this run named.
+    let (code, err) = r.helper(&["-r", "-u", &prof, "-F", &old], xml.as_bytes());
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = r.helper(&["-r", "-u", &prof], xml.as_bytes());
+    assert_eq!(code, 0, "{err}");
+    assert!(r.read(&files).unwrap().contains(&old));
+}
+
+#[test]
+fn a_failing_call_logs_its_arguments_on_one_escaped_line() {
+    let r = TempRoot::new("");
+    let forged = "libvirt-x\n2026-01-01T00:00:00.000Z INFO  forged\x1b[2J";
+    let (code, err) = r.helper(&["-r", "-u", forged, "-F", "/a\rb"], b"");
+    assert_eq!(code, 1);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let log = r.log();
+    assert_eq!(log.lines().count(), 1, "{log}");
+    assert!(!log.contains('\x1b') && !log.contains('\r'), "{log:?}");
+    assert!(log.contains("libvirt-x\\n2026"), "{log}");
+    assert!(log.contains("\\u{1b}[2J"), "{log}");
 }

@@ -414,3 +414,43 @@ fn write_tmp(r: &TempRoot, s: &str) -> PathBuf {
     std::fs::write(&p, s).unwrap();
     p
 }
+
+/// A root in helper mode: libvirt mode configured and libvirt's helper path linked to us.
+fn helper_mode_root() -> TempRoot {
+    let r = TempRoot::new("mode = \"libvirt\"\n");
+    let link = r.path("usr/lib/libvirt/virt-aa-helper");
+    std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink("virt-aa-hook", &link).unwrap();
+    r
+}
+
+#[test]
+fn helper_mode_prepare_refuses_with_the_reason_and_writes_nothing() {
+    let r = helper_mode_root();
+    // The real prepare stdin libvirt 9.0 sent, with its disk moved under /etc.
+    let real = std::fs::read_to_string(format!("{FIXTURES}/vi-uefi-prepare-begin.xml")).unwrap();
+    let uuid = "92c4f559-3323-44d7-abd5-34c49aef304a";
+    let (code, out, err) = r.hook(&["vi-uefi", "prepare", "begin", "-"], real.as_bytes());
+    assert_eq!((code, out.as_str()), (0, ""), "{err}");
+    assert!(!r.profile(uuid).exists(), "the helper writes, not prepare");
+    assert!(r.log().contains("helper mode"), "{}", r.log());
+    let refused = real.replacen("/var/lib/libvirt/images/", "/etc/vah-test-dummy/", 1);
+    assert_ne!(refused, real);
+    let (code, out, err) = r.hook(&["vi-uefi", "prepare", "begin", "-"], refused.as_bytes());
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(out, "");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("virt-aa-hook: ") && err.contains("/etc/vah-test-dummy/"),
+        "{err}"
+    );
+    assert!(
+        err.contains("is a host system path and cannot be granted"),
+        "{err}"
+    );
+    assert!(!r.profile(uuid).exists());
+    assert!(r.log().contains("FAILED: "), "{}", r.log());
+    // The same in a migration's check.
+    let (code, out, _) = r.hook(&["vi-uefi", "migrate", "begin", "-"], refused.as_bytes());
+    assert_eq!((code, out.as_str()), (1, ""));
+}

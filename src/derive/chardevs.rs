@@ -40,8 +40,8 @@ impl Cx<'_> {
     /// The directory of whichever layout the XML's socket paths use is granted; an XML without
     /// paths yet (the `prepare` event) gets both, since it does not tell the libvirt version.
     pub(super) fn channel_dirs(&mut self) {
-        const OLD: &str = "/var/lib/libvirt/qemu/channel/target/";
-        const NEW: &str = "/run/libvirt/qemu/channel/";
+        const OLD: &str = super::CHANNEL_DIR_OLD;
+        const NEW: &str = super::CHANNEL_DIR_NEW;
         let Some(devs) = self.dom.root.child("devices") else {
             return;
         };

@@ -75,7 +75,7 @@ impl Cx<'_> {
             .is_some_and(|s| s.attr("type") == Some("file"));
         if file_backed {
             for s in &shorts {
-                let p = format!("/var/lib/libvirt/qemu/ram/{s}");
+                let p = format!("{}{s}", super::RAM_DIR);
                 self.grant("memoryBacking file", &p, Perms::RW, Scope::Tree)?;
             }
         }

@@ -66,6 +66,55 @@ pub struct Derived {
     pub warnings: Vec<String>,
 }
 
+/// libvirt's per-guest state directory (`priv->libDir`): `<this><short name>`.
+pub const LIB_DIR_PREFIX: &str = "/var/lib/libvirt/qemu/domain-";
+/// The channel socket directory before libvirt 9.7 (`priv->channelTargetDir`):
+/// `<this>domain-<short name>`.
+pub const CHANNEL_DIR_OLD: &str = "/var/lib/libvirt/qemu/channel/target/";
+/// The channel socket directory from libvirt 9.7 on: `<this><short name>`.
+pub const CHANNEL_DIR_NEW: &str = "/run/libvirt/qemu/channel/";
+/// `memory_backing_dir`'s default: file-backed guest RAM lives in `<this><short name>`.
+pub const RAM_DIR: &str = "/var/lib/libvirt/qemu/ram/";
+
+/// The hugetlbfs mount points of the host at `root` (its `/proc/mounts`): libvirt makes a
+/// per-guest directory `<mount>/libvirt/qemu/<short name>` under each.
+pub fn hugetlbfs_mounts(root: &std::path::Path) -> Vec<String> {
+    Host { root }.hugetlbfs_mounts()
+}
+
+/// The directories libvirt itself creates for one guest and labels **as a subtree**
+/// (`qemuSecurityDomainSetPathLabel(…, allowSubtree = true)`, which libvirt's AppArmor driver
+/// (`security_apparmor.c:AppArmorSetPathLabel`) turns into `virt-aa-helper -F <dir>/{,**}`).
+/// Read from libvirt's source (the `qemuSecurityDomainSetPathLabel(…, true)` call sites; the
+/// 11.x/12.x trees were searched by call, not diffed line by line against 9.0):
+/// - `qemu_process.c:qemuProcessPrepareHost` → `qemuProcessMakeDir` for `priv->libDir`
+///   ([`LIB_DIR_PREFIX`]) and `priv->channelTargetDir` ([`CHANNEL_DIR_OLD`] before 9.7,
+///   [`CHANNEL_DIR_NEW`] from 9.7);
+/// - `qemu_process.c:qemuProcessBuildDestroyMemoryPathsImpl`: the per-guest hugepage directory
+///   under every hugetlbfs mount and `memory_backing_dir/<short name>` ([`RAM_DIR`]);
+/// - the other `allowSubtree = true` callers name files, not directories:
+///   `qemuProcessSEVCreateFile` (`<libDir>/*.base64`), `qemuProcessStartManagedPRDaemon` (the
+///   pr-helper socket in `libDir`) and, in some versions, `qemu_dbus.c:qemuDBusStart` (its
+///   config file). libvirt's own helper turns those into a glob that matches nothing but the
+///   file's non-existent children; the files are inside `libDir`, which this list covers.
+///
+/// swtpm, dbus, slirp and passt state is labelled file by file (`allowSubtree = false`).
+/// Host paths (rooted by the caller); empty for a guest without an id (not running).
+pub fn libvirt_subtree_dirs(dom: &Domain, host_root: &std::path::Path) -> Vec<String> {
+    let mounts = hugetlbfs_mounts(host_root);
+    let mut v = Vec::new();
+    for s in dom.short_names() {
+        v.push(format!("{LIB_DIR_PREFIX}{s}"));
+        v.push(format!("{CHANNEL_DIR_OLD}domain-{s}"));
+        v.push(format!("{CHANNEL_DIR_NEW}{s}"));
+        v.push(format!("{RAM_DIR}{s}"));
+        for m in &mounts {
+            v.push(format!("{}/libvirt/qemu/{s}", m.trim_end_matches('/')));
+        }
+    }
+    v
+}
+
 /// Derive the rules for a domain. Fails only on input that must not start (a refused host
 /// path, a control character): the error names the element and the value.
 pub fn derive(dom: &Domain, opts: &Options) -> Result<Derived, GrantError> {
@@ -247,16 +296,11 @@ impl<'a> Cx<'a> {
     fn base(&mut self) {
         let name = self.dom.name.clone();
         self.fixed_with_name("/var/log/libvirt/**/", &name, ".log", Perms::W);
-        self.fixed_with_name(
-            "/var/lib/libvirt/qemu/domain-",
-            &name,
-            "/monitor.sock",
-            Perms::RW,
-        );
+        self.fixed_with_name(LIB_DIR_PREFIX, &name, "/monitor.sock", Perms::RW);
         for short in self.dom.short_names() {
-            self.fixed_with_name("/var/lib/libvirt/qemu/domain-", &short, "/*", Perms::RW);
-            self.fixed_with_name("/var/lib/libvirt/qemu/domain-", &short, "/", Perms::R);
-            self.fixed_with_name("/var/lib/libvirt/qemu/domain-", &short, "/**", Perms::RWK);
+            self.fixed_with_name(LIB_DIR_PREFIX, &short, "/*", Perms::RW);
+            self.fixed_with_name(LIB_DIR_PREFIX, &short, "/", Perms::R);
+            self.fixed_with_name(LIB_DIR_PREFIX, &short, "/**", Perms::RWK);
         }
         self.fixed_with_name("/run/libvirt/**/", &name, ".pid", Perms::RWK);
         // The managed-save image (`virsh managedsave`, later `virsh start`): libvirt opens
