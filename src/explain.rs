@@ -14,8 +14,10 @@
 //! A rule offered is always one literal path, exactly the record's name, escaped: never a glob,
 //! never a second rule (the fuzz target `denial` checks this on arbitrary records).
 
+use crate::autogrant::{self, Asker, FileKind};
 use crate::denial::{Outcome, Record};
 use crate::domain::Domain;
+use crate::owner::{GuestRules, OwnedRule, Source};
 use crate::paths;
 use crate::rules::{Perms, RuleSet};
 use crate::xml::Element;
@@ -57,8 +59,16 @@ pub enum Verdict {
     Stale { element: String },
     /// The guest's definition names the path, the generated profile does not grant `perms`.
     GeneratorGap { element: String, perms: Perms },
-    /// Not in any definition: this rule in the guest's local file grants exactly the path.
+    /// Not in any definition, in a place guests' data lives: this rule in the guest's local
+    /// file grants exactly the path; `--apply` writes it.
     SiteSpecific { rule: String, perms: Perms },
+    /// Not in any definition and not for `--apply` (a device node, a socket, outside the data
+    /// places: [`autogrant::Refusal::grant_may`]): why, and the admin may `grant` it.
+    GrantOnly {
+        why: String,
+        device: bool,
+        perms: Perms,
+    },
     /// Stays denied: why.
     Refused(String),
 }
@@ -72,17 +82,18 @@ impl Verdict {
             Verdict::Stale { .. } => "stale-profile",
             Verdict::GeneratorGap { .. } => "generator-gap",
             Verdict::SiteSpecific { .. } => "site-specific",
+            Verdict::GrantOnly { .. } => "grant-only",
             Verdict::Refused(_) => "refused",
         }
     }
 }
 
-/// Paths a definition claims: the generated rules' literal paths (with the element that asked
-/// for each, and whether it covers a whole tree), and every absolute path written in the XML.
+/// What a definition claims: every rule of the guest ([`GuestRules`]: generated, libvirt's
+/// files for it, and once read, its `.files` and local rules), and every absolute path written in
+/// its XML (an element the generator may not know yet).
 #[derive(Clone, Debug, Default)]
 pub struct Claims {
-    /// `(literal, element, perms, tree)` from the generated rules.
-    pub granted: Vec<(String, String, Perms, bool)>,
+    pub rules: GuestRules,
     /// `(path, element description)` of every absolute path in the XML.
     pub written: Vec<(String, String)>,
 }
@@ -90,37 +101,50 @@ pub struct Claims {
 impl Claims {
     /// Gather from a definition and (if it could be generated) its rules.
     pub fn of(dom: &Domain, rules: Option<&RuleSet>) -> Claims {
-        let mut c = Claims::default();
-        if let Some(rs) = rules {
-            for r in rs.rules() {
-                if let (Some(lit), Some(dev)) = (&r.literal, &r.device) {
-                    let tree = r.pattern.ends_with("/**") || r.pattern.ends_with("/{,*}");
-                    c.granted.push((lit.clone(), dev.clone(), r.perms, tree));
-                }
-            }
-        }
+        let mut c = Claims {
+            rules: GuestRules::of(dom, rules),
+            written: Vec::new(),
+        };
         walk_paths(&dom.root, &mut Vec::new(), &mut c.written);
         c
     }
 
-    /// The grant covering `path` (exact file, or a tree containing it), with the permissions
-    /// of every grant covering it.
-    fn grant_for(&self, path: &str) -> Option<(String, Perms)> {
-        let mut found: Option<(String, Perms)> = None;
-        for (lit, dev, perms, tree) in &self.granted {
-            let hit = if *tree {
-                paths::is_under(Path::new(path), lit) && path != lit.trim_end_matches('/')
-            } else {
-                lit == path || lit.trim_end_matches('/') == path.trim_end_matches('/')
-            };
-            if hit {
-                found = Some(match found {
-                    Some((d, p)) => (d, p.with(*perms)),
-                    None => (dev.clone(), *perms),
-                });
+    /// Add the rules of the guest's `.files` or local file.
+    pub fn add_text(&mut self, text: &str, source: Source) {
+        self.rules.add_text(text, source);
+    }
+
+    /// What the guest's current rules grant on `path`: the union of the permissions of every
+    /// rule matching it (libvirt's name-derived files of other runs excluded: the loaded profile
+    /// never had them), and the generator's first rule among them (its element, or the rule).
+    fn coverage(&self, path: &str) -> (Perms, Option<String>) {
+        let mut have = Perms::default();
+        let mut generated = None;
+        for r in self.rules.matching(path) {
+            match &r.source {
+                Source::Identity => continue,
+                Source::Element(e) => {
+                    generated.get_or_insert_with(|| e.clone());
+                }
+                Source::Generated => {
+                    generated.get_or_insert_with(|| r.describe());
+                }
+                Source::HelperFiles | Source::Local => {}
             }
+            have = have.with(r.perms);
         }
-        found
+        (have, generated)
+    }
+
+    /// The first rule granting `path`, described for a message.
+    fn first_rule(&self, path: &str) -> Option<String> {
+        self.rules
+            .matching(path)
+            .find(|r| r.source != Source::Identity)
+            .map(|r| match &r.source {
+                Source::Element(e) => e.clone(),
+                _ => r.describe(),
+            })
     }
 
     /// The XML element that writes `path`.
@@ -131,11 +155,33 @@ impl Claims {
             .map(|(_, e)| e.as_str())
     }
 
-    /// Whether the definition names or is granted `path` at all.
+    /// Whether the guest's rules match or its definition names `path` at all, described.
     pub fn claims(&self, path: &str) -> Option<String> {
-        self.grant_for(path)
-            .map(|(d, _)| d)
-            .or_else(|| self.written_by(path).map(str::to_string))
+        self.rules
+            .matching(path)
+            .next()
+            .map(OwnedRule::describe)
+            .or_else(|| {
+                self.written_by(path)
+                    .map(|e| format!("{e} in its definition"))
+            })
+    }
+}
+
+/// What `classify` needs to know about the host: the places guests' data lives
+/// ([`autogrant::data_dirs`]) and what is at a path now.
+pub struct Site<'a> {
+    pub data_dirs: &'a [String],
+    pub kind: &'a dyn Fn(&str) -> FileKind,
+}
+
+impl Site<'_> {
+    /// The default data places; every path looks not yet created (tests, the fuzzer).
+    pub fn fixed(data_dirs: &[String]) -> Site<'_> {
+        Site {
+            data_dirs,
+            kind: &|_| FileKind::Missing,
+        }
     }
 }
 
@@ -168,16 +214,21 @@ fn walk_paths(e: &Element, stack: &mut Vec<String>, out: &mut Vec<(String, Strin
     stack.pop();
 }
 
-/// Classify one record of guest `own`, given the other guests' claims (`(name, claims)`).
-pub fn classify(rec: &Record, own: &Claims, others: &[(String, Claims)]) -> Verdict {
+/// Classify one record of guest `own`, given the other guests' claims (`(name, claims)`) and
+/// the host's data places. Only a [`Verdict::SiteSpecific`] rule is ever written by `--apply`:
+/// it passed [`autogrant::check`] and matches no rule of any other guest.
+pub fn classify(rec: &Record, own: &Claims, others: &[(String, Claims)], site: &Site) -> Verdict {
     if !rec.is_file() {
         return Verdict::NotFile(format!(
-            "operation {:?}{} is not a file access: explain offers no rule for it",
+            "operation {:?}{}{} is not a file access: explain offers no rule for it",
             rec.operation,
             rec.class
                 .as_deref()
                 .map(|c| format!(" (class {c})"))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            rec.what()
+                .map(|w| format!(" asking for {w}"))
+                .unwrap_or_default(),
         ));
     }
     let path = rec.name.as_deref().unwrap_or("");
@@ -195,10 +246,12 @@ pub fn classify(rec: &Record, own: &Claims, others: &[(String, Claims)]) -> Verd
     if clean.as_os_str() != path.trim_end_matches('/') && path != "/" {
         return Verdict::Unusable(format!("{path:?} is not a normalised absolute path"));
     }
-    if let Some((element, granted)) = own.grant_for(path) {
-        if granted.contains(perms) {
-            return Verdict::Stale { element };
-        }
+    let (granted, generated) = own.coverage(path);
+    if granted.contains(perms) {
+        let element = own.first_rule(path).unwrap_or_default();
+        return Verdict::Stale { element };
+    }
+    if let Some(element) = generated {
         let want = granted.with(perms);
         return match paths::check_policy(Path::new(path), want.writes(), &want.to_string()) {
             Ok(()) => Verdict::GeneratorGap { element, perms },
@@ -219,29 +272,53 @@ pub fn classify(rec: &Record, own: &Claims, others: &[(String, Claims)]) -> Verd
         .find_map(|(n, c)| c.claims(path).map(|e| (n, e)))
     {
         return Verdict::Refused(format!(
-            "{path} belongs to guest {name:?} ({el} in its definition); one guest never gets \
-             another's files"
+            "{path} belongs to guest {name:?} ({el}); one guest never gets another's files"
         ));
     }
     if let Some(why) = shared_name(path) {
         return Verdict::Refused(why);
     }
-    Verdict::SiteSpecific {
-        rule: rule_line(path, perms),
+    let kind = (site.kind)(path);
+    match autogrant::check(
+        path,
         perms,
+        kind,
+        Asker::Apply {
+            data_dirs: site.data_dirs,
+        },
+    ) {
+        Ok(()) => Verdict::SiteSpecific {
+            rule: rule_line(path, perms),
+            perms,
+        },
+        Err(e) if e.grant_may() => Verdict::GrantOnly {
+            why: e.to_string(),
+            device: matches!(e, autogrant::Refusal::Device { .. }),
+            perms,
+        },
+        Err(e) => Verdict::Refused(e.to_string()),
     }
 }
 
 /// Files well-known tools create under a name any guest could take first (a fixed prefix in a
 /// world-writable directory): granting one to a guest lets a compromised QEMU squat the name for
 /// another guest's next run (for a backup socket: serve the backup tool, running as root, its own
-/// data). `(prefix, what it is, the fix)`.
-const SHARED_NAMES: &[(&str, &str, &str)] = &[(
-    "/var/tmp/virtnbdbackup.",
-    "virtnbdbackup's default NBD socket (/var/tmp/virtnbdbackup.<pid>)",
-    "run virtnbdbackup with -f /var/lib/libvirt/qemu/domain-<id>-<name>/nbd.sock, the guest's own \
-     directory, which only its profile grants",
-)];
+/// data; for a scratch file: read another guest's backup). A rule for one random name would
+/// also not help the next run. `(prefix, what it is, the fix)`.
+const SHARED_NAMES: &[(&str, &str, &str)] = &[
+    (
+        "/var/tmp/virtnbdbackup.",
+        "virtnbdbackup's default NBD socket (/var/tmp/virtnbdbackup.<pid>)",
+        "run virtnbdbackup with -f /var/lib/libvirt/qemu/domain-<id>-<name>/nbd.sock, the guest's \
+         own directory, which only its profile grants",
+    ),
+    (
+        "/var/tmp/backup.",
+        "virtnbdbackup's default scratch file (/var/tmp/backup.<random>.<disk>, its -S default)",
+        "run virtnbdbackup with -S /var/lib/libvirt/qemu/domain-<id>-<name>, the guest's own \
+         directory, which only its profile grants",
+    ),
+];
 
 /// Why `path` stays denied although no definition claims it: a name shared by every guest.
 fn shared_name(path: &str) -> Option<String> {
@@ -435,11 +512,24 @@ pub fn element_writing<'a>(root: &'a Element, path: &str) -> Option<&'a Element>
     scopes.into_iter().find(|c| has(c, path))
 }
 
+/// A word for a shell command line the admin copies: single-quoted unless plain.
+fn shell_word(w: &str) -> String {
+    if !w.is_empty()
+        && w.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:@=".contains(c))
+    {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', r"'\''"))
+    }
+}
+
 /// What the admin reads about one access (several lines, indented under the guest heading).
-/// `local` and `profile_file` are the guest's paths, `child` the child profile if the record
+/// `guest` names it in commands; `local` and `profile_file` are the guest's paths, `child` the child profile if the record
 /// came from one, `report` the bug report for a generator gap.
 pub fn render(
     f: &Finding,
+    guest: &str,
     local: &str,
     profile_file: &str,
     child: Option<&str>,
@@ -461,6 +551,7 @@ pub fn render(
         r.name
             .as_deref()
             .map(|n| format!("{n:?}"))
+            .or_else(|| r.what())
             .unwrap_or_else(|| "-".into()),
         r.requested.as_deref().unwrap_or("-"),
         if f.count > 1 {
@@ -482,7 +573,18 @@ pub fn render(
         Verdict::Stale { element } => {
             let _ = writeln!(
                 s,
-                "  already granted by the current definition ({element}): the loaded profile is older.\n  reload it: apparmor_parser -r {profile_file}   (or restart the guest)"
+                "  stale profile: the guest's current rules already grant it ({element}); the loaded profile is older.\n  reload: apparmor_parser -r {profile_file}   (or restart the guest)"
+            );
+        }
+        Verdict::GrantOnly { why, device, perms } => {
+            let _ = writeln!(s, "  not applied automatically: {why}");
+            let _ = writeln!(
+                s,
+                "  if the guest should have it: virt-aa-hook grant{}{} {} {}",
+                if *device { " --device" } else { "" },
+                if perms.writes() { "" } else { " --read-only" },
+                shell_word(guest),
+                shell_word(r.name.as_deref().unwrap_or(""))
             );
         }
         Verdict::GeneratorGap { element, perms } => {
@@ -546,6 +648,12 @@ mod tests {
         Claims::of(d, derived.as_ref().map(|x| &x.rules))
     }
 
+    /// Classify with the default data places, every path not created yet.
+    fn cls(rec: &Record, own: &Claims, others: &[(String, Claims)]) -> Verdict {
+        let dirs = autogrant::data_dirs([]);
+        classify(rec, own, others, &Site::fixed(&dirs))
+    }
+
     fn rec(name_field: &str, mask: &str) -> Record {
         parse_line(&format!(
             r#"audit: type=1400 audit(1.0:1): apparmor="DENIED" operation="open" profile="libvirt-{U}" {name_field} requested_mask="{mask}" denied_mask="{mask}""#
@@ -569,7 +677,7 @@ mod tests {
         );
         let (own, others) = (claims(&me), vec![("db".to_string(), claims(&other))]);
         // Outside every definition: one escaped literal rule.
-        let v = classify(&rec(r#"name="/srv/extra/a*b.img""#, "r"), &own, &others);
+        let v = cls(&rec(r#"name="/srv/extra/a*b.img""#, "r"), &own, &others);
         assert_eq!(
             v,
             Verdict::SiteSpecific {
@@ -578,13 +686,13 @@ mod tests {
             }
         );
         // Another guest's disk: refused, names the guest.
-        let v = classify(&rec(r#"name="/srv/db.img""#, "rw"), &own, &others);
+        let v = cls(&rec(r#"name="/srv/db.img""#, "rw"), &own, &others);
         assert!(
             matches!(&v, Verdict::Refused(w) if w.contains("\"db\"") && w.contains("vda")),
             "{v:?}"
         );
         // virtnbdbackup's default socket: a name any guest could squat; the fix is -f.
-        let v = classify(
+        let v = cls(
             &rec(r#"name="/var/tmp/virtnbdbackup.704""#, "c"),
             &own,
             &others,
@@ -594,13 +702,13 @@ mod tests {
             "{v:?}"
         );
         // A host system path: refused by the host policy.
-        let v = classify(&rec(r#"name="/etc/shadow""#, "r"), &own, &others);
+        let v = cls(&rec(r#"name="/etc/shadow""#, "r"), &own, &others);
         assert!(
             matches!(&v, Verdict::Refused(w) if w.contains("host system path")),
             "{v:?}"
         );
         // Granted read-only (cdrom), written: a generator gap naming the element.
-        let v = classify(&rec(r#"name="/srv/iso/x.iso""#, "w"), &own, &others);
+        let v = cls(&rec(r#"name="/srv/iso/x.iso""#, "w"), &own, &others);
         assert_eq!(
             v,
             Verdict::GeneratorGap {
@@ -609,15 +717,15 @@ mod tests {
             }
         );
         // Granted already: the loaded profile is stale.
-        let v = classify(&rec(r#"name="/srv/web.img""#, "r"), &own, &others);
+        let v = cls(&rec(r#"name="/srv/web.img""#, "r"), &own, &others);
         assert!(matches!(v, Verdict::Stale { .. }), "{v:?}");
         // Execute and relative paths are never offered.
         assert!(matches!(
-            classify(&rec(r#"name="/srv/x""#, "x"), &own, &others),
+            cls(&rec(r#"name="/srv/x""#, "x"), &own, &others),
             Verdict::Unusable(_)
         ));
         assert!(matches!(
-            classify(&rec(r#"name="/srv/../etc/x""#, "r"), &own, &others),
+            cls(&rec(r#"name="/srv/../etc/x""#, "r"), &own, &others),
             Verdict::Unusable(_)
         ));
     }
@@ -626,7 +734,7 @@ mod tests {
     fn element_lookup_for_paths_not_granted() {
         // A path the XML names but the generator does not grant (an element it does not know).
         let me = dom("web", U, "<foo><bar path='/srv/foo.bin'/></foo>");
-        let v = classify(&rec(r#"name="/srv/foo.bin""#, "r"), &claims(&me), &[]);
+        let v = cls(&rec(r#"name="/srv/foo.bin""#, "r"), &claims(&me), &[]);
         assert!(
             matches!(&v, Verdict::GeneratorGap { element, .. } if element.contains("<domain><devices><foo><bar> path=")),
             "{v:?}"
@@ -651,7 +759,7 @@ mod tests {
         );
         let path = "/srv/x\" rwk, /etc/shadow r, \"y{a,b}";
         let hex: String = path.bytes().map(|b| format!("{b:02X}")).collect();
-        let v = classify(&rec(&format!("name={hex}"), "r"), &Claims::default(), &[]);
+        let v = cls(&rec(&format!("name={hex}"), "r"), &Claims::default(), &[]);
         assert_eq!(
             v,
             Verdict::SiteSpecific {

@@ -125,6 +125,10 @@ enum Cmd {
         /// Each PATH is a directory: grant it and everything below it.
         #[arg(long)]
         tree: bool,
+        /// Allow device nodes (`/dev/...`): never granted without it. Kernel interfaces (kmsg,
+        /// watchdogs, memory, consoles) stay refused.
+        #[arg(long)]
+        device: bool,
     },
     /// Restore guests' original emulator.
     Unenroll {
@@ -224,7 +228,8 @@ fn run(cli: Cli) -> Result<i32> {
             paths,
             read_only,
             tree,
-        } => admin::grant::run(&cfg, &domain, &paths, read_only, tree),
+            device,
+        } => admin::grant::run(&cfg, &domain, &paths, read_only, tree, device),
         Cmd::Unenroll { domains, all } => {
             admin::enroll::run(&cfg, &lv, targets(domains, all), false)
         }

@@ -10,22 +10,27 @@ use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::PathBuf;
+use virt_aa_hook::autogrant::{self, FileKind};
 use virt_aa_hook::config::Config;
 use virt_aa_hook::denial::{self, Record};
-use virt_aa_hook::explain::{self, Claims, Finding, Verdict};
+use virt_aa_hook::explain::{self, Claims, Finding, Site, Verdict};
 use virt_aa_hook::generate;
 use virt_aa_hook::guests::{self, GuestDef};
 use virt_aa_hook::hook::Hook;
 use virt_aa_hook::hostlog;
 use virt_aa_hook::localrules::{self, Applied};
+use virt_aa_hook::owner::Source;
 
-/// What the generator makes of one guest: its claims and the `generate` output for a report.
-struct Generated {
-    claims: Claims,
+/// What the generator makes of one guest: its claims (generated rules, libvirt's name-derived
+/// files, its `.files` and local rules) and the `generate` output for a report.
+pub struct Generated {
+    pub claims: Claims,
     rules_text: Result<String, String>,
 }
 
-fn generate_for(hook: &Hook, g: &GuestDef) -> Generated {
+/// Generate one guest's rules and read its `.files` and local file (rooted in the config's
+/// prefix), so [`Claims`] hold every rule its profile really has.
+pub fn generate_for(hook: &Hook, g: &GuestDef) -> Generated {
     let mode = hook.mode().0;
     let opts = hook.derive_options();
     let settings = generate::Settings {
@@ -34,7 +39,7 @@ fn generate_for(hook: &Hook, g: &GuestDef) -> Generated {
         template: virt_aa_hook::profile::DEFAULT_TEMPLATE,
         derive: &opts,
     };
-    match generate::from_domain(g.domain.clone(), &settings) {
+    let mut out = match generate::from_domain(g.domain.clone(), &settings) {
         Ok(out) => Generated {
             claims: Claims::of(&g.domain, Some(&out.derived.rules)),
             rules_text: Ok(out.rules_text),
@@ -43,7 +48,23 @@ fn generate_for(hook: &Hook, g: &GuestDef) -> Generated {
             claims: Claims::of(&g.domain, None),
             rules_text: Err(e.to_string()),
         },
+    };
+    let profile = g.domain.profile_name();
+    for (path, source) in [
+        (hook.cfg.files_path(&profile), Source::HelperFiles),
+        (hook.cfg.local_path(&profile), Source::Local),
+    ] {
+        if let Ok(Some(b)) = virt_aa_hook::store::read_capped(&path) {
+            out.claims.add_text(&String::from_utf8_lossy(&b), source);
+        }
     }
+    out
+}
+
+/// The places guests' data lives on this host: the defaults, the config's `data_dirs` and
+/// libvirt's directory pools.
+pub fn data_dirs(cfg: &Config) -> Vec<String> {
+    autogrant::data_dirs(cfg.data_dirs.iter().cloned().chain(guests::pool_dirs(cfg)))
 }
 
 fn first_line(cmd: &str, args: &[&str]) -> Option<String> {
@@ -184,6 +205,13 @@ pub fn run(
         return Ok(0);
     }
     let generated: Vec<Generated> = defs.iter().map(|g| generate_for(&hook, g)).collect();
+    let dirs = data_dirs(&cfg);
+    let host_root = hook.derive_options().host_root;
+    let kind = |p: &str| FileKind::of(&host_root.join(p.trim_start_matches('/')));
+    let site = Site {
+        data_dirs: &dirs,
+        kind: &kind,
+    };
     let mut failed = false;
     for u in order {
         let recs = by_guest.remove(&u).unwrap_or_default();
@@ -205,6 +233,9 @@ pub fn run(
                 recs.len()
             ),
         }
+        let guest_word = me
+            .map(|i| defs[i].domain.name.clone())
+            .unwrap_or_else(|| u.to_string());
         let empty = Claims::default();
         let own = me.map(|i| &generated[i].claims).unwrap_or(&empty);
         let others: Vec<(String, Claims)> = defs
@@ -216,7 +247,7 @@ pub fn run(
         let mut to_apply: Vec<String> = Vec::new();
         for (record, count, outcomes) in explain::collapse(recs) {
             let child = denial::guest_of(&record.profile).and_then(|(_, c)| c);
-            let verdict = explain::classify(&record, own, &others);
+            let verdict = explain::classify(&record, own, &others, &site);
             let report = match (&verdict, me) {
                 (Verdict::GeneratorGap { .. }, Some(i)) => {
                     Some(bug_report(&hook, &defs[i], &generated[i], &record))
@@ -236,6 +267,7 @@ pub fn run(
                 "{}",
                 explain::render(
                     &f,
+                    &guest_word,
                     &local.display().to_string(),
                     &pfile.display().to_string(),
                     child.as_deref(),
@@ -243,7 +275,13 @@ pub fn run(
                 )
             );
         }
-        if apply && !to_apply.is_empty() {
+        if apply && !to_apply.is_empty() && me.is_none() {
+            // A later guest defined with this UUID would inherit the local file.
+            println!(
+                "apply: nothing written: no defined guest has UUID {u}, and a guest defined later \
+                 with it would inherit the rules"
+            );
+        } else if apply && !to_apply.is_empty() {
             let parser = virt_aa_hook::aaparser::Parser::from_config(&hook.cfg).ok();
             match localrules::apply(&cfg, parser.as_ref(), &u, &to_apply) {
                 Ok(Applied::Unchanged) => {
