@@ -812,4 +812,333 @@ mod tests {
         assert_eq!(v[0].1, 2);
         assert_eq!(v[0].0.requested.as_deref(), Some("rw"));
     }
+
+    const UDB: &str = "aaaaaaaa-0000-4000-8000-000000000002";
+
+    /// `web` running as domain 7 and `db` running as domain 3 with a TPM.
+    fn pair() -> (Claims, Vec<(String, Claims)>) {
+        let parse = |x: String| Domain::parse(x.as_bytes()).unwrap();
+        let web = parse(format!(
+            "<domain type='kvm' id='7'><name>web</name><uuid>{U}</uuid><devices>\
+             <disk type='file' device='disk'><source file='/srv/web.img'/><target dev='vda'/></disk>\
+             </devices></domain>"
+        ));
+        let db = parse(format!(
+            "<domain type='kvm' id='3'><name>db</name><uuid>{UDB}</uuid><devices>\
+             <disk type='file' device='disk'><source file='/var/lib/libvirt/images/db.qcow2'/><target dev='vda'/></disk>\
+             <tpm model='tpm-crb'><backend type='emulator' version='2.0'/></tpm>\
+             </devices></domain>"
+        ));
+        (claims(&web), vec![("db".to_string(), claims(&db))])
+    }
+
+    #[test]
+    fn other_guests_derived_files_are_refused_naming_the_guest() {
+        let (own, others) = pair();
+        for p in [
+            "/var/lib/libvirt/qemu/domain-3-db/master-key.aes",
+            "/var/lib/libvirt/qemu/domain-9-db/master-key.aes",
+            "/var/lib/libvirt/qemu/domain-3-db/monitor.sock",
+            "/run/libvirt/qemu/db.pid",
+            "/run/libvirt/qemu/swtpm/3-db-swtpm.sock",
+            "/var/lib/libvirt/swtpm/aaaaaaaa-0000-4000-8000-000000000002/tpm2/tpm2-00.permall",
+            "/var/log/libvirt/qemu/db.log",
+            "/var/lib/libvirt/qemu/nvram/db_VARS.fd",
+            "/var/lib/libvirt/images/db.qcow2",
+        ] {
+            let v = cls(&rec(&format!("name=\"{p}\""), "rw"), &own, &others);
+            assert!(
+                matches!(&v, Verdict::Refused(w) if w.contains("belongs to guest \"db\"")),
+                "{p}: {v:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn own_current_rules_mean_a_stale_profile() {
+        let (mut own, others) = pair();
+        let v = cls(
+            &rec(
+                r#"name="/var/lib/libvirt/qemu/domain-7-web/master-key.aes""#,
+                "r",
+            ),
+            &own,
+            &others,
+        );
+        assert!(
+            matches!(&v, Verdict::Stale { element } if element.contains("domain-7-web/")),
+            "{v:?}"
+        );
+        let f = Finding {
+            record: rec(r#"name="/run/libvirt/qemu/web.pid""#, "w"),
+            count: 1,
+            outcomes: vec![Outcome::Denied],
+            verdict: cls(
+                &rec(r#"name="/run/libvirt/qemu/web.pid""#, "w"),
+                &own,
+                &others,
+            ),
+        };
+        let out = render(&f, "web", "/l", "/p/libvirt-x", None, None);
+        assert!(
+            out.contains("stale profile") && out.contains("apparmor_parser -r /p/libvirt-x"),
+            "{out}"
+        );
+        // A rule of the guest's local file that the loaded profile lacks: stale too.
+        own.add_text("  \"/srv/site/a.img\" rw,\n", Source::Local);
+        let v = cls(&rec(r#"name="/srv/site/a.img""#, "r"), &own, &others);
+        assert!(matches!(v, Verdict::Stale { .. }), "{v:?}");
+        // Wider than the local rule: site-specific, not a generator gap.
+        let v = cls(&rec(r#"name="/srv/site/a.img""#, "k"), &own, &others);
+        assert!(matches!(v, Verdict::SiteSpecific { .. }), "{v:?}");
+    }
+
+    #[test]
+    fn host_locations_from_the_issue_are_never_offered() {
+        let (own, others) = pair();
+        for (p, m) in [
+            ("/root/.bashrc", "w"),
+            ("/var/spool/cron/crontabs/root", "wc"),
+            ("/run/libvirt/libvirt-sock", "rw"),
+            ("/var/cache/apparmor/26b63962.0/libvirt-x", "w"),
+            ("/dev/kmsg", "r"),
+            ("/dev/watchdog", "w"),
+            ("/sys/devices/pci0000:00/0000:00:02.0/resource0", "rw"),
+            ("/sys/devices/pci0000:00/0000:00:02.0/remove", "w"),
+            ("/", "rw"),
+        ] {
+            let v = cls(&rec(&format!("name=\"{p}\""), m), &own, &others);
+            assert!(matches!(v, Verdict::Refused(_)), "{p}: {v:?}");
+        }
+        // A disk device: listed, grant --device is the way.
+        let v = cls(&rec(r#"name="/dev/sda""#, "rw"), &own, &others);
+        assert!(
+            matches!(v, Verdict::GrantOnly { device: true, .. }),
+            "{v:?}"
+        );
+        let f = Finding {
+            record: rec(r#"name="/dev/sda""#, "r"),
+            count: 1,
+            outcomes: vec![Outcome::Denied],
+            verdict: cls(&rec(r#"name="/dev/sda""#, "r"), &own, &others),
+        };
+        let out = render(&f, "web", "/l", "/p", None, None);
+        assert!(
+            out.contains("virt-aa-hook grant --device --read-only web /dev/sda"),
+            "{out}"
+        );
+        // Outside the data places: not applied, the admin may grant it.
+        let v = cls(&rec(r#"name="/opt/data/x.img""#, "r"), &own, &others);
+        assert!(
+            matches!(v, Verdict::GrantOnly { device: false, .. }),
+            "{v:?}"
+        );
+        // A socket in a data place is not a regular file.
+        let dirs = autogrant::data_dirs([]);
+        let site = Site {
+            data_dirs: &dirs,
+            kind: &|_| FileKind::Special("socket"),
+        };
+        let v = classify(&rec(r#"name="/srv/s.sock""#, "rw"), &own, &others, &site);
+        assert!(matches!(v, Verdict::GrantOnly { .. }), "{v:?}");
+    }
+
+    #[test]
+    fn backup_scratch_files_get_the_scratch_dir_advice() {
+        let (own, others) = pair();
+        let v = cls(
+            &rec(r#"name="/var/tmp/backup.Xa3k9Q.vda""#, "rwc"),
+            &own,
+            &others,
+        );
+        assert!(
+            matches!(&v, Verdict::Refused(w) if w.contains("-S /var/lib/libvirt/qemu/domain-")),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn capability_and_network_records_name_what_was_asked() {
+        let line = format!(
+            r#"audit: type=1400 audit(1.0:1): apparmor="DENIED" operation="capable" class="cap" profile="libvirt-{U}" pid=1 comm="qemu" capability=21 capname="sys_admin""#
+        );
+        let r = parse_line(&line).unwrap().unwrap();
+        let f = Finding {
+            verdict: cls(&r, &Claims::default(), &[]),
+            record: r,
+            count: 1,
+            outcomes: vec![Outcome::Denied],
+        };
+        let out = render(&f, "web", "/l", "/p", None, None);
+        assert!(
+            out.starts_with("DENIED capable capability sys_admin -"),
+            "{out}"
+        );
+        assert!(out.contains("asking for capability sys_admin"), "{out}");
+        let line = format!(
+            r#"audit: type=1400 audit(1.0:1): apparmor="DENIED" operation="create" class="net" profile="libvirt-{U}" pid=1 comm="qemu" family="inet" sock_type="stream" protocol=6 requested_mask="create" denied_mask="create""#
+        );
+        let r = parse_line(&line).unwrap().unwrap();
+        assert!(
+            matches!(cls(&r, &Claims::default(), &[]), Verdict::NotFile(w) if w.contains("network inet stream protocol 6"))
+        );
+    }
+
+    /// A small deterministic generator (no proptest in the tree): xorshift64*.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
+            &v[(self.next() % v.len() as u64) as usize]
+        }
+    }
+
+    /// Property: for random guests and random records, a rule `explain` offers (the only ones
+    /// `--apply` writes) never matches a file another guest's rules grant, never lies in a
+    /// location [`autogrant`] refuses, and is exactly the record's path.
+    #[test]
+    fn no_offered_rule_reaches_another_guest_or_a_refused_place() {
+        const NAMES: &[&str] = &["web", "db", "a", "ab", "a-b", "x*y", "sp ace", "web2", "w"];
+        const DIRS: &[&str] = &[
+            "/srv",
+            "/srv/img",
+            "/var/lib/libvirt/images",
+            "/data/vm",
+            "/var/tmp",
+            "/home/u",
+        ];
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let (mut offered, mut refused) = (0, 0);
+        for round in 0..40 {
+            let n = 2 + (rng.next() % 3) as usize;
+            let mut doms = Vec::new();
+            let mut used = Vec::new();
+            while doms.len() < n {
+                let name = *rng.pick(NAMES);
+                if used.contains(&name) {
+                    continue;
+                }
+                used.push(name);
+                let id = if rng.next() % 2 == 0 {
+                    format!(" id='{}'", rng.next() % 40)
+                } else {
+                    String::new()
+                };
+                let uuid = format!("aaaaaaaa-0000-4000-8000-{:012x}", round * 10 + doms.len());
+                let mut devs = String::new();
+                for (i, t) in ["vda", "vdb"].iter().enumerate() {
+                    if i == 0 || rng.next() % 2 == 0 {
+                        let dir = rng.pick(DIRS);
+                        devs += &format!(
+                            "<disk type='file' device='disk'><source file='{dir}/{name}-{t}.img'/><target dev='{t}'/></disk>"
+                        );
+                    }
+                }
+                if rng.next() % 2 == 0 {
+                    devs += "<tpm model='tpm-crb'><backend type='emulator' version='2.0'/></tpm>";
+                }
+                if rng.next() % 3 == 0 {
+                    devs += &format!(
+                        "<filesystem type='mount'><source dir='{}/share-{name}'/><target dir='s'/></filesystem>",
+                        rng.pick(DIRS)
+                    );
+                }
+                let xml = format!(
+                    "<domain type='kvm'{id}><name>{name}</name><uuid>{uuid}</uuid><devices>{devs}</devices></domain>"
+                )
+                .replace('&', "&amp;");
+                doms.push(Domain::parse(xml.as_bytes()).unwrap());
+            }
+            let all: Vec<(String, Claims)> =
+                doms.iter().map(|d| (d.name.clone(), claims(d))).collect();
+            for _ in 0..80 {
+                let me = (rng.next() % n as u64) as usize;
+                let other = &doms[(me + 1 + (rng.next() % (n as u64 - 1)) as usize) % n];
+                let on = &other.name;
+                let short = format!("{}-{}", rng.next() % 40, on);
+                let path = match rng.next() % 14 {
+                    0 => format!("/var/lib/libvirt/qemu/domain-{short}/master-key.aes"),
+                    1 => format!("/run/libvirt/qemu/{on}.pid"),
+                    2 => format!("/var/lib/libvirt/qemu/domain-{short}/monitor.sock"),
+                    3 => format!("/var/lib/libvirt/swtpm/{}/tpm2/x", other.uuid),
+                    4 => format!("/var/log/libvirt/qemu/{on}.log"),
+                    5 => format!("/var/lib/libvirt/qemu/nvram/{on}_VARS.fd"),
+                    6 => format!("{}/{on}-vda.img", rng.pick(DIRS)),
+                    7 => format!("{}/share-{on}/f", rng.pick(DIRS)),
+                    8 => rng
+                        .pick(&[
+                            "/root/.bashrc",
+                            "/var/spool/cron/crontabs/root",
+                            "/run/libvirt/libvirt-sock",
+                            "/var/cache/apparmor/a/b",
+                            "/dev/sda",
+                            "/dev/kmsg",
+                            "/dev/watchdog",
+                            "/sys/devices/pci0000:00/0000:00:02.0/resource0",
+                            "/",
+                            "/etc/passwd",
+                            "/proc/1/mem",
+                            "/home/u/.ssh/id_rsa",
+                        ])
+                        .to_string(),
+                    9 => format!("/var/tmp/backup.{:x}.vda", rng.next() % 4096),
+                    _ => format!(
+                        "{}/site-{}/{}",
+                        rng.pick(DIRS),
+                        rng.next() % 5,
+                        rng.pick(NAMES)
+                    ),
+                };
+                let mask = *rng.pick(&["r", "w", "rw", "wc", "k", "rwk", "m"]);
+                let hex: String = path.bytes().map(|b| format!("{b:02X}")).collect();
+                let r = parse_line(&format!(
+                    r#"apparmor="DENIED" operation="open" profile="libvirt-{}" name={hex} requested_mask="{mask}""#,
+                    doms[me].uuid
+                ))
+                .unwrap()
+                .unwrap();
+                let others: Vec<(String, Claims)> = all
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != me)
+                    .map(|(_, c)| c.clone())
+                    .collect();
+                let v = cls(&r, &all[me].1, &others);
+                let Verdict::SiteSpecific { rule, perms } = v else {
+                    refused += 1;
+                    continue;
+                };
+                offered += 1;
+                assert_eq!(rule, rule_line(&path, perms), "{path}");
+                for (on, c) in &others {
+                    assert!(
+                        c.rules.matching(&path).next().is_none(),
+                        "rule {rule} for {} matches guest {on:?}'s rules",
+                        doms[me].name
+                    );
+                }
+                let dirs = autogrant::data_dirs([]);
+                assert_eq!(
+                    autogrant::check(
+                        &path,
+                        perms,
+                        FileKind::Missing,
+                        Asker::Apply { data_dirs: &dirs }
+                    ),
+                    Ok(()),
+                    "{path}"
+                );
+            }
+        }
+        // The generator is not degenerate: both outcomes are exercised.
+        assert!(
+            offered > 50 && refused > 1000,
+            "{offered} offered, {refused} refused"
+        );
+    }
 }
