@@ -151,16 +151,16 @@ pub enum Refusal {
     KernelDevice { path: String },
     #[error(transparent)]
     HostPath(#[from] PathError),
-    #[error(
-        "{path} is a device node: never written automatically; if this guest should have it, \
-         give it in the definition or run `virt-aa-hook grant --device`"
-    )]
+    #[error("{path} is a device node: only granted explicitly (`virt-aa-hook grant --device`)")]
     Device { path: String },
-    #[error("{path} is a {kind}, not a regular file or directory: never written automatically")]
+    #[error(
+        "{path} is a {kind}, not a regular file or directory: only granted explicitly \
+         (`virt-aa-hook grant`)"
+    )]
     Special { path: String, kind: &'static str },
     #[error(
-        "{path} is outside the places guests' data lives ({dirs}): never written automatically; \
-         if this guest should have it, `virt-aa-hook grant` it"
+        "{path} is outside the places guests' data lives ({dirs}): only granted explicitly \
+         (`virt-aa-hook grant`)"
     )]
     Outside { path: String, dirs: String },
 }

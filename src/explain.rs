@@ -122,7 +122,7 @@ impl Claims {
         let mut generated = None;
         for r in self.rules.matching(path) {
             match &r.source {
-                Source::Identity => continue,
+                Source::Identity(_) => continue,
                 Source::Element(e) => {
                     generated.get_or_insert_with(|| e.clone());
                 }
@@ -140,7 +140,7 @@ impl Claims {
     fn first_rule(&self, path: &str) -> Option<String> {
         self.rules
             .matching(path)
-            .find(|r| r.source != Source::Identity)
+            .find(|r| !matches!(r.source, Source::Identity(_)))
             .map(|r| match &r.source {
                 Source::Element(e) => e.clone(),
                 _ => r.describe(),

@@ -23,8 +23,9 @@ pub enum Source {
     Element(String),
     /// One of the generator's fixed patterns (per-domain directories, pid file, ...).
     Generated,
-    /// A file libvirt derives from the guest's name or UUID ([`identity_patterns`]).
-    Identity,
+    /// A file libvirt derives from the guest's name or UUID ([`identity_patterns`]), with a
+    /// readable form (`domain-<id>-db/**`).
+    Identity(String),
     /// libvirt's helper's `libvirt-<uuid>.files`.
     HelperFiles,
     /// The admin's local rules file.
@@ -64,7 +65,7 @@ impl OwnedRule {
         match &self.source {
             Source::Element(e) => format!("{e} in its definition"),
             Source::Generated => format!("its profile's rule \"{}\"", self.pattern),
-            Source::Identity => format!("libvirt's file for it, \"{}\"", self.pattern),
+            Source::Identity(label) => format!("libvirt's file for it, {label}"),
             Source::HelperFiles => format!("\"{}\" in its .files", self.pattern),
             Source::Local => format!("\"{}\" in its local rules", self.pattern),
         }
@@ -91,9 +92,9 @@ impl GuestRules {
                     .push(OwnedRule::new(r.pattern.clone(), r.perms, source));
             }
         }
-        for pattern in identity_patterns(dom) {
+        for (pattern, label) in identity_patterns(dom) {
             g.rules
-                .push(OwnedRule::new(pattern, Perms::RWK, Source::Identity));
+                .push(OwnedRule::new(pattern, Perms::RWK, Source::Identity(label)));
         }
         g
     }
@@ -181,7 +182,7 @@ pub fn parse_file_rule(line: &str) -> Option<(String, Perms)> {
 /// per-domain and channel directories (`domain-<id>-<short name>`), pid and status files,
 /// monitor socket, swtpm state and sockets, logs, NVRAM, managed-save image, snapshot and
 /// checkpoint metadata. Escaped AppArmor patterns.
-pub fn identity_patterns(dom: &Domain) -> Vec<String> {
+pub fn identity_patterns(dom: &Domain) -> Vec<(String, String)> {
     let name = paths::escape(&dom.name);
     let short: String = paths::escape(&dom.name.chars().take(20).collect::<String>());
     let uuid = dom.uuid.hyphenated().to_string();
@@ -191,26 +192,38 @@ pub fn identity_patterns(dom: &Domain) -> Vec<String> {
         .collect::<Vec<_>>()
         .join(",");
     let id = format!("{{{id}}}");
-    let mut v = vec![
-        format!("/var/lib/libvirt/qemu/domain-{id}-{short}/"),
-        format!("/var/lib/libvirt/qemu/domain-{id}-{short}/**"),
-        format!("/var/lib/libvirt/qemu/channel/target/domain-{id}-{short}/{{,**}}"),
-        format!("/var/lib/libvirt/qemu/ram/{id}-{short}/{{,**}}"),
-        format!("/var/lib/libvirt/qemu/domain-{name}/{{,**}}"),
-        format!("/var/lib/libvirt/qemu/nvram/{name}_VARS.*"),
-        format!("/var/lib/libvirt/qemu/save/{name}.save"),
-        format!("/var/lib/libvirt/qemu/snapshot/{name}/{{,**}}"),
-        format!("/var/lib/libvirt/qemu/checkpoint/{name}/{{,**}}"),
-        format!("/{{,var/}}run/libvirt/qemu/{name}.{{pid,xml}}"),
-        format!("/{{,var/}}run/libvirt/qemu/swtpm/{id}-{short}-swtpm.*"),
-        format!("/{{,var/}}run/libvirt/qemu/dbus/{id}-{short}-*"),
-        format!("/{{,var/}}run/libvirt/qemu/passt/{id}-{short}-*"),
-        format!("/var/lib/libvirt/swtpm/{uuid}/{{,**}}"),
-        format!("/var/log/libvirt/**/{name}.log"),
-        format!("/var/log/swtpm/libvirt/qemu/{name}-swtpm.log"),
-    ];
-    v.dedup();
-    v
+    [
+        "/var/lib/libvirt/qemu/domain-<id>-<short>/",
+        "/var/lib/libvirt/qemu/domain-<id>-<short>/**",
+        "/var/lib/libvirt/qemu/channel/target/domain-<id>-<short>/{,**}",
+        "/var/lib/libvirt/qemu/ram/<id>-<short>/{,**}",
+        "/var/lib/libvirt/qemu/domain-<name>/{,**}",
+        "/var/lib/libvirt/qemu/nvram/<name>_VARS.*",
+        "/var/lib/libvirt/qemu/save/<name>.save",
+        "/var/lib/libvirt/qemu/snapshot/<name>/{,**}",
+        "/var/lib/libvirt/qemu/checkpoint/<name>/{,**}",
+        "/{,var/}run/libvirt/qemu/<name>.{pid,xml}",
+        "/{,var/}run/libvirt/qemu/swtpm/<id>-<short>-swtpm.*",
+        "/{,var/}run/libvirt/qemu/dbus/<id>-<short>-*",
+        "/{,var/}run/libvirt/qemu/passt/<id>-<short>-*",
+        "/var/lib/libvirt/swtpm/<uuid>/{,**}",
+        "/var/log/libvirt/**/<name>.log",
+        "/var/log/swtpm/libvirt/qemu/<name>-swtpm.log",
+    ]
+    .iter()
+    .map(|t| {
+        let pattern = t
+            .replace("<id>", &id)
+            .replace("<short>", &short)
+            .replace("<name>", &name)
+            .replace("<uuid>", &uuid);
+        let label = t
+            .replace("<short>", &dom.name.chars().take(20).collect::<String>())
+            .replace("<name>", &dom.name)
+            .replace("<uuid>", &uuid);
+        (pattern, label)
+    })
+    .collect()
 }
 
 #[cfg(test)]

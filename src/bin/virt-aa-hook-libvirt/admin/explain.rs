@@ -247,7 +247,13 @@ pub fn run(
         let mut to_apply: Vec<String> = Vec::new();
         for (record, count, outcomes) in explain::collapse(recs) {
             let child = denial::guest_of(&record.profile).and_then(|(_, c)| c);
-            let verdict = explain::classify(&record, own, &others, &site);
+            let mut verdict = explain::classify(&record, own, &others, &site);
+            if me.is_none() && matches!(verdict, Verdict::SiteSpecific { .. }) {
+                verdict = Verdict::Unusable(format!(
+                    "no defined guest has UUID {u}: a rule in its local file would be inherited \
+                     by a guest defined later with it (define the guest first)"
+                ));
+            }
             let report = match (&verdict, me) {
                 (Verdict::GeneratorGap { .. }, Some(i)) => {
                     Some(bug_report(&hook, &defs[i], &generated[i], &record))
@@ -275,7 +281,7 @@ pub fn run(
                 )
             );
         }
-        if apply && !to_apply.is_empty() && me.is_none() {
+        if apply && me.is_none() {
             // A later guest defined with this UUID would inherit the local file.
             println!(
                 "apply: nothing written: no defined guest has UUID {u}, and a guest defined later \
@@ -300,4 +306,77 @@ pub fn run(
         }
     }
     Ok(if failed { 1 } else { 0 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    const WEB: &str = "aaaaaaaa-0000-4000-8000-000000000001";
+    const DB: &str = "aaaaaaaa-0000-4000-8000-000000000002";
+    const UNKNOWN: &str = "aaaaaaaa-0000-4000-8000-0000000000ff";
+
+    fn line(uuid: &str, path: &str, mask: &str) -> String {
+        let hex: String = path.bytes().map(|b| format!("{b:02X}")).collect();
+        format!(
+            r#"audit: type=1400 audit(1.0:1): apparmor="DENIED" operation="open" profile="libvirt-{uuid}" name={hex} requested_mask="{mask}" denied_mask="{mask}""#
+        )
+    }
+
+    /// `--apply` end to end in a temporary root: only the site file of a defined guest is
+    /// written; another guest's derived file, host locations, a device and every record of an
+    /// unknown UUID are not.
+    #[test]
+    fn apply_writes_only_allowed_rules_of_defined_guests() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = Config {
+            root: d.path().into(),
+            apparmor_parser: Some("/nonexistent/apparmor_parser".into()),
+            probe_backing: false,
+            ..Config::default()
+        };
+        let etc = cfg.rooted(Path::new(guests::CONFIG_DIR));
+        std::fs::create_dir_all(&etc).unwrap();
+        for (name, u) in [("web", WEB), ("db", DB)] {
+            std::fs::write(
+                etc.join(format!("{name}.xml")),
+                format!(
+                    "<domain type='kvm'><name>{name}</name><uuid>{u}</uuid><devices>\
+                     <disk type='file' device='disk'><source file='/srv/vah-test/{name}.img'/>\
+                     <target dev='vda'/></disk></devices></domain>"
+                ),
+            )
+            .unwrap();
+        }
+        let site = "/srv/vah-test/site data/x 1.img";
+        let log = [
+            line(WEB, site, "r"),
+            line(WEB, "/srv/vah-test/db.img", "r"),
+            line(WEB, "/var/lib/libvirt/qemu/domain-3-db/master-key.aes", "r"),
+            line(WEB, "/run/libvirt/qemu/db.pid", "w"),
+            line(WEB, "/root/.bashrc", "w"),
+            line(WEB, "/dev/sda", "rw"),
+            line(WEB, "/", "r"),
+            line(UNKNOWN, "/srv/vah-test/squat.img", "rw"),
+        ]
+        .join("\n");
+        let logf = d.path().join("kern.log");
+        std::fs::write(&logf, log).unwrap();
+        let rc = run(&cfg, None, None, true, Some(logf.clone())).unwrap();
+        assert_eq!(rc, 0);
+        let local = cfg.local_path(&format!("libvirt-{WEB}"));
+        let text = std::fs::read_to_string(&local).unwrap();
+        let rules: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with('"'))
+            .collect();
+        assert_eq!(rules, vec![format!("\"{site}\" r,").as_str()], "{text}");
+        assert!(!cfg.local_path(&format!("libvirt-{UNKNOWN}")).exists());
+        assert!(!cfg.local_path(&format!("libvirt-{DB}")).exists());
+        // A second run changes nothing.
+        run(&cfg, None, None, true, Some(logf)).unwrap();
+        assert_eq!(std::fs::read_to_string(&local).unwrap(), text);
+    }
 }
