@@ -42,7 +42,7 @@ const NEVER: &[(&str, &str)] = &[
     ("/proc", "the kernel's view of every process"),
     (
         "/sys",
-        "kernel and device controls (a guest's devices come from its definition)",
+        "kernel and device controls; a guest's devices come from its definition",
     ),
     ("/etc", "host configuration"),
     ("/var/spool/cron", "crontabs"),

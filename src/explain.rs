@@ -1,15 +1,24 @@
 //! `virt-aa-hook explain`: from an AppArmor record to what to do about it.
 //!
-//! Each file access a guest's profile refused (or, in complain mode, would refuse) falls in one
-//! of three classes, decided here by pure functions over the record, the guest's definition and
-//! the other guests' definitions:
-//! - **generator gap**: the guest's definition names the path but the generated profile does
-//!   not grant the access — a bug in virt-aa-hook; we print a ready bug report;
-//! - **site-specific**: the path is not in any definition — a rule for the guest's local file
+//! A record's path is chosen by the guest (a compromised QEMU probes whatever it likes), so what
+//! `explain` offers — and `--apply` writes — must never hand a guest what it should not have.
+//! Each file access a guest's profile refused (or, in complain mode, would refuse) is decided
+//! here by pure functions over the record, every guest's rules ([`crate::owner`]) and the host's
+//! data places ([`crate::autogrant`]):
+//! - **stale profile**: the guest's current rules (generated, `.files`, local) already grant it,
+//!   matched with AppArmor's glob semantics: the loaded profile predates them; the reload command;
+//! - **generator gap**: the guest's definition names the path (or a generated rule grants part of
+//!   the access) but the generated profile does not grant it — a bug in virt-aa-hook; we print a
+//!   ready bug report;
+//! - **refused**: the host policy ([`crate::paths::check_policy`]) or the allow-list
+//!   ([`crate::autogrant::check`]) forbids it, another guest's rules match it (its disk, or a file
+//!   libvirt derives from its name or UUID: the guest is named), or it is a name any guest could
+//!   take first (backup tools' defaults, with the option that avoids them);
+//! - **grant only**: not refused, but not for a rule written automatically (a device node, a
+//!   socket, outside the places guests' data lives): the `grant` command the admin may run;
+//! - **site-specific**: none of the above — a rule for the guest's local file
 //!   (`/etc/apparmor.d/local/libvirt/libvirt-<uuid>`), escaped by [`crate::paths::escape`], the
-//!   one escaper every rule goes through;
-//! - **refused**: the host policy ([`crate::paths::check_policy`]) forbids it, or the file is
-//!   another guest's: it stays denied and no rule is offered.
+//!   one escaper every rule goes through. Only these are written by `--apply`.
 //!
 //! A rule offered is always one literal path, exactly the record's name, escaped: never a glob,
 //! never a second rule (the fuzz target `denial` checks this on arbitrary records).
