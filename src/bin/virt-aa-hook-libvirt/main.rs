@@ -111,7 +111,8 @@ enum Cmd {
     },
     /// Let a guest open PATH (a file; with --tree a directory and everything below it) outside
     /// its definition: adds the escaped rule to its local file and reloads a running guest's
-    /// profile. Host system paths are refused as for disks. For scripts in standalone mode
+    /// profile. Host system paths, the locations `explain --apply` never writes and other
+    /// guests' files are refused; device nodes need --device. For scripts in standalone mode
     /// (hotplug, snapshot overlays, block-commit targets) and paths libvirt never labels.
     Grant {
         /// Guest name or UUID.

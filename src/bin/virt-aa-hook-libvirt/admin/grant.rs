@@ -7,9 +7,13 @@
 //! helper mode makes this unnecessary for storage libvirt labels; it still serves paths libvirt
 //! never labels (a backup tool's socket, a site-specific file).
 //!
-//! The path goes through the same policy and escaping as a disk of the definition
-//! ([`RuleSet::grant`]): a host system path or a glob character is refused, a symlink is
-//! resolved. The rule lands in `/etc/apparmor.d/local/libvirt/libvirt-<uuid>` (the admin's file,
+//! The path is resolved (symlinks), then goes through the same decision as `explain --apply`
+//! ([`autogrant::check`]: the host policy of a disk, and the locations no rule we write ever
+//! reaches — `/proc`, `/sys`, `/etc`, crontabs, AppArmor's and libvirt's own files, `/root`,
+//! kernel devices), except that the admin may reach outside the data places and, with
+//! `--device`, device nodes; and it must not be (or, with `--tree`, hold) a file another guest's
+//! rules match ([`virt_aa_hook::owner`]), so the refusal names that guest. The rule is escaped
+//! like every other ([`RuleSet::grant_resolved`]). The rule lands in `/etc/apparmor.d/local/libvirt/libvirt-<uuid>` (the admin's file,
 //! kept across starts; [`localrules::apply`] merges, writes atomically and puts the old file back
 //! if the profile does not take it). `--revoke` is left to the admin's editor on purpose: the
 //! local file is theirs.
