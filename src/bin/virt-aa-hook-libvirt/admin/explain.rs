@@ -248,7 +248,12 @@ pub fn run(
         for (record, count, outcomes) in explain::collapse(recs) {
             let child = denial::guest_of(&record.profile).and_then(|(_, c)| c);
             let mut verdict = explain::classify(&record, own, &others, &site);
-            if me.is_none() && matches!(verdict, Verdict::SiteSpecific { .. }) {
+            if me.is_none()
+                && matches!(
+                    verdict,
+                    Verdict::SiteSpecific { .. } | Verdict::GrantOnly { .. }
+                )
+            {
                 verdict = Verdict::Unusable(format!(
                     "no defined guest has UUID {u}: a rule in its local file would be inherited \
                      by a guest defined later with it (define the guest first)"
@@ -359,6 +364,7 @@ mod tests {
             line(WEB, "/dev/sda", "rw"),
             line(WEB, "/", "r"),
             line(UNKNOWN, "/srv/vah-test/squat.img", "rw"),
+            line(UNKNOWN, "/dev/sdb", "rw"),
         ]
         .join("\n");
         let logf = d.path().join("kern.log");
