@@ -82,6 +82,10 @@ pub struct Config {
     /// Also send each event to journald as a structured record (`journalctl -t virt-aa-hook`)
     /// when its socket exists; never waits for it.
     pub journal: bool,
+    /// Directories where guests' data lives on this host, besides `/srv`,
+    /// `/var/lib/libvirt/images`, `/var/lib/libvirt/boot` and libvirt's directory pools:
+    /// `explain --apply` writes rules only for files there ([`crate::autogrant`]). Host paths.
+    pub data_dirs: Vec<String>,
 }
 
 impl Default for Config {
@@ -107,6 +111,7 @@ impl Default for Config {
             emulator_dir: "/usr/bin".into(),
             helper_mode: true,
             journal: true,
+            data_dirs: Vec::new(),
         }
     }
 }

@@ -71,6 +71,11 @@ pub struct Record {
     pub time: Option<(u64, u32)>,
     /// `info=`: the kernel's note (`Failed name lookup - disconnected path`, ...).
     pub info: Option<String>,
+    /// `capname=` (capability records: `sys_admin`), or `capability=<number>` when the kernel
+    /// wrote no name.
+    pub capability: Option<String>,
+    /// Network records: `family=` and `sock_type=` (`inet stream`), `protocol=` if given.
+    pub network: Option<String>,
 }
 
 impl Record {
@@ -80,6 +85,18 @@ impl Record {
             && self.requested.is_some()
             && self.class.as_deref().is_none_or(|c| c == "file")
             && !NON_FILE_OPS.contains(&self.operation.as_str())
+    }
+
+    /// What a record that is not a file access asked for, for the admin: `capability sys_admin`,
+    /// `network inet stream`, `signal kill to <peer>`.
+    pub fn what(&self) -> Option<String> {
+        if let Some(c) = &self.capability {
+            return Some(format!("capability {c}"));
+        }
+        if let Some(n) = &self.network {
+            return Some(format!("network {n}"));
+        }
+        None
     }
 
     /// The key under which repeated records of one access collapse.
@@ -186,6 +203,20 @@ pub fn parse_record(text: &str) -> Result<Option<Record>, DenialError> {
         }
     };
     let profile = text_of("profile")?.ok_or(DenialError::Missing("profile"))?;
+    let capability = match text_of("capname")? {
+        Some(n) => Some(n),
+        None => text_of("capability")?,
+    };
+    let network = match (text_of("family")?, text_of("sock_type")?) {
+        (None, None) => None,
+        (f, t) => {
+            let mut v: Vec<String> = [f, t].into_iter().flatten().collect();
+            if let Some(p) = text_of("protocol")?.filter(|p| p != "0") {
+                v.push(format!("protocol {p}"));
+            }
+            Some(v.join(" "))
+        }
+    };
     Ok(Some(Record {
         outcome,
         operation: text_of("operation")?.unwrap_or_default(),
@@ -198,6 +229,8 @@ pub fn parse_record(text: &str) -> Result<Option<Record>, DenialError> {
         pid: get("pid").and_then(|v| v.raw.parse().ok()),
         time,
         info: text_of("info")?,
+        capability,
+        network,
     }))
 }
 
@@ -414,7 +447,16 @@ mod tests {
         let status = r#"audit: type=1400 audit(1.2:3): apparmor="STATUS" operation="profile_load" profile="unconfined" name="libvirt-x" pid=1 comm="apparmor_parser""#;
         assert_eq!(parse_line(status), Ok(None));
         let cap = r#"audit: type=1400 audit(1.2:3): apparmor="DENIED" operation="capable" class="cap" profile="libvirt-92c4f559-3323-44d7-abd5-34c49aef304a" pid=1 comm="qemu" capability=21 capname="sys_admin""#;
-        assert!(!parse_line(cap).unwrap().unwrap().is_file());
+        let r = parse_line(cap).unwrap().unwrap();
+        assert!(!r.is_file());
+        assert_eq!(r.what().as_deref(), Some("capability sys_admin"));
+        let cap = cap.replace(r#" capname="sys_admin""#, "");
+        let r = parse_line(&cap).unwrap().unwrap();
+        assert_eq!(r.what().as_deref(), Some("capability 21"));
+        let net = r#"audit: type=1400 audit(1.2:3): apparmor="DENIED" operation="create" class="net" profile="libvirt-92c4f559-3323-44d7-abd5-34c49aef304a" pid=1 comm="qemu" family="inet6" sock_type="raw" protocol=58 requested_mask="create" denied_mask="create""#;
+        let r = parse_line(net).unwrap().unwrap();
+        assert!(!r.is_file());
+        assert_eq!(r.what().as_deref(), Some("network inet6 raw protocol 58"));
     }
 
     #[test]

@@ -1,21 +1,32 @@
 //! `virt-aa-hook explain`: from an AppArmor record to what to do about it.
 //!
-//! Each file access a guest's profile refused (or, in complain mode, would refuse) falls in one
-//! of three classes, decided here by pure functions over the record, the guest's definition and
-//! the other guests' definitions:
-//! - **generator gap**: the guest's definition names the path but the generated profile does
-//!   not grant the access — a bug in virt-aa-hook; we print a ready bug report;
-//! - **site-specific**: the path is not in any definition — a rule for the guest's local file
+//! A record's path is chosen by the guest (a compromised QEMU probes whatever it likes), so what
+//! `explain` offers — and `--apply` writes — must never hand a guest what it should not have.
+//! Each file access a guest's profile refused (or, in complain mode, would refuse) is decided
+//! here by pure functions over the record, every guest's rules ([`crate::owner`]) and the host's
+//! data places ([`crate::autogrant`]):
+//! - **stale profile**: the guest's current rules (generated, `.files`, local) already grant it,
+//!   matched with AppArmor's glob semantics: the loaded profile predates them; the reload command;
+//! - **generator gap**: the guest's definition names the path (or a generated rule grants part of
+//!   the access) but the generated profile does not grant it — a bug in virt-aa-hook; we print a
+//!   ready bug report;
+//! - **refused**: the host policy ([`crate::paths::check_policy`]) or the allow-list
+//!   ([`crate::autogrant::check`]) forbids it, another guest's rules match it (its disk, or a file
+//!   libvirt derives from its name or UUID: the guest is named), or it is a name any guest could
+//!   take first (backup tools' defaults, with the option that avoids them);
+//! - **grant only**: not refused, but not for a rule written automatically (a device node, a
+//!   socket, outside the places guests' data lives): the `grant` command the admin may run;
+//! - **site-specific**: none of the above — a rule for the guest's local file
 //!   (`/etc/apparmor.d/local/libvirt/libvirt-<uuid>`), escaped by [`crate::paths::escape`], the
-//!   one escaper every rule goes through;
-//! - **refused**: the host policy ([`crate::paths::check_policy`]) forbids it, or the file is
-//!   another guest's: it stays denied and no rule is offered.
+//!   one escaper every rule goes through. Only these are written by `--apply`.
 //!
 //! A rule offered is always one literal path, exactly the record's name, escaped: never a glob,
 //! never a second rule (the fuzz target `denial` checks this on arbitrary records).
 
+use crate::autogrant::{self, Asker, FileKind};
 use crate::denial::{Outcome, Record};
 use crate::domain::Domain;
+use crate::owner::{GuestRules, OwnedRule, Source};
 use crate::paths;
 use crate::rules::{Perms, RuleSet};
 use crate::xml::Element;
@@ -57,8 +68,16 @@ pub enum Verdict {
     Stale { element: String },
     /// The guest's definition names the path, the generated profile does not grant `perms`.
     GeneratorGap { element: String, perms: Perms },
-    /// Not in any definition: this rule in the guest's local file grants exactly the path.
+    /// Not in any definition, in a place guests' data lives: this rule in the guest's local
+    /// file grants exactly the path; `--apply` writes it.
     SiteSpecific { rule: String, perms: Perms },
+    /// Not in any definition and not for `--apply` (a device node, a socket, outside the data
+    /// places: [`autogrant::Refusal::grant_may`]): why, and the admin may `grant` it.
+    GrantOnly {
+        why: String,
+        device: bool,
+        perms: Perms,
+    },
     /// Stays denied: why.
     Refused(String),
 }
@@ -72,17 +91,18 @@ impl Verdict {
             Verdict::Stale { .. } => "stale-profile",
             Verdict::GeneratorGap { .. } => "generator-gap",
             Verdict::SiteSpecific { .. } => "site-specific",
+            Verdict::GrantOnly { .. } => "grant-only",
             Verdict::Refused(_) => "refused",
         }
     }
 }
 
-/// Paths a definition claims: the generated rules' literal paths (with the element that asked
-/// for each, and whether it covers a whole tree), and every absolute path written in the XML.
+/// What a definition claims: every rule of the guest ([`GuestRules`]: generated, libvirt's
+/// files for it, and once read, its `.files` and local rules), and every absolute path written in
+/// its XML (an element the generator may not know yet).
 #[derive(Clone, Debug, Default)]
 pub struct Claims {
-    /// `(literal, element, perms, tree)` from the generated rules.
-    pub granted: Vec<(String, String, Perms, bool)>,
+    pub rules: GuestRules,
     /// `(path, element description)` of every absolute path in the XML.
     pub written: Vec<(String, String)>,
 }
@@ -90,37 +110,50 @@ pub struct Claims {
 impl Claims {
     /// Gather from a definition and (if it could be generated) its rules.
     pub fn of(dom: &Domain, rules: Option<&RuleSet>) -> Claims {
-        let mut c = Claims::default();
-        if let Some(rs) = rules {
-            for r in rs.rules() {
-                if let (Some(lit), Some(dev)) = (&r.literal, &r.device) {
-                    let tree = r.pattern.ends_with("/**") || r.pattern.ends_with("/{,*}");
-                    c.granted.push((lit.clone(), dev.clone(), r.perms, tree));
-                }
-            }
-        }
+        let mut c = Claims {
+            rules: GuestRules::of(dom, rules),
+            written: Vec::new(),
+        };
         walk_paths(&dom.root, &mut Vec::new(), &mut c.written);
         c
     }
 
-    /// The grant covering `path` (exact file, or a tree containing it), with the permissions
-    /// of every grant covering it.
-    fn grant_for(&self, path: &str) -> Option<(String, Perms)> {
-        let mut found: Option<(String, Perms)> = None;
-        for (lit, dev, perms, tree) in &self.granted {
-            let hit = if *tree {
-                paths::is_under(Path::new(path), lit) && path != lit.trim_end_matches('/')
-            } else {
-                lit == path || lit.trim_end_matches('/') == path.trim_end_matches('/')
-            };
-            if hit {
-                found = Some(match found {
-                    Some((d, p)) => (d, p.with(*perms)),
-                    None => (dev.clone(), *perms),
-                });
+    /// Add the rules of the guest's `.files` or local file.
+    pub fn add_text(&mut self, text: &str, source: Source) {
+        self.rules.add_text(text, source);
+    }
+
+    /// What the guest's current rules grant on `path`: the union of the permissions of every
+    /// rule matching it (libvirt's name-derived files of other runs excluded: the loaded profile
+    /// never had them), and the generator's first rule among them (its element, or the rule).
+    fn coverage(&self, path: &str) -> (Perms, Option<String>) {
+        let mut have = Perms::default();
+        let mut generated = None;
+        for r in self.rules.matching(path) {
+            match &r.source {
+                Source::Identity(_) => continue,
+                Source::Element(e) => {
+                    generated.get_or_insert_with(|| e.clone());
+                }
+                Source::Generated => {
+                    generated.get_or_insert_with(|| r.describe());
+                }
+                Source::HelperFiles | Source::Local => {}
             }
+            have = have.with(r.perms);
         }
-        found
+        (have, generated)
+    }
+
+    /// The first rule granting `path`, described for a message.
+    fn first_rule(&self, path: &str) -> Option<String> {
+        self.rules
+            .matching(path)
+            .find(|r| !matches!(r.source, Source::Identity(_)))
+            .map(|r| match &r.source {
+                Source::Element(e) => e.clone(),
+                _ => r.describe(),
+            })
     }
 
     /// The XML element that writes `path`.
@@ -131,11 +164,33 @@ impl Claims {
             .map(|(_, e)| e.as_str())
     }
 
-    /// Whether the definition names or is granted `path` at all.
+    /// Whether the guest's rules match or its definition names `path` at all, described.
     pub fn claims(&self, path: &str) -> Option<String> {
-        self.grant_for(path)
-            .map(|(d, _)| d)
-            .or_else(|| self.written_by(path).map(str::to_string))
+        self.rules
+            .matching(path)
+            .next()
+            .map(OwnedRule::describe)
+            .or_else(|| {
+                self.written_by(path)
+                    .map(|e| format!("{e} in its definition"))
+            })
+    }
+}
+
+/// What `classify` needs to know about the host: the places guests' data lives
+/// ([`autogrant::data_dirs`]) and what is at a path now.
+pub struct Site<'a> {
+    pub data_dirs: &'a [String],
+    pub kind: &'a dyn Fn(&str) -> FileKind,
+}
+
+impl Site<'_> {
+    /// The default data places; every path looks not yet created (tests, the fuzzer).
+    pub fn fixed(data_dirs: &[String]) -> Site<'_> {
+        Site {
+            data_dirs,
+            kind: &|_| FileKind::Missing,
+        }
     }
 }
 
@@ -168,16 +223,21 @@ fn walk_paths(e: &Element, stack: &mut Vec<String>, out: &mut Vec<(String, Strin
     stack.pop();
 }
 
-/// Classify one record of guest `own`, given the other guests' claims (`(name, claims)`).
-pub fn classify(rec: &Record, own: &Claims, others: &[(String, Claims)]) -> Verdict {
+/// Classify one record of guest `own`, given the other guests' claims (`(name, claims)`) and
+/// the host's data places. Only a [`Verdict::SiteSpecific`] rule is ever written by `--apply`:
+/// it passed [`autogrant::check`] and matches no rule of any other guest.
+pub fn classify(rec: &Record, own: &Claims, others: &[(String, Claims)], site: &Site) -> Verdict {
     if !rec.is_file() {
         return Verdict::NotFile(format!(
-            "operation {:?}{} is not a file access: explain offers no rule for it",
+            "operation {:?}{}{} is not a file access: explain offers no rule for it",
             rec.operation,
             rec.class
                 .as_deref()
                 .map(|c| format!(" (class {c})"))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            rec.what()
+                .map(|w| format!(" asking for {w}"))
+                .unwrap_or_default(),
         ));
     }
     let path = rec.name.as_deref().unwrap_or("");
@@ -195,10 +255,12 @@ pub fn classify(rec: &Record, own: &Claims, others: &[(String, Claims)]) -> Verd
     if clean.as_os_str() != path.trim_end_matches('/') && path != "/" {
         return Verdict::Unusable(format!("{path:?} is not a normalised absolute path"));
     }
-    if let Some((element, granted)) = own.grant_for(path) {
-        if granted.contains(perms) {
-            return Verdict::Stale { element };
-        }
+    let (granted, generated) = own.coverage(path);
+    if granted.contains(perms) {
+        let element = own.first_rule(path).unwrap_or_default();
+        return Verdict::Stale { element };
+    }
+    if let Some(element) = generated {
         let want = granted.with(perms);
         return match paths::check_policy(Path::new(path), want.writes(), &want.to_string()) {
             Ok(()) => Verdict::GeneratorGap { element, perms },
@@ -219,29 +281,53 @@ pub fn classify(rec: &Record, own: &Claims, others: &[(String, Claims)]) -> Verd
         .find_map(|(n, c)| c.claims(path).map(|e| (n, e)))
     {
         return Verdict::Refused(format!(
-            "{path} belongs to guest {name:?} ({el} in its definition); one guest never gets \
-             another's files"
+            "{path} belongs to guest {name:?} ({el}); one guest never gets another's files"
         ));
     }
     if let Some(why) = shared_name(path) {
         return Verdict::Refused(why);
     }
-    Verdict::SiteSpecific {
-        rule: rule_line(path, perms),
+    let kind = (site.kind)(path);
+    match autogrant::check(
+        path,
         perms,
+        kind,
+        Asker::Apply {
+            data_dirs: site.data_dirs,
+        },
+    ) {
+        Ok(()) => Verdict::SiteSpecific {
+            rule: rule_line(path, perms),
+            perms,
+        },
+        Err(e) if e.grant_may() => Verdict::GrantOnly {
+            why: e.to_string(),
+            device: matches!(e, autogrant::Refusal::Device { .. }),
+            perms,
+        },
+        Err(e) => Verdict::Refused(e.to_string()),
     }
 }
 
 /// Files well-known tools create under a name any guest could take first (a fixed prefix in a
 /// world-writable directory): granting one to a guest lets a compromised QEMU squat the name for
 /// another guest's next run (for a backup socket: serve the backup tool, running as root, its own
-/// data). `(prefix, what it is, the fix)`.
-const SHARED_NAMES: &[(&str, &str, &str)] = &[(
-    "/var/tmp/virtnbdbackup.",
-    "virtnbdbackup's default NBD socket (/var/tmp/virtnbdbackup.<pid>)",
-    "run virtnbdbackup with -f /var/lib/libvirt/qemu/domain-<id>-<name>/nbd.sock, the guest's own \
-     directory, which only its profile grants",
-)];
+/// data; for a scratch file: read another guest's backup). A rule for one random name would
+/// also not help the next run. `(prefix, what it is, the fix)`.
+const SHARED_NAMES: &[(&str, &str, &str)] = &[
+    (
+        "/var/tmp/virtnbdbackup.",
+        "virtnbdbackup's default NBD socket (/var/tmp/virtnbdbackup.<pid>)",
+        "run virtnbdbackup with -f /var/lib/libvirt/qemu/domain-<id>-<name>/nbd.sock, the guest's \
+         own directory, which only its profile grants",
+    ),
+    (
+        "/var/tmp/backup.",
+        "virtnbdbackup's default scratch file (/var/tmp/backup.<random>.<disk>, its -S default)",
+        "run virtnbdbackup with -S /var/lib/libvirt/qemu/domain-<id>-<name>, the guest's own \
+         directory, which only its profile grants",
+    ),
+];
 
 /// Why `path` stays denied although no definition claims it: a name shared by every guest.
 fn shared_name(path: &str) -> Option<String> {
@@ -435,11 +521,24 @@ pub fn element_writing<'a>(root: &'a Element, path: &str) -> Option<&'a Element>
     scopes.into_iter().find(|c| has(c, path))
 }
 
+/// A word for a shell command line the admin copies: single-quoted unless plain.
+fn shell_word(w: &str) -> String {
+    if !w.is_empty()
+        && w.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:@=".contains(c))
+    {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', r"'\''"))
+    }
+}
+
 /// What the admin reads about one access (several lines, indented under the guest heading).
-/// `local` and `profile_file` are the guest's paths, `child` the child profile if the record
+/// `guest` names it in commands; `local` and `profile_file` are the guest's paths, `child` the child profile if the record
 /// came from one, `report` the bug report for a generator gap.
 pub fn render(
     f: &Finding,
+    guest: &str,
     local: &str,
     profile_file: &str,
     child: Option<&str>,
@@ -461,6 +560,7 @@ pub fn render(
         r.name
             .as_deref()
             .map(|n| format!("{n:?}"))
+            .or_else(|| r.what())
             .unwrap_or_else(|| "-".into()),
         r.requested.as_deref().unwrap_or("-"),
         if f.count > 1 {
@@ -482,7 +582,18 @@ pub fn render(
         Verdict::Stale { element } => {
             let _ = writeln!(
                 s,
-                "  already granted by the current definition ({element}): the loaded profile is older.\n  reload it: apparmor_parser -r {profile_file}   (or restart the guest)"
+                "  stale profile: the guest's current rules already grant it ({element}); the loaded profile is older.\n  reload: apparmor_parser -r {profile_file}   (or restart the guest)"
+            );
+        }
+        Verdict::GrantOnly { why, device, perms } => {
+            let _ = writeln!(s, "  not applied automatically: {why}");
+            let _ = writeln!(
+                s,
+                "  if the guest should have it: virt-aa-hook grant{}{} {} {}",
+                if *device { " --device" } else { "" },
+                if perms.writes() { "" } else { " --read-only" },
+                shell_word(guest),
+                shell_word(r.name.as_deref().unwrap_or(""))
             );
         }
         Verdict::GeneratorGap { element, perms } => {
@@ -546,6 +657,12 @@ mod tests {
         Claims::of(d, derived.as_ref().map(|x| &x.rules))
     }
 
+    /// Classify with the default data places, every path not created yet.
+    fn cls(rec: &Record, own: &Claims, others: &[(String, Claims)]) -> Verdict {
+        let dirs = autogrant::data_dirs([]);
+        classify(rec, own, others, &Site::fixed(&dirs))
+    }
+
     fn rec(name_field: &str, mask: &str) -> Record {
         parse_line(&format!(
             r#"audit: type=1400 audit(1.0:1): apparmor="DENIED" operation="open" profile="libvirt-{U}" {name_field} requested_mask="{mask}" denied_mask="{mask}""#
@@ -569,7 +686,7 @@ mod tests {
         );
         let (own, others) = (claims(&me), vec![("db".to_string(), claims(&other))]);
         // Outside every definition: one escaped literal rule.
-        let v = classify(&rec(r#"name="/srv/extra/a*b.img""#, "r"), &own, &others);
+        let v = cls(&rec(r#"name="/srv/extra/a*b.img""#, "r"), &own, &others);
         assert_eq!(
             v,
             Verdict::SiteSpecific {
@@ -578,13 +695,13 @@ mod tests {
             }
         );
         // Another guest's disk: refused, names the guest.
-        let v = classify(&rec(r#"name="/srv/db.img""#, "rw"), &own, &others);
+        let v = cls(&rec(r#"name="/srv/db.img""#, "rw"), &own, &others);
         assert!(
             matches!(&v, Verdict::Refused(w) if w.contains("\"db\"") && w.contains("vda")),
             "{v:?}"
         );
         // virtnbdbackup's default socket: a name any guest could squat; the fix is -f.
-        let v = classify(
+        let v = cls(
             &rec(r#"name="/var/tmp/virtnbdbackup.704""#, "c"),
             &own,
             &others,
@@ -594,13 +711,13 @@ mod tests {
             "{v:?}"
         );
         // A host system path: refused by the host policy.
-        let v = classify(&rec(r#"name="/etc/shadow""#, "r"), &own, &others);
+        let v = cls(&rec(r#"name="/etc/shadow""#, "r"), &own, &others);
         assert!(
             matches!(&v, Verdict::Refused(w) if w.contains("host system path")),
             "{v:?}"
         );
         // Granted read-only (cdrom), written: a generator gap naming the element.
-        let v = classify(&rec(r#"name="/srv/iso/x.iso""#, "w"), &own, &others);
+        let v = cls(&rec(r#"name="/srv/iso/x.iso""#, "w"), &own, &others);
         assert_eq!(
             v,
             Verdict::GeneratorGap {
@@ -609,15 +726,15 @@ mod tests {
             }
         );
         // Granted already: the loaded profile is stale.
-        let v = classify(&rec(r#"name="/srv/web.img""#, "r"), &own, &others);
+        let v = cls(&rec(r#"name="/srv/web.img""#, "r"), &own, &others);
         assert!(matches!(v, Verdict::Stale { .. }), "{v:?}");
         // Execute and relative paths are never offered.
         assert!(matches!(
-            classify(&rec(r#"name="/srv/x""#, "x"), &own, &others),
+            cls(&rec(r#"name="/srv/x""#, "x"), &own, &others),
             Verdict::Unusable(_)
         ));
         assert!(matches!(
-            classify(&rec(r#"name="/srv/../etc/x""#, "r"), &own, &others),
+            cls(&rec(r#"name="/srv/../etc/x""#, "r"), &own, &others),
             Verdict::Unusable(_)
         ));
     }
@@ -626,7 +743,7 @@ mod tests {
     fn element_lookup_for_paths_not_granted() {
         // A path the XML names but the generator does not grant (an element it does not know).
         let me = dom("web", U, "<foo><bar path='/srv/foo.bin'/></foo>");
-        let v = classify(&rec(r#"name="/srv/foo.bin""#, "r"), &claims(&me), &[]);
+        let v = cls(&rec(r#"name="/srv/foo.bin""#, "r"), &claims(&me), &[]);
         assert!(
             matches!(&v, Verdict::GeneratorGap { element, .. } if element.contains("<domain><devices><foo><bar> path=")),
             "{v:?}"
@@ -651,7 +768,7 @@ mod tests {
         );
         let path = "/srv/x\" rwk, /etc/shadow r, \"y{a,b}";
         let hex: String = path.bytes().map(|b| format!("{b:02X}")).collect();
-        let v = classify(&rec(&format!("name={hex}"), "r"), &Claims::default(), &[]);
+        let v = cls(&rec(&format!("name={hex}"), "r"), &Claims::default(), &[]);
         assert_eq!(
             v,
             Verdict::SiteSpecific {
@@ -703,5 +820,334 @@ mod tests {
         assert_eq!(v.len(), 2);
         assert_eq!(v[0].1, 2);
         assert_eq!(v[0].0.requested.as_deref(), Some("rw"));
+    }
+
+    const UDB: &str = "aaaaaaaa-0000-4000-8000-000000000002";
+
+    /// `web` running as domain 7 and `db` running as domain 3 with a TPM.
+    fn pair() -> (Claims, Vec<(String, Claims)>) {
+        let parse = |x: String| Domain::parse(x.as_bytes()).unwrap();
+        let web = parse(format!(
+            "<domain type='kvm' id='7'><name>web</name><uuid>{U}</uuid><devices>\
+             <disk type='file' device='disk'><source file='/srv/web.img'/><target dev='vda'/></disk>\
+             </devices></domain>"
+        ));
+        let db = parse(format!(
+            "<domain type='kvm' id='3'><name>db</name><uuid>{UDB}</uuid><devices>\
+             <disk type='file' device='disk'><source file='/var/lib/libvirt/images/db.qcow2'/><target dev='vda'/></disk>\
+             <tpm model='tpm-crb'><backend type='emulator' version='2.0'/></tpm>\
+             </devices></domain>"
+        ));
+        (claims(&web), vec![("db".to_string(), claims(&db))])
+    }
+
+    #[test]
+    fn other_guests_derived_files_are_refused_naming_the_guest() {
+        let (own, others) = pair();
+        for p in [
+            "/var/lib/libvirt/qemu/domain-3-db/master-key.aes",
+            "/var/lib/libvirt/qemu/domain-9-db/master-key.aes",
+            "/var/lib/libvirt/qemu/domain-3-db/monitor.sock",
+            "/run/libvirt/qemu/db.pid",
+            "/run/libvirt/qemu/swtpm/3-db-swtpm.sock",
+            "/var/lib/libvirt/swtpm/aaaaaaaa-0000-4000-8000-000000000002/tpm2/tpm2-00.permall",
+            "/var/log/libvirt/qemu/db.log",
+            "/var/lib/libvirt/qemu/nvram/db_VARS.fd",
+            "/var/lib/libvirt/images/db.qcow2",
+        ] {
+            let v = cls(&rec(&format!("name=\"{p}\""), "rw"), &own, &others);
+            assert!(
+                matches!(&v, Verdict::Refused(w) if w.contains("belongs to guest \"db\"")),
+                "{p}: {v:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn own_current_rules_mean_a_stale_profile() {
+        let (mut own, others) = pair();
+        let v = cls(
+            &rec(
+                r#"name="/var/lib/libvirt/qemu/domain-7-web/master-key.aes""#,
+                "r",
+            ),
+            &own,
+            &others,
+        );
+        assert!(
+            matches!(&v, Verdict::Stale { element } if element.contains("domain-7-web/")),
+            "{v:?}"
+        );
+        let f = Finding {
+            record: rec(r#"name="/run/libvirt/qemu/web.pid""#, "w"),
+            count: 1,
+            outcomes: vec![Outcome::Denied],
+            verdict: cls(
+                &rec(r#"name="/run/libvirt/qemu/web.pid""#, "w"),
+                &own,
+                &others,
+            ),
+        };
+        let out = render(&f, "web", "/l", "/p/libvirt-x", None, None);
+        assert!(
+            out.contains("stale profile") && out.contains("apparmor_parser -r /p/libvirt-x"),
+            "{out}"
+        );
+        // A rule of the guest's local file that the loaded profile lacks: stale too.
+        own.add_text("  \"/srv/site/a.img\" rw,\n", Source::Local);
+        let v = cls(&rec(r#"name="/srv/site/a.img""#, "r"), &own, &others);
+        assert!(matches!(v, Verdict::Stale { .. }), "{v:?}");
+        // Wider than the local rule: site-specific, not a generator gap.
+        let v = cls(&rec(r#"name="/srv/site/a.img""#, "k"), &own, &others);
+        assert!(matches!(v, Verdict::SiteSpecific { .. }), "{v:?}");
+    }
+
+    #[test]
+    fn host_locations_from_the_issue_are_never_offered() {
+        let (own, others) = pair();
+        for (p, m) in [
+            ("/root/.bashrc", "w"),
+            ("/var/spool/cron/crontabs/root", "wc"),
+            ("/run/libvirt/libvirt-sock", "rw"),
+            ("/var/cache/apparmor/26b63962.0/libvirt-x", "w"),
+            ("/dev/kmsg", "r"),
+            ("/dev/watchdog", "w"),
+            ("/sys/devices/pci0000:00/0000:00:02.0/resource0", "rw"),
+            ("/sys/devices/pci0000:00/0000:00:02.0/remove", "w"),
+            ("/", "rw"),
+        ] {
+            let v = cls(&rec(&format!("name=\"{p}\""), m), &own, &others);
+            assert!(matches!(v, Verdict::Refused(_)), "{p}: {v:?}");
+        }
+        // A disk device: listed, grant --device is the way.
+        let v = cls(&rec(r#"name="/dev/sda""#, "rw"), &own, &others);
+        assert!(
+            matches!(v, Verdict::GrantOnly { device: true, .. }),
+            "{v:?}"
+        );
+        let f = Finding {
+            record: rec(r#"name="/dev/sda""#, "r"),
+            count: 1,
+            outcomes: vec![Outcome::Denied],
+            verdict: cls(&rec(r#"name="/dev/sda""#, "r"), &own, &others),
+        };
+        let out = render(&f, "web", "/l", "/p", None, None);
+        assert!(
+            out.contains("virt-aa-hook grant --device --read-only web /dev/sda"),
+            "{out}"
+        );
+        // Outside the data places: not applied, the admin may grant it.
+        let v = cls(&rec(r#"name="/opt/data/x.img""#, "r"), &own, &others);
+        assert!(
+            matches!(v, Verdict::GrantOnly { device: false, .. }),
+            "{v:?}"
+        );
+        // A socket in a data place is not a regular file.
+        let dirs = autogrant::data_dirs([]);
+        let site = Site {
+            data_dirs: &dirs,
+            kind: &|_| FileKind::Special("socket"),
+        };
+        let v = classify(&rec(r#"name="/srv/s.sock""#, "rw"), &own, &others, &site);
+        assert!(matches!(v, Verdict::GrantOnly { .. }), "{v:?}");
+    }
+
+    #[test]
+    fn backup_scratch_files_get_the_scratch_dir_advice() {
+        let (own, others) = pair();
+        let v = cls(
+            &rec(r#"name="/var/tmp/backup.Xa3k9Q.vda""#, "rwc"),
+            &own,
+            &others,
+        );
+        assert!(
+            matches!(&v, Verdict::Refused(w) if w.contains("-S /var/lib/libvirt/qemu/domain-")),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn capability_and_network_records_name_what_was_asked() {
+        let line = format!(
+            r#"audit: type=1400 audit(1.0:1): apparmor="DENIED" operation="capable" class="cap" profile="libvirt-{U}" pid=1 comm="qemu" capability=21 capname="sys_admin""#
+        );
+        let r = parse_line(&line).unwrap().unwrap();
+        let f = Finding {
+            verdict: cls(&r, &Claims::default(), &[]),
+            record: r,
+            count: 1,
+            outcomes: vec![Outcome::Denied],
+        };
+        let out = render(&f, "web", "/l", "/p", None, None);
+        assert!(
+            out.starts_with("DENIED capable capability sys_admin -"),
+            "{out}"
+        );
+        assert!(out.contains("asking for capability sys_admin"), "{out}");
+        let line = format!(
+            r#"audit: type=1400 audit(1.0:1): apparmor="DENIED" operation="create" class="net" profile="libvirt-{U}" pid=1 comm="qemu" family="inet" sock_type="stream" protocol=6 requested_mask="create" denied_mask="create""#
+        );
+        let r = parse_line(&line).unwrap().unwrap();
+        assert!(
+            matches!(cls(&r, &Claims::default(), &[]), Verdict::NotFile(w) if w.contains("network inet stream protocol 6"))
+        );
+    }
+
+    /// A small deterministic generator (no proptest in the tree): xorshift64*.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
+            &v[(self.next() % v.len() as u64) as usize]
+        }
+    }
+
+    /// Property: for random guests and random records, a rule `explain` offers (the only ones
+    /// `--apply` writes) never matches a file another guest's rules grant, never lies in a
+    /// location [`autogrant`] refuses, and is exactly the record's path.
+    #[test]
+    fn no_offered_rule_reaches_another_guest_or_a_refused_place() {
+        const NAMES: &[&str] = &["web", "db", "a", "ab", "a-b", "x*y", "sp ace", "web2", "w"];
+        const DIRS: &[&str] = &[
+            "/srv",
+            "/srv/img",
+            "/var/lib/libvirt/images",
+            "/data/vm",
+            "/var/tmp",
+            "/home/u",
+        ];
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let (mut offered, mut refused) = (0, 0);
+        for round in 0..40 {
+            let n = 2 + (rng.next() % 3) as usize;
+            let mut doms = Vec::new();
+            let mut used = Vec::new();
+            while doms.len() < n {
+                let name = *rng.pick(NAMES);
+                if used.contains(&name) {
+                    continue;
+                }
+                used.push(name);
+                let id = if rng.next() % 2 == 0 {
+                    format!(" id='{}'", rng.next() % 40)
+                } else {
+                    String::new()
+                };
+                let uuid = format!("aaaaaaaa-0000-4000-8000-{:012x}", round * 10 + doms.len());
+                let mut devs = String::new();
+                for (i, t) in ["vda", "vdb"].iter().enumerate() {
+                    if i == 0 || rng.next() % 2 == 0 {
+                        let dir = rng.pick(DIRS);
+                        devs += &format!(
+                            "<disk type='file' device='disk'><source file='{dir}/{name}-{t}.img'/><target dev='{t}'/></disk>"
+                        );
+                    }
+                }
+                if rng.next() % 2 == 0 {
+                    devs += "<tpm model='tpm-crb'><backend type='emulator' version='2.0'/></tpm>";
+                }
+                if rng.next() % 3 == 0 {
+                    devs += &format!(
+                        "<filesystem type='mount'><source dir='{}/share-{name}'/><target dir='s'/></filesystem>",
+                        rng.pick(DIRS)
+                    );
+                }
+                let xml = format!(
+                    "<domain type='kvm'{id}><name>{name}</name><uuid>{uuid}</uuid><devices>{devs}</devices></domain>"
+                )
+                .replace('&', "&amp;");
+                doms.push(Domain::parse(xml.as_bytes()).unwrap());
+            }
+            let all: Vec<(String, Claims)> =
+                doms.iter().map(|d| (d.name.clone(), claims(d))).collect();
+            for _ in 0..80 {
+                let me = (rng.next() % n as u64) as usize;
+                let other = &doms[(me + 1 + (rng.next() % (n as u64 - 1)) as usize) % n];
+                let on = &other.name;
+                let short = format!("{}-{}", rng.next() % 40, on);
+                let path = match rng.next() % 14 {
+                    0 => format!("/var/lib/libvirt/qemu/domain-{short}/master-key.aes"),
+                    1 => format!("/run/libvirt/qemu/{on}.pid"),
+                    2 => format!("/var/lib/libvirt/qemu/domain-{short}/monitor.sock"),
+                    3 => format!("/var/lib/libvirt/swtpm/{}/tpm2/x", other.uuid),
+                    4 => format!("/var/log/libvirt/qemu/{on}.log"),
+                    5 => format!("/var/lib/libvirt/qemu/nvram/{on}_VARS.fd"),
+                    6 => format!("{}/{on}-vda.img", rng.pick(DIRS)),
+                    7 => format!("{}/share-{on}/f", rng.pick(DIRS)),
+                    8 => rng
+                        .pick(&[
+                            "/root/.bashrc",
+                            "/var/spool/cron/crontabs/root",
+                            "/run/libvirt/libvirt-sock",
+                            "/var/cache/apparmor/a/b",
+                            "/dev/sda",
+                            "/dev/kmsg",
+                            "/dev/watchdog",
+                            "/sys/devices/pci0000:00/0000:00:02.0/resource0",
+                            "/",
+                            "/etc/passwd",
+                            "/proc/1/mem",
+                            "/home/u/.ssh/id_rsa",
+                        ])
+                        .to_string(),
+                    9 => format!("/var/tmp/backup.{:x}.vda", rng.next() % 4096),
+                    _ => format!(
+                        "{}/site-{}/{}",
+                        rng.pick(DIRS),
+                        rng.next() % 5,
+                        rng.pick(NAMES)
+                    ),
+                };
+                let mask = *rng.pick(&["r", "w", "rw", "wc", "k", "rwk", "m"]);
+                let hex: String = path.bytes().map(|b| format!("{b:02X}")).collect();
+                let r = parse_line(&format!(
+                    r#"apparmor="DENIED" operation="open" profile="libvirt-{}" name={hex} requested_mask="{mask}""#,
+                    doms[me].uuid
+                ))
+                .unwrap()
+                .unwrap();
+                let others: Vec<(String, Claims)> = all
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != me)
+                    .map(|(_, c)| c.clone())
+                    .collect();
+                let v = cls(&r, &all[me].1, &others);
+                let Verdict::SiteSpecific { rule, perms } = v else {
+                    refused += 1;
+                    continue;
+                };
+                offered += 1;
+                assert_eq!(rule, rule_line(&path, perms), "{path}");
+                for (on, c) in &others {
+                    assert!(
+                        c.rules.matching(&path).next().is_none(),
+                        "rule {rule} for {} matches guest {on:?}'s rules",
+                        doms[me].name
+                    );
+                }
+                let dirs = autogrant::data_dirs([]);
+                assert_eq!(
+                    autogrant::check(
+                        &path,
+                        perms,
+                        FileKind::Missing,
+                        Asker::Apply { data_dirs: &dirs }
+                    ),
+                    Ok(()),
+                    "{path}"
+                );
+            }
+        }
+        // The generator is not degenerate: both outcomes are exercised.
+        assert!(
+            offered > 50 && refused > 1000,
+            "{offered} offered, {refused} refused"
+        );
     }
 }

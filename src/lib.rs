@@ -19,7 +19,9 @@
 //!   [`links`] (the emulator wrapper links the package makes),
 //!   [`log`] (the admin's log);
 //! - **explain:** [`denial`] (one AppArmor audit record, hostile input), [`explain`] (classify
-//!   a denial, render the fix), [`localrules`] (merge it into the local file), [`hostlog`]
+//!   a denial, render the fix), [`owner`] (whose file is this: every guest's rules, glob-aware),
+//!   [`autogrant`] (may a rule we write on someone's behalf reach this path: the allow-list),
+//!   [`localrules`] (merge it into the local file), [`hostlog`]
 //!   (read the host's logs), [`guests`] (guests from libvirt's files), [`journal`]
 //!   (structured records for journald);
 //! - **entry points:** [`hook`] (libvirt events), [`helper`] (libvirt's AppArmor driver, in
@@ -29,6 +31,7 @@
 
 pub mod aaparser;
 pub mod apparmorfs;
+pub mod autogrant;
 pub mod backing;
 pub mod caps;
 pub mod config;
@@ -48,6 +51,7 @@ pub mod links;
 pub mod localrules;
 pub mod log;
 pub mod mode;
+pub mod owner;
 pub mod paths;
 pub mod profile;
 pub mod rules;

@@ -111,7 +111,8 @@ enum Cmd {
     },
     /// Let a guest open PATH (a file; with --tree a directory and everything below it) outside
     /// its definition: adds the escaped rule to its local file and reloads a running guest's
-    /// profile. Host system paths are refused as for disks. For scripts in standalone mode
+    /// profile. Host system paths, the locations `explain --apply` never writes and other
+    /// guests' files are refused; device nodes need --device. For scripts in standalone mode
     /// (hotplug, snapshot overlays, block-commit targets) and paths libvirt never labels.
     Grant {
         /// Guest name or UUID.
@@ -125,6 +126,10 @@ enum Cmd {
         /// Each PATH is a directory: grant it and everything below it.
         #[arg(long)]
         tree: bool,
+        /// Allow device nodes (`/dev/...`): never granted without it. Kernel interfaces (kmsg,
+        /// watchdogs, memory, consoles) stay refused.
+        #[arg(long)]
+        device: bool,
     },
     /// Restore guests' original emulator.
     Unenroll {
@@ -224,7 +229,8 @@ fn run(cli: Cli) -> Result<i32> {
             paths,
             read_only,
             tree,
-        } => admin::grant::run(&cfg, &domain, &paths, read_only, tree),
+            device,
+        } => admin::grant::run(&cfg, &domain, &paths, read_only, tree, device),
         Cmd::Unenroll { domains, all } => {
             admin::enroll::run(&cfg, &lv, targets(domains, all), false)
         }

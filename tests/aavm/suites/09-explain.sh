@@ -6,7 +6,9 @@
 #   A opens a file outside its definition (QMP blockdev-add; the name has a space, so the kernel
 #     logs it hex-encoded) → DENIED → explain names the guest, the path and the escaped rule →
 #     --apply (idempotent) → the same open succeeds, and A's profile still denies its neighbour
-#     file and B's disk; B's disk and /etc are explained as refused, with no rule offered.
+#     file and B's disk; B's disk and /etc are explained as refused, with no rule offered;
+#     crafted records (B's name-derived files, host locations, /dev/sda, backup scratch, a
+#     capability, an unknown UUID) get their verdicts and --apply writes nothing for them.
 #   C is switched to complain with `virt-aa-hook complain`, started, opens its extra site file
 #     (ALLOWED), explain --apply, `virt-aa-hook enforce` (reloads the running guest), restart:
 #     the same open works with 0 denials.
@@ -101,6 +103,53 @@ check "explain: /etc/hostname is a host system path" grep -qF "refused by policy
 check_not "no rule offered for B's disk" grep -qF "\"$D/b.qcow2\" r," <<<"$out"
 check_not "--apply wrote nothing for refused accesses" grep -q '^apply:' <<<"$out"
 check_not "local file has no rule for B's disk or /etc" grep -qE "b\.qcow2|/etc/hostname" "$LOCAL_A"
+# --- Records a compromised A could provoke (issue 21), as crafted kernel lines read with --log:
+# B's name-derived files, host locations, a device, backup scratch, a capability, and a UUID no
+# guest has. Each gets its verdict; --apply writes nothing; B's master key stays denied for real.
+IDB=$($VIRSH domid $GB 2>/dev/null | tr -d '[:space:]')
+UX=aaaaaaaa-aa08-4000-8000-0000000000ff
+rec() {  # rec UUID PATH MASK: one kernel record, the name hex-encoded as the kernel may write it
+  local hex; hex=$(printf '%s' "$2" | od -An -tx1 | tr -d ' \n' | tr a-f A-F)
+  echo "audit: type=1400 audit(1764545412.395:85): apparmor=\"DENIED\" operation=\"open\" profile=\"libvirt-$1\" name=$hex pid=1 comm=\"qemu-system-x86\" requested_mask=\"$3\" denied_mask=\"$3\""
+}
+CRAFT=/tmp/vah-ex-crafted.log
+{
+  rec $UA /var/lib/libvirt/qemu/domain-$IDB-$GB/master-key.aes r
+  rec $UA /run/libvirt/qemu/$GB.pid w
+  rec $UA /var/log/libvirt/qemu/$GB.log w
+  rec $UA /root/.bashrc w
+  rec $UA /var/spool/cron/crontabs/root w
+  rec $UA /run/libvirt/libvirt-sock rw
+  rec $UA /var/cache/apparmor/x/y w
+  rec $UA /dev/sda rw
+  rec $UA /dev/kmsg r
+  rec $UA /dev/watchdog w
+  rec $UA /sys/devices/pci0000:00/0000:00:02.0/resource0 rw
+  rec $UA / r
+  rec $UA /var/tmp/backup.Xa3k9Q.vda rw
+  rec $UX $D/squat.img rw
+  echo "audit: type=1400 audit(1764545412.395:86): apparmor=\"DENIED\" operation=\"capable\" class=\"cap\" profile=\"libvirt-$UA\" pid=1 comm=\"qemu-system-x86\" capability=21 capname=\"sys_admin\""
+} >$CRAFT
+sum_before=$(md5sum <"$LOCAL_A")
+out=$(virt-aa-hook explain --log $CRAFT --apply 2>&1); rc=$?
+echo "$out" | sed 's/^/       | /'
+expect_eq "explain --log (crafted) exits 0" 0 $rc
+check "crafted: B's master key belongs to guest $GB" grep -qF "domain-$IDB-$GB/master-key.aes belongs to guest \"$GB\"" <<<"$out"
+check "crafted: B's pid file belongs to guest $GB" grep -qF "/run/libvirt/qemu/$GB.pid belongs to guest \"$GB\"" <<<"$out"
+check "crafted: B's log belongs to guest $GB" grep -qF "/var/log/libvirt/qemu/$GB.log belongs to guest \"$GB\"" <<<"$out"
+for p in /root/.bashrc /var/spool/cron/crontabs/root /run/libvirt/libvirt-sock /var/cache/apparmor/x/y /dev/kmsg /dev/watchdog /sys/devices/pci0000:00/0000:00:02.0/resource0; do
+  check "crafted: $p refused" bash -c 'grep -A1 -F "\"$1\"" <<<"$2" | grep -q "refused by policy"' _ "$p" "$out"
+done
+check "crafted: \"/\" refused" grep -qF 'refused by policy, stays denied: "/" is the whole host' <<<"$out"
+check "crafted: /dev/sda only with grant --device" grep -qF "virt-aa-hook grant --device $GA /dev/sda" <<<"$out"
+check "crafted: backup scratch gets the -S advice" grep -qF -- "-S /var/lib/libvirt/qemu/domain-" <<<"$out"
+check "crafted: the capability is named" grep -qF "DENIED capable capability sys_admin" <<<"$out"
+check "crafted: the unknown UUID gets no rule" grep -qF "no defined guest has UUID $UX" <<<"$out"
+check_not "crafted: no site-specific rule offered" grep -q 'site-specific' <<<"$out"
+expect_eq "crafted: --apply left A's local file as it was" "$sum_before" "$(md5sum <"$LOCAL_A")"
+check_not "crafted: no local file for the unknown UUID" test -e /etc/apparmor.d/local/libvirt/libvirt-$UX
+out=$(qmp n6 /var/lib/libvirt/qemu/domain-$IDB-$GB/master-key.aes)
+if [[ $out == *"Permission denied"* ]]; then ok "A: B's master key stays denied"; else fail "A: B's master key stays denied: $out"; fi
 out=$(virt-aa-hook explain --guest $GA 2>&1)
 check "explain: the neighbour file gets its own rule, only when asked" grep -qxF "      \"$NEIGH\" r," <<<"$out"
 check_not "local file has no rule for the neighbour file" grep -qF "$NEIGH" "$LOCAL_A"

@@ -812,7 +812,8 @@ pub fn check_hook_args(data: &[u8]) {
 ///   line `"<pattern>" <perms>,` whose pattern is the escaped form of the record's name (so
 ///   unescaping gives the name back, apparmor_parser's lexer ends the string where we do, and the
 ///   pattern has no unescaped glob) with only permissions the record asked for, never `x`;
-/// - a host system path or the neighbour's disk never gets a rule;
+/// - a host system path, a location [`virt_aa_hook::autogrant`] refuses for `--apply`, or any
+///   file the neighbour's rules match (its disk, its name-derived files) never gets a rule;
 /// - merging the rule into a local file twice changes it once.
 pub fn check_denial(data: &[u8]) {
     use virt_aa_hook::denial;
@@ -852,7 +853,14 @@ pub fn check_denial(data: &[u8]) {
         let derived = virt_aa_hook::derive::derive(d, &opts).ok();
         Claims::of(d, derived.as_ref().map(|x| &x.rules))
     };
-    let v = explain::classify(&rec, &claims(&me), &[("other".into(), claims(&other))]);
+    let other_claims = claims(&other);
+    let dirs = virt_aa_hook::autogrant::data_dirs([]);
+    let v = explain::classify(
+        &rec,
+        &claims(&me),
+        &[("other".into(), other_claims.clone())],
+        &explain::Site::fixed(&dirs),
+    );
     let Verdict::SiteSpecific { rule, perms } = v else {
         return;
     };
@@ -890,6 +898,20 @@ pub fn check_denial(data: &[u8]) {
     assert!(
         name != "/srv/other.img" && name != "/srv/me.img",
         "rule for a definition's disk"
+    );
+    assert!(
+        other_claims.rules.matching(&name).next().is_none(),
+        "rule for a file the other guest's rules grant: {rule}"
+    );
+    assert_eq!(
+        virt_aa_hook::autogrant::check(
+            &name,
+            perms,
+            virt_aa_hook::autogrant::FileKind::Missing,
+            virt_aa_hook::autogrant::Asker::Apply { data_dirs: &dirs },
+        ),
+        Ok(()),
+        "rule for a place --apply must not write: {rule}"
     );
     let once = explain::merge_local("", std::slice::from_ref(&rule)).expect("first merge changes");
     assert_eq!(

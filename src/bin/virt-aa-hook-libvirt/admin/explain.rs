@@ -10,22 +10,27 @@ use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::PathBuf;
+use virt_aa_hook::autogrant::{self, FileKind};
 use virt_aa_hook::config::Config;
 use virt_aa_hook::denial::{self, Record};
-use virt_aa_hook::explain::{self, Claims, Finding, Verdict};
+use virt_aa_hook::explain::{self, Claims, Finding, Site, Verdict};
 use virt_aa_hook::generate;
 use virt_aa_hook::guests::{self, GuestDef};
 use virt_aa_hook::hook::Hook;
 use virt_aa_hook::hostlog;
 use virt_aa_hook::localrules::{self, Applied};
+use virt_aa_hook::owner::Source;
 
-/// What the generator makes of one guest: its claims and the `generate` output for a report.
-struct Generated {
-    claims: Claims,
+/// What the generator makes of one guest: its claims (generated rules, libvirt's name-derived
+/// files, its `.files` and local rules) and the `generate` output for a report.
+pub struct Generated {
+    pub claims: Claims,
     rules_text: Result<String, String>,
 }
 
-fn generate_for(hook: &Hook, g: &GuestDef) -> Generated {
+/// Generate one guest's rules and read its `.files` and local file (rooted in the config's
+/// prefix), so [`Claims`] hold every rule its profile really has.
+pub fn generate_for(hook: &Hook, g: &GuestDef) -> Generated {
     let mode = hook.mode().0;
     let opts = hook.derive_options();
     let settings = generate::Settings {
@@ -34,7 +39,7 @@ fn generate_for(hook: &Hook, g: &GuestDef) -> Generated {
         template: virt_aa_hook::profile::DEFAULT_TEMPLATE,
         derive: &opts,
     };
-    match generate::from_domain(g.domain.clone(), &settings) {
+    let mut out = match generate::from_domain(g.domain.clone(), &settings) {
         Ok(out) => Generated {
             claims: Claims::of(&g.domain, Some(&out.derived.rules)),
             rules_text: Ok(out.rules_text),
@@ -43,7 +48,23 @@ fn generate_for(hook: &Hook, g: &GuestDef) -> Generated {
             claims: Claims::of(&g.domain, None),
             rules_text: Err(e.to_string()),
         },
+    };
+    let profile = g.domain.profile_name();
+    for (path, source) in [
+        (hook.cfg.files_path(&profile), Source::HelperFiles),
+        (hook.cfg.local_path(&profile), Source::Local),
+    ] {
+        if let Ok(Some(b)) = virt_aa_hook::store::read_capped(&path) {
+            out.claims.add_text(&String::from_utf8_lossy(&b), source);
+        }
     }
+    out
+}
+
+/// The places guests' data lives on this host: the defaults, the config's `data_dirs` and
+/// libvirt's directory pools.
+pub fn data_dirs(cfg: &Config) -> Vec<String> {
+    autogrant::data_dirs(cfg.data_dirs.iter().cloned().chain(guests::pool_dirs(cfg)))
 }
 
 fn first_line(cmd: &str, args: &[&str]) -> Option<String> {
@@ -184,6 +205,13 @@ pub fn run(
         return Ok(0);
     }
     let generated: Vec<Generated> = defs.iter().map(|g| generate_for(&hook, g)).collect();
+    let dirs = data_dirs(&cfg);
+    let host_root = hook.derive_options().host_root;
+    let kind = |p: &str| FileKind::of(&host_root.join(p.trim_start_matches('/')));
+    let site = Site {
+        data_dirs: &dirs,
+        kind: &kind,
+    };
     let mut failed = false;
     for u in order {
         let recs = by_guest.remove(&u).unwrap_or_default();
@@ -205,6 +233,9 @@ pub fn run(
                 recs.len()
             ),
         }
+        let guest_word = me
+            .map(|i| defs[i].domain.name.clone())
+            .unwrap_or_else(|| u.to_string());
         let empty = Claims::default();
         let own = me.map(|i| &generated[i].claims).unwrap_or(&empty);
         let others: Vec<(String, Claims)> = defs
@@ -216,7 +247,18 @@ pub fn run(
         let mut to_apply: Vec<String> = Vec::new();
         for (record, count, outcomes) in explain::collapse(recs) {
             let child = denial::guest_of(&record.profile).and_then(|(_, c)| c);
-            let verdict = explain::classify(&record, own, &others);
+            let mut verdict = explain::classify(&record, own, &others, &site);
+            if me.is_none()
+                && matches!(
+                    verdict,
+                    Verdict::SiteSpecific { .. } | Verdict::GrantOnly { .. }
+                )
+            {
+                verdict = Verdict::Unusable(format!(
+                    "no defined guest has UUID {u}: a rule in its local file would be inherited \
+                     by a guest defined later with it (define the guest first)"
+                ));
+            }
             let report = match (&verdict, me) {
                 (Verdict::GeneratorGap { .. }, Some(i)) => {
                     Some(bug_report(&hook, &defs[i], &generated[i], &record))
@@ -236,6 +278,7 @@ pub fn run(
                 "{}",
                 explain::render(
                     &f,
+                    &guest_word,
                     &local.display().to_string(),
                     &pfile.display().to_string(),
                     child.as_deref(),
@@ -243,7 +286,13 @@ pub fn run(
                 )
             );
         }
-        if apply && !to_apply.is_empty() {
+        if apply && me.is_none() {
+            // A later guest defined with this UUID would inherit the local file.
+            println!(
+                "apply: nothing written: no defined guest has UUID {u}, and a guest defined later \
+                 with it would inherit the rules"
+            );
+        } else if apply && !to_apply.is_empty() {
             let parser = virt_aa_hook::aaparser::Parser::from_config(&hook.cfg).ok();
             match localrules::apply(&cfg, parser.as_ref(), &u, &to_apply) {
                 Ok(Applied::Unchanged) => {
@@ -262,4 +311,78 @@ pub fn run(
         }
     }
     Ok(if failed { 1 } else { 0 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    const WEB: &str = "aaaaaaaa-0000-4000-8000-000000000001";
+    const DB: &str = "aaaaaaaa-0000-4000-8000-000000000002";
+    const UNKNOWN: &str = "aaaaaaaa-0000-4000-8000-0000000000ff";
+
+    fn line(uuid: &str, path: &str, mask: &str) -> String {
+        let hex: String = path.bytes().map(|b| format!("{b:02X}")).collect();
+        format!(
+            r#"audit: type=1400 audit(1.0:1): apparmor="DENIED" operation="open" profile="libvirt-{uuid}" name={hex} requested_mask="{mask}" denied_mask="{mask}""#
+        )
+    }
+
+    /// `--apply` end to end in a temporary root: only the site file of a defined guest is
+    /// written; another guest's derived file, host locations, a device and every record of an
+    /// unknown UUID are not.
+    #[test]
+    fn apply_writes_only_allowed_rules_of_defined_guests() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = Config {
+            root: d.path().into(),
+            apparmor_parser: Some("/nonexistent/apparmor_parser".into()),
+            probe_backing: false,
+            ..Config::default()
+        };
+        let etc = cfg.rooted(Path::new(guests::CONFIG_DIR));
+        std::fs::create_dir_all(&etc).unwrap();
+        for (name, u) in [("web", WEB), ("db", DB)] {
+            std::fs::write(
+                etc.join(format!("{name}.xml")),
+                format!(
+                    "<domain type='kvm'><name>{name}</name><uuid>{u}</uuid><devices>\
+                     <disk type='file' device='disk'><source file='/srv/vah-test/{name}.img'/>\
+                     <target dev='vda'/></disk></devices></domain>"
+                ),
+            )
+            .unwrap();
+        }
+        let site = "/srv/vah-test/site data/x 1.img";
+        let log = [
+            line(WEB, site, "r"),
+            line(WEB, "/srv/vah-test/db.img", "r"),
+            line(WEB, "/var/lib/libvirt/qemu/domain-3-db/master-key.aes", "r"),
+            line(WEB, "/run/libvirt/qemu/db.pid", "w"),
+            line(WEB, "/root/.bashrc", "w"),
+            line(WEB, "/dev/sda", "rw"),
+            line(WEB, "/", "r"),
+            line(UNKNOWN, "/srv/vah-test/squat.img", "rw"),
+            line(UNKNOWN, "/dev/sdb", "rw"),
+        ]
+        .join("\n");
+        let logf = d.path().join("kern.log");
+        std::fs::write(&logf, log).unwrap();
+        let rc = run(&cfg, None, None, true, Some(logf.clone())).unwrap();
+        assert_eq!(rc, 0);
+        let local = cfg.local_path(&format!("libvirt-{WEB}"));
+        let text = std::fs::read_to_string(&local).unwrap();
+        let rules: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with('"'))
+            .collect();
+        assert_eq!(rules, vec![format!("\"{site}\" r,").as_str()], "{text}");
+        assert!(!cfg.local_path(&format!("libvirt-{UNKNOWN}")).exists());
+        assert!(!cfg.local_path(&format!("libvirt-{DB}")).exists());
+        // A second run changes nothing.
+        run(&cfg, None, None, true, Some(logf)).unwrap();
+        assert_eq!(std::fs::read_to_string(&local).unwrap(), text);
+    }
 }
