@@ -238,6 +238,7 @@ fn probe_chain_inner(
             break;
         }
         chain.links.push(next_resolved.clone());
+        chain.named_by.push(resolved.clone());
         depth += 1;
 
         known = match header.backing_format.as_deref() {
@@ -298,13 +299,13 @@ fn add_extents(
         let joined = format!("{}/{name}", dir.to_string_lossy().trim_end_matches('/'));
         match cache.resolve(&joined) {
             Ok(p) => {
-                let list = if at_top {
-                    &mut chain.top_extents
-                } else {
-                    &mut chain.links
-                };
-                if !list.contains(&p) {
-                    list.push(p);
+                if at_top {
+                    if !chain.top_extents.contains(&p) {
+                        chain.top_extents.push(p);
+                    }
+                } else if !chain.links.contains(&p) {
+                    chain.links.push(p);
+                    chain.named_by.push(resolved.to_path_buf());
                 }
             }
             Err(e) => chain.warnings.push(format!(

@@ -46,6 +46,9 @@ pub struct Chain {
     /// Backing images below `top`, nearest first, each resolved to an absolute path, and the
     /// data extents of those images (all opened read-only by QEMU).
     pub links: Vec<PathBuf>,
+    /// For each of `links`, the resolved image whose header (or VMDK descriptor) named it: the
+    /// file a refusal points at (see [`crate::reach`]).
+    pub named_by: Vec<PathBuf>,
     /// Data extents of `top` itself (a VMDK text descriptor's files), resolved: QEMU opens them
     /// as it opens `top`, so they need the disk's own permissions.
     pub top_extents: Vec<PathBuf>,
