@@ -324,6 +324,11 @@ pub fn extra_base(raw: &str) -> (&str, Scope) {
 /// whose refusal fails the call. A file the main profile's rules (`main`) already grant `rwk`
 /// is listed as covered, without a rule: the policy does not change, so nothing is recompiled
 /// (at every start libvirt names the per-domain directories our profile already grants).
+///
+/// These files are libvirt's own choice (snapshot overlays, copy destinations, blockcommit
+/// targets), not read from an image header, so [`crate::reach`]'s backing-file policy does not
+/// apply to them; the host policy does. The chain in the XML of the same call is judged as at
+/// start (see `crate::reach`, "Block jobs").
 pub fn render_extras(
     extras: &[String],
     must_grant: Option<&str>,
