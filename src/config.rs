@@ -70,6 +70,11 @@ pub struct Config {
     pub caps_max_age: u64,
     /// Read image headers to find backing chains when the XML has none.
     pub probe_backing: bool,
+    /// Directories (and everything below them) where a backing file named by an image header
+    /// may live, besides the directory of each of the guest's own disks. A guest can rewrite its
+    /// image's header, so a backing file elsewhere, another guest's writable disk or a device
+    /// node stops the guest from starting (README "Security model"). Host paths, not rooted.
+    pub image_dirs: Vec<PathBuf>,
     /// Honour `<vah:guest manage="no"/>` in a domain's metadata.
     pub allow_opt_out: bool,
     /// libvirt connection URI for the admin commands and the capability refresh.
@@ -106,6 +111,10 @@ impl Default for Config {
             fail_on_started: false,
             caps_max_age: 24 * 3600,
             probe_backing: true,
+            image_dirs: crate::reach::DEFAULT_IMAGE_DIRS
+                .iter()
+                .map(PathBuf::from)
+                .collect(),
             allow_opt_out: true,
             connect: "qemu:///system".into(),
             emulator_dir: "/usr/bin".into(),

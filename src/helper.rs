@@ -375,6 +375,11 @@ impl Subtrees {
 /// (at every start libvirt names the per-domain directories our profile already grants).
 /// Only the directories in `subtrees` are granted as a subtree; every other string is one
 /// literal file.
+///
+/// These files are libvirt's own choice (snapshot overlays, copy destinations, blockcommit
+/// targets), not read from an image header, so [`crate::reach`]'s backing-file policy does not
+/// apply to them; the host policy does. The chain in the XML of the same call is judged as at
+/// start (see `crate::reach`, "Block jobs").
 pub fn render_extras(
     extras: &[String],
     must_grant: Option<&str>,

@@ -391,6 +391,8 @@ impl Hook {
                 .as_ref()
                 .map(|c| c.firmware.clone())
                 .unwrap_or_default(),
+            image_dirs: self.cfg.image_dirs.clone(),
+            libvirt_root: self.cfg.root.clone(),
             ..Default::default()
         }
     }

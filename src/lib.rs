@@ -8,7 +8,8 @@
 //! - **derive:** [`derive`] (device → grants, one file per device family, host lookups in
 //!   `derive/host.rs`), [`rules`] (dedup/merge), [`paths`] (resolve through one `Resolver` per
 //!   derivation, escape, host policy), [`backing`] (image headers: `header`, `vmdk`; the chain
-//!   walk: `chain`, one `probe_chain`);
+//!   walk: `chain`, one `probe_chain`), [`reach`] (which header-named backing files a guest may
+//!   be granted; whose writable disk a file is);
 //! - **render:** [`profile`] (template, our marker line), [`generate`] (the pure pipeline);
 //! - **own a guest's profile:** [`lifecycle`] (install = write if changed + compile + load,
 //!   verify, remove, "is this file ours") — the hook, the helper, `gc` and `status` go through it;
@@ -54,6 +55,7 @@ pub mod mode;
 pub mod owner;
 pub mod paths;
 pub mod profile;
+pub mod reach;
 pub mod rules;
 pub mod store;
 pub mod wrapper;

@@ -29,6 +29,9 @@ pub enum PathError {
     SymlinkLoop(String),
     #[error("{path} is a host system path and cannot be granted {perms}")]
     Refused { path: String, perms: String },
+    /// A backing file named by an image header that [`crate::reach::judge`] refuses.
+    #[error("{0}")]
+    Unreachable(Box<crate::reach::Refused>),
     #[error(
         "{path} contains the host system path {inside} and cannot be granted {perms} recursively"
     )]

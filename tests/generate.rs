@@ -292,7 +292,10 @@ fn differential(root: Option<&Path>, h: &HelperUnderTest) -> (DiffFigures, Vec<S
             }
         };
         fig.accepted += 1;
-        let (out, err, code) = gen_stdin(&xml, &["--no-probe"]);
+        // libvirt's own test domains keep backing files in /tmp; its helper grants a backing
+        // file anywhere, ours only in trusted image directories (README "Security model"),
+        // so the comparison trusts /tmp too.
+        let (out, err, code) = gen_stdin_conf(&xml, &["--no-probe"], DIFFERENTIAL_CONF);
         if code != 0 {
             bad.push(format!(
                 "{name}: virt-aa-helper accepts it, we refuse: {err}"
@@ -480,10 +483,26 @@ fn disk_xml(path: &str, extra: &str) -> String {
     )
 }
 
+/// The configuration the differential runs with: libvirt's test domains name backing files in
+/// `/tmp`, which a real host would list in `image_dirs`.
+const DIFFERENTIAL_CONF: &str = "image_dirs = [\"/var/lib/libvirt/images\", \"/tmp\"]\n";
+
 fn gen_stdin(xml: &str, args: &[&str]) -> (String, String, i32) {
+    gen_stdin_env(xml, args, &[])
+}
+
+/// [`gen_stdin`] with a configuration file holding `conf` (root stays `/`).
+fn gen_stdin_conf(xml: &str, args: &[&str], conf: &str) -> (String, String, i32) {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("virt-aa-hook.conf");
+    std::fs::write(&f, conf).unwrap();
+    gen_stdin_env(xml, args, &[("VIRT_AA_HOOK_CONFIG", f.to_str().unwrap())])
+}
+
+fn gen_stdin_env(xml: &str, args: &[&str], env: &[(&str, &str)]) -> (String, String, i32) {
     let mut a = vec!["generate"];
     a.extend_from_slice(args);
-    let out = run(&a, xml.as_bytes(), &[]);
+    let out = run(&a, xml.as_bytes(), env);
     (
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -820,15 +839,37 @@ fn backing_chain_is_probed_read_only_and_deduplicated() {
         err.contains("/etc/shadow is a host system path and cannot be granted rk"),
         "{err}"
     );
-    // the XML's own <backingStore> wins over the headers
-    let (out, _, _) = gen_stdin(
+    // the XML's own <backingStore> wins over the headers (a file beside the image: trusted)
+    let declared = dir.join("declared.raw");
+    let (out, err, _) = gen_stdin(
+        &disk_xml(
+            evil.to_str().unwrap(),
+            &format!(
+                "<backingStore type='file'><format type='raw'/><source file='{}'/><backingStore/></backingStore>",
+                declared.display()
+            ),
+        ),
+        &[],
+    );
+    assert!(
+        out.contains(&format!("\"{}\" rk,", declared.display())),
+        "{out}{err}"
+    );
+    // ... but it is libvirt's reading of a header the guest wrote: outside the trusted
+    // directories it stops the guest (README "Security model")
+    let (out, err, code) = gen_stdin(
         &disk_xml(
             evil.to_str().unwrap(),
             "<backingStore type='file'><format type='raw'/><source file='/srv/declared.raw'/><backingStore/></backingStore>",
         ),
         &[],
     );
-    assert!(out.contains("\"/srv/declared.raw\" rk,"), "{out}");
+    assert_eq!((code, out.as_str()), (1, ""), "{err}");
+    assert!(
+        err.contains("backing file /srv/declared.raw (named by the image header of")
+            && err.contains("is outside the directories trusted for images"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -12,3 +12,4 @@ mod faults;
 mod generate;
 mod helper;
 mod hook;
+mod reach;

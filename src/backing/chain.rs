@@ -7,9 +7,9 @@ use crate::backing::HeaderError;
 use crate::paths;
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 /// Formats QEMU knows that never have a backing file: the chain ends there without a warning.
@@ -238,6 +238,7 @@ fn probe_chain_inner(
             break;
         }
         chain.links.push(next_resolved.clone());
+        chain.named_by.push(resolved.clone());
         depth += 1;
 
         known = match header.backing_format.as_deref() {
@@ -298,13 +299,13 @@ fn add_extents(
         let joined = format!("{}/{name}", dir.to_string_lossy().trim_end_matches('/'));
         match cache.resolve(&joined) {
             Ok(p) => {
-                let list = if at_top {
-                    &mut chain.top_extents
-                } else {
-                    &mut chain.links
-                };
-                if !list.contains(&p) {
-                    list.push(p);
+                if at_top {
+                    if !chain.top_extents.contains(&p) {
+                        chain.top_extents.push(p);
+                    }
+                } else if !chain.links.contains(&p) {
+                    chain.links.push(p);
+                    chain.named_by.push(resolved.to_path_buf());
                 }
             }
             Err(e) => chain.warnings.push(format!(
@@ -344,32 +345,21 @@ fn local_name(name: &str) -> Result<&str, String> {
 }
 
 /// Read at most [`MAX_HEADER_BYTES`] from the start of a regular file or block device and parse
-/// them. Opened non-blocking and without becoming a controlling tty, so a FIFO or a device named
-/// by an image can never hang the hook; anything but a file or a block device is refused.
+/// them. Only such files are ever opened for reading (see [`open_image`]); a FIFO or a device
+/// named by an image can never hang the hook or act on hardware.
 fn read_header(path: &Path, resolver: &paths::Resolver) -> Result<Header, String> {
-    // Only regular files and block devices are opened, and that is decided *before* the open:
-    // opening a character device can act on hardware (a watchdog starts its countdown, a tape
-    // rewinds), and the name that led here may come from a header the guest wrote. The type is
-    // the one resolution just saw (else a `stat`); `O_NOFOLLOW` keeps a symlink swapped in since
-    // then from redirecting the open (the path is resolved, so it holds none of its own).
-    let kind = match resolver.seen_file_type(path) {
-        Some(k) => k,
-        None => std::fs::metadata(path)
-            .map_err(|e| format!("cannot open: {e}"))?
-            .file_type(),
-    };
-    if !kind.is_file() && !kind.is_block_device() {
-        return Err("not a regular file or block device".to_string());
+    // A cheap first filter from what resolution just saw; the decision that counts is made on
+    // the descriptor itself, in `open_image`.
+    if let Some(kind) = resolver.seen_file_type(path) {
+        if !kind.is_file() && !kind.is_block_device() {
+            return Err(NOT_AN_IMAGE.to_string());
+        }
     }
-    let file: File = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(|e| format!("cannot open: {e}"))?;
+    let file = open_image(path)?;
     // Almost every header and backing name sits in the first 4 KiB; read more only if the
     // header points further (one image per disk is read, so this matters for big guests).
     let mut buf = Vec::with_capacity(FIRST_READ);
-    let mut file = file;
+    let mut file: File = file;
     (&mut file)
         .take(FIRST_READ as u64)
         .read_to_end(&mut buf)
@@ -402,9 +392,167 @@ fn read_header(path: &Path, resolver: &paths::Resolver) -> Result<Header, String
 /// First read of an image header; see [`read_header`].
 const FIRST_READ: usize = 4096;
 
+/// Why a file is not read as an image.
+const NOT_AN_IMAGE: &str = "not a regular file or block device";
+
+/// Open a resolved image path for reading without a race between "what is it" and "open it".
+///
+/// The name may come from a header the guest wrote, and the directories on the way may be
+/// changed while we look (a directory swapped for a symlink into `/dev` in a loop). So the path
+/// is opened with `O_PATH` — which runs no device's open handler — and no symlink anywhere on it
+/// (`openat2` with `RESOLVE_NO_SYMLINKS`, or, on kernels before 5.6, a walk that opens each
+/// component with `O_NOFOLLOW`; the path is resolved, so a symlink on it was swapped in and
+/// fails the open). The type is then read from that descriptor (`fstat`), and only a regular
+/// file or block device is reopened for reading through `/proc/self/fd`, which reaches the
+/// very inode checked (non-blocking, never a controlling tty).
+pub(crate) fn open_image(path: &Path) -> Result<File, String> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+    let cannot = |e: std::io::Error| format!("cannot open: {e}");
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| "cannot open: path contains a NUL byte".to_string())?;
+    let handle: OwnedFd = match openat2_path(&c) {
+        Ok(fd) => fd,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {
+            open_path_walk(path).map_err(cannot)?
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err("cannot open: a symbolic link appeared on the path".to_string());
+        }
+        Err(e) => return Err(cannot(e)),
+    };
+    let meta = File::from(handle.try_clone().map_err(cannot)?)
+        .metadata()
+        .map_err(cannot)?;
+    let t = meta.file_type();
+    if !t.is_file() && !t.is_block_device() {
+        return Err(NOT_AN_IMAGE.to_string());
+    }
+    let proc_path = format!("/proc/self/fd/{}\0", handle.as_raw_fd());
+    // SAFETY: a NUL-terminated path; the returned descriptor is owned below.
+    let fd = unsafe {
+        libc::open(
+            proc_path.as_ptr().cast(),
+            libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(cannot(std::io::Error::last_os_error()));
+    }
+    // SAFETY: `fd` is a fresh descriptor nobody else owns.
+    let file = unsafe { File::from_raw_fd(fd) };
+    Ok(file)
+}
+
+/// `openat2(AT_FDCWD, path, O_PATH|O_NOFOLLOW|O_CLOEXEC, RESOLVE_NO_SYMLINKS)`.
+fn openat2_path(path: &std::ffi::CStr) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: `open_how` is plain data (non-exhaustive, so built from zeroes).
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_NO_SYMLINKS;
+    // SAFETY: valid path and `open_how` pointers with the struct's size, as openat2(2) takes.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor from the kernel.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(r as i32) })
+}
+
+/// The fallback for kernels without `openat2`: open `/`, then each component relative to the
+/// last with `O_PATH|O_NOFOLLOW` (directories also `O_DIRECTORY`), so no symlink is followed
+/// anywhere on the path.
+fn open_path_walk(path: &Path) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+    let open_at = |dir: libc::c_int, name: &[u8], extra: libc::c_int| -> std::io::Result<OwnedFd> {
+        let c = std::ffi::CString::new(name).map_err(std::io::Error::other)?;
+        // SAFETY: NUL-terminated name, a directory descriptor we own (or AT_FDCWD).
+        let fd = unsafe {
+            libc::openat(
+                dir,
+                c.as_ptr(),
+                libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC | extra,
+            )
+        };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: a fresh descriptor from the kernel.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    };
+    let mut cur = open_at(libc::AT_FDCWD, b"/", libc::O_DIRECTORY)?;
+    let comps: Vec<&[u8]> = path
+        .components()
+        .filter_map(|c| match c {
+            std::path::Component::Normal(n) => Some(n.as_bytes()),
+            _ => None,
+        })
+        .collect();
+    for (i, name) in comps.iter().enumerate() {
+        let last = i + 1 == comps.len();
+        cur = open_at(
+            cur.as_raw_fd(),
+            name,
+            if last { 0 } else { libc::O_DIRECTORY },
+        )?;
+    }
+    Ok(cur)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Both ways of opening: only regular files (and block devices) are opened for reading, and
+    /// no symlink on the path is followed, wherever it sits.
+    #[test]
+    fn open_image_reads_only_plain_files_reached_without_symlinks() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().canonicalize().unwrap();
+        std::fs::create_dir(dir.join("real")).unwrap();
+        std::fs::write(dir.join("real/img"), b"QFI").unwrap();
+        std::os::unix::fs::symlink(dir.join("real"), dir.join("link")).unwrap();
+        std::os::unix::fs::symlink(dir.join("real/img"), dir.join("real/img-link")).unwrap();
+        let fifo = std::ffi::CString::new(dir.join("real/fifo").to_str().unwrap()).unwrap();
+        // SAFETY: plain mkfifo(3) on a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let mut buf = Vec::new();
+        open_image(&dir.join("real/img"))
+            .unwrap()
+            .read_to_end(&mut buf)
+            .unwrap();
+        assert_eq!(buf, b"QFI");
+        for bad in ["link/img", "real/img-link", "real/fifo"] {
+            let e = open_image(&dir.join(bad)).unwrap_err();
+            assert!(
+                e.contains("symbolic link") || e.contains(NOT_AN_IMAGE),
+                "{bad}: {e}"
+            );
+        }
+        assert_eq!(
+            open_image(Path::new("/dev/null")).unwrap_err(),
+            NOT_AN_IMAGE
+        );
+        assert!(open_image(&dir.join("real/missing")).is_err());
+        // The fallback walk, on its own.
+        let kind = |p: &str| {
+            open_path_walk(&dir.join(p)).map(|fd| File::from(fd).metadata().unwrap().file_type())
+        };
+        assert!(kind("real/img").unwrap().is_file());
+        assert!(kind("link/img").is_err());
+        assert!(kind("real/img-link").unwrap().is_symlink());
+        assert!(kind("real/fifo").unwrap().is_fifo());
+    }
 
     #[test]
     fn protocol_names() {

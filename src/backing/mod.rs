@@ -11,6 +11,9 @@
 //! - a backing image's format is the one recorded in its parent's header; only when none is
 //!   recorded do we look at magic bytes, and then (like libvirt) an image found that way may not
 //!   pull in further images;
+//! - images are opened without following any symlink and read only when the descriptor is a
+//!   regular file or block device (`chain::open_image`); *whether* a file the chain names may be
+//!   granted is not decided here but by [`crate::reach`] (the guest wrote the header);
 //! - reads are bounded ([`MAX_HEADER_BYTES`], the formats' own name limits), parsing is a pure
 //!   function ([`parse_header`]) that is fuzzed, and every failure becomes a one-line warning that
 //!   stops the chain, never a panic or an error for the caller.
@@ -46,6 +49,9 @@ pub struct Chain {
     /// Backing images below `top`, nearest first, each resolved to an absolute path, and the
     /// data extents of those images (all opened read-only by QEMU).
     pub links: Vec<PathBuf>,
+    /// For each of `links`, the resolved image whose header (or VMDK descriptor) named it: the
+    /// file a refusal points at (see [`crate::reach`]).
+    pub named_by: Vec<PathBuf>,
     /// Data extents of `top` itself (a VMDK text descriptor's files), resolved: QEMU opens them
     /// as it opens `top`, so they need the disk's own permissions.
     pub top_extents: Vec<PathBuf>,

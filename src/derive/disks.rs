@@ -3,9 +3,27 @@
 
 use super::{Cx, label_of};
 use crate::backing;
+use crate::paths::PathError;
+use crate::reach;
 use crate::rules::{GrantError, Perms, Scope};
 use crate::xml::Element;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// What a header-named source is and which header named it, for the refusal message.
+pub(super) struct Named {
+    what: &'static str,
+    by: String,
+}
+
+/// How a storage source names its image in messages: as written in the XML, or resolved when
+/// it names no file of its own (a volume).
+fn self_name(src: &Element, local: Option<&Path>) -> String {
+    src.attr_nonempty("file")
+        .or_else(|| src.attr_nonempty("dev"))
+        .map(str::to_string)
+        .or_else(|| local.map(|l| l.display().to_string()))
+        .unwrap_or_else(|| "its parent image".to_string())
+}
 
 impl Cx<'_> {
     pub(super) fn disk(&mut self, disk: &Element, i: usize) -> Result<(), GrantError> {
@@ -28,8 +46,8 @@ impl Cx<'_> {
         }
         Ok(())
     }
-    /// One storage source (`<disk>`, `<backingStore>`, `<mirror>`, `<nvram>` with a `<source>`)
-    /// and, recursively, its backing chain.
+    /// One storage source (`<disk>`, `<mirror>`, `<nvram>` with a `<source>`) as the definition
+    /// names it, and, recursively, its backing chain.
     pub(super) fn storage_source(
         &mut self,
         label: &str,
@@ -37,6 +55,21 @@ impl Cx<'_> {
         perms: Perms,
         fmt: Option<&str>,
         depth: usize,
+    ) -> Result<(), GrantError> {
+        self.storage_source_from(label, el, perms, fmt, depth, None)
+    }
+
+    /// [`storage_source`](Self::storage_source) for any source; `named` is set for a
+    /// `<backingStore>` (and a `<dataStore>` below one): libvirt recorded it from an image header,
+    /// which the guest can write, so its file must pass [`crate::reach::judge`].
+    fn storage_source_from(
+        &mut self,
+        label: &str,
+        el: &Element,
+        perms: Perms,
+        fmt: Option<&str>,
+        depth: usize,
+        named: Option<&Named>,
     ) -> Result<(), GrantError> {
         if depth > self.opts.max_chain_depth {
             self.warn(format!(
@@ -51,14 +84,13 @@ impl Cx<'_> {
         };
         let mut local: Option<PathBuf> = None;
         match kind {
-            "file" => {
-                if let Some(f) = src.attr_nonempty("file") {
+            "file" | "block" => {
+                let attr = if kind == "file" { "file" } else { "dev" };
+                if let Some(f) = src.attr_nonempty(attr) {
                     local = self.grant_storage(label, f, perms, Scope::File)?;
-                }
-            }
-            "block" => {
-                if let Some(d) = src.attr_nonempty("dev") {
-                    local = self.grant_storage(label, d, perms, Scope::File)?;
+                    if let (Some(n), Some(l)) = (named, &local) {
+                        self.judge_resolved(label, l, n.what, &n.by)?;
+                    }
                 }
             }
             "dir" => {
@@ -69,6 +101,9 @@ impl Cx<'_> {
             "volume" => {
                 if let Some(p) = self.volume_path(src) {
                     local = self.grant_storage(label, &p, perms, Scope::File)?;
+                    if let (Some(n), Some(l)) = (named, &local) {
+                        self.judge_resolved(label, l, n.what, &n.by)?;
+                    }
                 } else {
                     self.warn(format!(
                         "{label}: pool volume {}/{} could not be resolved to a path; in libvirt mode libvirt's own helper grants it",
@@ -113,7 +148,17 @@ impl Cx<'_> {
         // qcow2 external data file
         if let Some(ds) = src.child("dataStore") {
             let dfmt = ds.child("format").and_then(|f| f.attr_nonempty("type"));
-            self.storage_source(label, ds, perms, dfmt, depth + 1)?;
+            // A data file is named by its image's header too; below a header-named image it is
+            // the guest's choice as much as the image itself. (The top image's own data file
+            // stays the definer's: libvirt ≥ 10.10 takes it from the definition.)
+            let ds_named = named.map(|_| Named {
+                what: "data file",
+                by: format!(
+                    "the image header of {}, as libvirt recorded it in <dataStore>",
+                    self_name(src, local.as_deref())
+                ),
+            });
+            self.storage_source_from(label, ds, perms, dfmt, depth + 1, ds_named.as_ref())?;
         }
         // Backing chain: the XML's own <backingStore> wins; otherwise read the headers.
         // Backing images are read-only (`rk`) with no `deny w`, so blockcommit can still
@@ -122,7 +167,23 @@ impl Cx<'_> {
             Some(bs) => {
                 if bs.child("source").is_some() || bs.attr("type").is_some() {
                     let bfmt = bs.child("format").and_then(|f| f.attr_nonempty("type"));
-                    self.storage_source(label, bs, Perms::RK, bfmt, depth + 1)?;
+                    // Named by the header of this source: as written, or resolved when the
+                    // XML names no local file (a volume, a block device as written).
+                    let bs_named = Named {
+                        what: "backing file",
+                        by: format!(
+                            "the image header of {}, as libvirt recorded it in <backingStore>",
+                            self_name(src, local.as_deref())
+                        ),
+                    };
+                    self.storage_source_from(
+                        label,
+                        bs,
+                        Perms::RK,
+                        bfmt,
+                        depth + 1,
+                        Some(&bs_named),
+                    )?;
                 }
             }
             None => {
@@ -137,21 +198,116 @@ impl Cx<'_> {
                     for w in chain.warnings {
                         self.warn(format!("{label}: {w}"));
                     }
-                    for ext in chain.top_extents {
+                    // Granted first, then judged: a host system path keeps the host policy's
+                    // own message; either refusal stops the guest.
+                    let top_named = top.display().to_string();
+                    for ext in &chain.top_extents {
                         self.out
                             .rules
-                            .grant_resolved(label, &ext, perms, Scope::File)?;
+                            .grant_resolved(label, ext, perms, Scope::File)?;
+                        let by = format!("the VMDK descriptor {top_named}");
+                        self.judge_resolved(label, ext, "extent", &by)?;
                     }
-                    for link in chain.links {
+                    for (link, parent) in chain.links.iter().zip(&chain.named_by) {
                         self.out
                             .rules
-                            .grant_resolved(label, &link, Perms::RK, Scope::File)?;
+                            .grant_resolved(label, link, Perms::RK, Scope::File)?;
+                        let by = format!("the image header of {}", parent.display());
+                        self.judge_resolved(label, link, "backing file", &by)?;
                     }
                 }
             }
         }
         Ok(())
     }
+    /// Judge a resolved file that an image header or descriptor named (`named_by` says which):
+    /// an error naming the disk, the file and the reason unless [`reach::judge`] allows it.
+    /// Verdicts are kept per file: a thousand disks over one base judge it once.
+    pub(super) fn judge_resolved(
+        &mut self,
+        label: &str,
+        resolved: &Path,
+        what: &'static str,
+        named_by: &str,
+    ) -> Result<(), GrantError> {
+        let this = self.dom.uuid;
+        if self.reach.is_none() {
+            let state = self.reach_state();
+            self.reach = Some(state);
+        }
+        let st = self.reach.as_mut().expect("just set");
+        let verdict = match st.verdicts.get(resolved.as_os_str()) {
+            Some(v) => v.clone(),
+            None => {
+                let c = reach::Candidate::stat(resolved);
+                let v = reach::judge(&c, &st.dirs, &st.others, this);
+                st.verdicts
+                    .insert(resolved.as_os_str().to_os_string(), v.clone());
+                v
+            }
+        };
+        verdict.map_err(|why| GrantError {
+            device: crate::rules::one_line(label),
+            cause: PathError::Unreachable(Box::new(reach::Refused {
+                what,
+                file: crate::rules::one_line(&resolved.to_string_lossy()),
+                named_by: crate::rules::one_line(named_by),
+                why,
+            })),
+        })
+    }
+
+    /// What [`reach::judge`] needs, gathered once per derivation and only for a guest that has
+    /// a backing file: the directories of its own disks as its definition names them, the
+    /// configured image directories (both resolved, as the candidates are), and every other
+    /// guest's writable disks from libvirt's files.
+    fn reach_state(&mut self) -> super::ReachState {
+        let mut own: Vec<PathBuf> = Vec::new();
+        let mut named: Vec<String> = Vec::new();
+        if let Some(devs) = self.dom.root.child("devices") {
+            for disk in devs.children_named("disk") {
+                let Some(src) = disk.child("source") else {
+                    continue;
+                };
+                let p = match disk.attr("type").unwrap_or("file") {
+                    "file" => src.attr_nonempty("file").map(str::to_string),
+                    "block" => src.attr_nonempty("dev").map(str::to_string),
+                    "volume" => self.volume_path(src),
+                    _ => None,
+                };
+                named.extend(p);
+            }
+        }
+        for p in named {
+            let Some(parent) = Path::new(&p).parent().and_then(|d| d.to_str()) else {
+                continue;
+            };
+            if let Ok(d) = self.resolver.resolve_repeated(parent) {
+                if !own.contains(&d) {
+                    own.push(d);
+                }
+            }
+        }
+        let mut image_dirs = Vec::new();
+        for d in &self.opts.image_dirs {
+            if let Some(r) = d
+                .to_str()
+                .and_then(|s| self.resolver.resolve_repeated(s).ok())
+            {
+                image_dirs.push(r);
+            }
+        }
+        let others = reach::WritableDisks::load(&self.opts.libvirt_root);
+        for w in &others.warnings {
+            self.warn(w.clone());
+        }
+        super::ReachState {
+            dirs: reach::TrustedDirs { own, image_dirs },
+            others,
+            verdicts: Default::default(),
+        }
+    }
+
     /// Grant a file/block storage path and return its resolved form for chain probing.
     pub(super) fn grant_storage(
         &mut self,

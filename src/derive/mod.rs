@@ -44,6 +44,12 @@ pub struct Options {
     pub host_root: PathBuf,
     /// Real emulator to use when `<emulator>` is our wrapper (from the enroll metadata).
     pub wrapper_prefix: String,
+    /// Directories the admin trusts for backing images named by image headers, besides each
+    /// guest's own disk directories (config `image_dirs`; see [`crate::reach`]).
+    pub image_dirs: Vec<PathBuf>,
+    /// Root under which libvirt's guest files (`/etc/libvirt/qemu`, `/run/libvirt/qemu`) are
+    /// read to know the other guests' writable disks: the config's `root` (a temp dir in tests).
+    pub libvirt_root: PathBuf,
 }
 
 impl Default for Options {
@@ -54,6 +60,11 @@ impl Default for Options {
             firmware: Vec::new(),
             host_root: PathBuf::from("/"),
             wrapper_prefix: crate::layout::WRAPPER_PATH_PREFIX.into(),
+            image_dirs: crate::reach::DEFAULT_IMAGE_DIRS
+                .iter()
+                .map(PathBuf::from)
+                .collect(),
+            libvirt_root: PathBuf::from("/"),
         }
     }
 }
@@ -126,6 +137,7 @@ pub fn derive(dom: &Domain, opts: &Options) -> Result<Derived, GrantError> {
         needs_gl: false,
         resolver: paths::Resolver::new(),
         headers: backing::HeaderCache::default(),
+        reach: None,
     };
     cx.base();
     cx.emulator();
@@ -238,6 +250,15 @@ struct Cx<'a> {
     /// the backing-chain prober is lent it (see [`paths::Resolver`]).
     resolver: paths::Resolver,
     headers: backing::HeaderCache,
+    /// The backing-file policy's facts, gathered at the first header-named file.
+    reach: Option<ReachState>,
+}
+
+/// What [`crate::reach::judge`] is asked with during one derivation, and its answers so far.
+struct ReachState {
+    dirs: crate::reach::TrustedDirs,
+    others: crate::reach::WritableDisks,
+    verdicts: std::collections::HashMap<std::ffi::OsString, Result<(), crate::reach::Distrust>>,
 }
 
 impl<'a> Cx<'a> {
