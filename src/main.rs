@@ -8,8 +8,8 @@
 //! - `virt-aa-hook.<emulator>` → emulator wrapper;
 //! - otherwise the admin command line. The other commands (`caps`, `doctor`, `status`, `gc`,
 //!   `enroll`, `unenroll`, `setup-links`, `remove-links`, `complain`, `enforce`, `explain`) are
-//!   run by `virt-aa-hook-libvirt` next to this binary: they talk to libvirt, or run outside
-//!   this binary's AppArmor profile.
+//!   run by `virt-aa-hook-libvirt` next to this binary: they talk to libvirt, or write what
+//!   this binary's AppArmor profile does not allow (that binary has a profile of its own).
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};

@@ -45,6 +45,102 @@ fn every_corpus_profile_compiles_with_the_real_parser() {
     }
 }
 
+/// Every AppArmor profile the package ships (install/apparmor/, the hook's and the admin
+/// binary's, with their children and our abstractions) compiles with the real parser, is in
+/// the package's file list and is loaded by the postinst; and none of our programs runs a child
+/// unconfined any more (issue 21: `apparmor_parser -o` writes any file).
+#[test]
+fn shipped_apparmor_profiles_compile_and_confine_their_children() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = root.join("install/apparmor");
+    let mut profiles: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    profiles.sort();
+    let names: Vec<String> = profiles
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "usr.lib.libvirt.virt-aa-hook",
+            "usr.lib.libvirt.virt-aa-hook-libvirt"
+        ]
+    );
+    let cargo = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let postinst = std::fs::read_to_string(root.join("install/debian/postinst")).unwrap();
+    let prerm = std::fs::read_to_string(root.join("install/debian/prerm")).unwrap();
+    for (p, name) in profiles.iter().zip(&names) {
+        compile_file(p, Some(&dir)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(
+            cargo.contains(&format!("\"install/apparmor/{name}\", \"etc/apparmor.d/\"")),
+            "{name} is not in Cargo.toml's assets"
+        );
+        for (script, text) in [("postinst", &postinst), ("prerm", &prerm)] {
+            let line = text
+                .lines()
+                .find(|l| l.starts_with("PROFILES="))
+                .unwrap_or_else(|| panic!("{script}: no PROFILES="));
+            assert!(
+                line.split(|c: char| c == '"' || c.is_whitespace())
+                    .any(|w| w == name),
+                "{script} does not load/unload {name}"
+            );
+        }
+        let text = std::fs::read_to_string(p).unwrap();
+        let rules: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.starts_with('#'))
+            .collect();
+        assert!(
+            !rules.iter().any(|l| l.contains(" Ux") || l.contains(" ux")),
+            "{name}: a child runs unconfined"
+        );
+        assert!(
+            rules.contains(&"/{usr/,}{s,}bin/apparmor_parser Cx -> parser,"),
+            "{name}: apparmor_parser not in the parser child"
+        );
+        assert!(
+            rules
+                .iter()
+                .any(|l| l.starts_with("profile parser ") && l.ends_with('{')),
+            "{name}: no parser child profile"
+        );
+        assert!(
+            !rules.contains(&"capability dac_override,"),
+            "{name}: dac_override"
+        );
+        assert!(rules.contains(&"audit deny /etc/{shadow,gshadow}{,-} r,"));
+    }
+    let hook = std::fs::read_to_string(&profiles[0]).unwrap();
+    assert!(hook.contains("\n  /usr/lib/libvirt/virt-aa-hook-libvirt Px,\n"));
+    assert!(hook.contains("\n  /usr/lib/libvirt/virt-aa-helper.distrib PUx -> virt-aa-helper,\n"));
+    assert!(hook.contains("\n  signal (send) set=(kill) peer=virt-aa-hook//parser,\n"));
+    // The parser's rules: load with mac_admin and nothing stronger, write only our cache.
+    let parser = std::fs::read_to_string(dir.join("abstractions/virt-aa-hook-parser")).unwrap();
+    for l in parser
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+    {
+        if l.starts_with("capability ") {
+            assert_eq!(l, "capability mac_admin,", "parser: {l}");
+        }
+        let perms = l.trim_end_matches(',').rsplit(' ').next().unwrap_or("");
+        if !l.starts_with("deny ") && l.starts_with('/') && perms.contains('w') {
+            assert!(
+                l.starts_with("/var/lib/virt-aa-hook/cache/")
+                    || l.starts_with("/sys/kernel/security/apparmor/{.load,.replace,.remove}"),
+                "parser writes outside our cache and the load interface: {l}"
+            );
+        }
+    }
+}
+
 #[test]
 fn golden_rules() {
     let golden_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");

@@ -136,6 +136,7 @@ for f in "$HERE"/suites/[0-9][0-9]-*.sh; do
   fi
   timeout=$SUITE_TIMEOUT
   [ "$name" = 06-day2 ] && timeout=${AAVM_DAY2_TIMEOUT:-3600}   # ~20 min per mode under TCG
+  [ "$name" = 06-day2 ] && [ -n "${AAVM_DAY2_MODE:-}" ] && extra=("$AAVM_DAY2_MODE")   # libvirt|standalone|all
   echo "=== aavm suite $name ${extra[*]}"
   cmd=("$f"); [ -x "$f" ] || cmd=(/bin/bash "$f")
   t0=$(date +%s%N)

@@ -83,7 +83,8 @@ else
 fi
 dpkg-deb -I "$DEB1" conffiles >"$T/conffiles" 2>/dev/null
 for c in /etc/libvirt/virt-aa-hook.conf /etc/libvirt/virt-aa-hook.template \
-         /etc/apparmor.d/usr.lib.libvirt.virt-aa-hook /etc/logrotate.d/virt-aa-hook; do
+         /etc/apparmor.d/usr.lib.libvirt.virt-aa-hook /etc/apparmor.d/usr.lib.libvirt.virt-aa-hook-libvirt \
+         /etc/apparmor.d/abstractions/virt-aa-hook-parser /etc/logrotate.d/virt-aa-hook; do
   check "conffile: $c" grep -qx "$c" "$T/conffiles"
 done
 check_not "the package ships nothing at /etc/apparmor.d/abstractions/libvirt-qemu" grep -qx /etc/apparmor.d/abstractions/libvirt-qemu "$T/shipped"
@@ -148,6 +149,7 @@ for SUITE in $SUITES; do
   check "$SUITE: hooks/qemu -> $BIN, and it resolves" in_root "$R" "[ \"\$(readlink /etc/libvirt/hooks/qemu)\" = $BIN ] && [ -x /etc/libvirt/hooks/qemu ]"
   check_not "$SUITE: nothing at /etc/apparmor.d/abstractions/libvirt-qemu (libvirt's path)" test -e "$R/etc/apparmor.d/abstractions/libvirt-qemu"
   check "$SUITE: local/ include of our profile created" test -f "$R/etc/apparmor.d/local/usr.lib.libvirt.virt-aa-hook"
+  check "$SUITE: local/ include of the admin binary's profile created" test -f "$R/etc/apparmor.d/local/usr.lib.libvirt.virt-aa-hook-libvirt"
   check "$SUITE: a guest profile compiles without libvirt's abstraction (ours only)" in_root "$R" "$COMPILE"
   if in_root "$R" "$APTI --no-install-recommends libvirt-daemon-system" >"$T/o2.log" 2>&1; then
     ok "$SUITE: then DEBIAN_FRONTEND=noninteractive apt-get install -y libvirt-daemon-system succeeds"

@@ -3,8 +3,8 @@
 //! `virt-aa-hook caps|doctor|status|gc|enroll|unenroll|complain|enforce|explain ...` execs this binary (found next to
 //! itself), so the hook and the emulator wrapper — which run on every guest event — never load
 //! libvirt. `setup-links` / `remove-links` (no libvirt call) are here because this binary runs
-//! outside virt-aa-hook's AppArmor profile, which must not let the hook write to
-//! /usr/lib/libvirt (where the wrappers go). Every libvirt call here is bounded by `--timeout`: a daemon that does not answer
+//! under its own AppArmor profile (usr.lib.libvirt.virt-aa-hook-libvirt), which may make the
+//! wrappers in /usr/lib/libvirt; virt-aa-hook's profile must not let the hook write there. Every libvirt call here is bounded by `--timeout`: a daemon that does not answer
 //! produces a clear message instead of a hung command.
 
 mod admin;

@@ -114,4 +114,5 @@ check_not "$F removed after destroy" test -e $F
 check "hook log: release/end" grep -q "\[$G $U\] release/end" $VAH_LOG
 if grep -q ERROR $VAH_LOG; then fail "hook log has ERROR lines:"; grep ERROR $VAH_LOG | sed 's/^/    /'; else ok "hook log has no ERROR lines"; fi
 echo "  --   hook log:"; grep -F "[$G $U]" $VAH_LOG | sed 's/^/       /'
+expect_no_own_denials
 finish ""

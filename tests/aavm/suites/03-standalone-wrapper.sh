@@ -81,4 +81,5 @@ wait_for 120 "the release line of $G1 in $VAH_LOG" grep -q "\[$G1 $U1\] release/
 check_not "$P1 unloaded after destroy" grep -q "^$P1 " "$PROFILES"
 check_not "profile file removed after destroy" test -e /etc/apparmor.d/libvirt/$P1
 echo "  --   hook log:"; sed 's/^/       /' $VAH_LOG
+expect_no_own_denials
 finish ""

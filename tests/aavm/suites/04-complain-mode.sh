@@ -60,4 +60,5 @@ check "enforce: dmesg has apparmor=\"DENIED\" for it" \
 for g in $GC $GE; do $VIRSH destroy $g >/dev/null 2>&1; done
 wait_for 120 "the release line of $GE in $VAH_LOG" grep -q "\[$GE $UE\] release/end" $VAH_LOG
 check_not "both profiles unloaded after destroy" grep -Eq "^($PC|$PE) " "$PROFILES"
+expect_no_own_denials
 finish ""

@@ -297,4 +297,5 @@ for k in "${!RESULT[@]}"; do
   case $k in libvirt/*) n=${k#libvirt/}; printf '       %-48s %-10s | %s\n' "$n" "${RESULT[$k]}" "${RESULT[standalone/$n]:-}";; esac
 done | sort
 if grep -q ERROR $VAH_LOG; then echo "  --   hook log ERROR lines:"; grep ERROR $VAH_LOG | sed 's/^/       /' | tail -20; fi
+expect_no_own_denials
 finish ""

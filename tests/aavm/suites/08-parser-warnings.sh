@@ -45,6 +45,7 @@ judge() {   # judge DESCRIPTION FILE
 }
 
 judge "our profile usr.lib.libvirt.virt-aa-hook" /etc/apparmor.d/usr.lib.libvirt.virt-aa-hook
+judge "our profile usr.lib.libvirt.virt-aa-hook-libvirt" /etc/apparmor.d/usr.lib.libvirt.virt-aa-hook-libvirt
 # The template as shipped, rendered with no rules at all.
 n=0 bad=0
 for xml in tests/corpus/*.xml; do

@@ -192,4 +192,5 @@ expect_eq "C: 0 new denials after the bring-up" 0 "$(($(denials $PC | wc -l) - b
 
 for g in $GA $GB $GC; do $VIRSH destroy $g >/dev/null 2>&1; done
 if grep -q ERROR $VAH_LOG; then fail "hook log has ERROR lines:"; grep ERROR $VAH_LOG | sed 's/^/    /'; else ok "hook log has no ERROR lines"; fi
+expect_no_own_denials
 finish ""

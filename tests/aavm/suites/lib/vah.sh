@@ -35,7 +35,9 @@ vah_clean_state() {
     /usr/lib/libvirt/virt-aa-hook.qemu-system-* /usr/sbin/virt-aa-hook \
     /etc/libvirt/virt-aa-hook.conf /etc/libvirt/virt-aa-hook.template \
     /etc/apparmor.d/usr.lib.libvirt.virt-aa-hook /etc/apparmor.d/abstractions/virt-aa-hook-qemu \
-    /etc/logrotate.d/virt-aa-hook /etc/apparmor.d/local/usr.lib.libvirt.virt-aa-hook
+    /etc/apparmor.d/usr.lib.libvirt.virt-aa-hook-libvirt /etc/apparmor.d/abstractions/virt-aa-hook-parser \
+    /etc/logrotate.d/virt-aa-hook /etc/apparmor.d/local/usr.lib.libvirt.virt-aa-hook \
+    /etc/apparmor.d/local/usr.lib.libvirt.virt-aa-hook-libvirt
   # Without auditd, AppArmor's audit records reach dmesg through printk_ratelimit (10 per 5 s):
   # switch the limit off so that no DENIED line a check looks for is dropped.
   sysctl -qw kernel.printk_ratelimit=0 2>/dev/null || echo 0 >/proc/sys/kernel/printk_ratelimit
@@ -91,6 +93,21 @@ XML
 denials() {
   if [ $# -gt 0 ]; then dmesg | grep 'apparmor="DENIED"' | grep -F "profile=\"$1\""
   else dmesg | grep 'apparmor="DENIED"'; fi
+}
+
+# own_denials: the apparmor="DENIED" lines of our own profiles: the hook's (virt-aa-hook), the
+# admin binary's (virt-aa-hook-libvirt), their children (//parser, //logs) and libvirt's helper
+# profile, which runs the diverted helper in helper mode (issue 21: no Ux child any more).
+own_denials() {
+  dmesg | grep 'apparmor="DENIED"' |
+    grep -E 'profile="(virt-aa-hook(-libvirt)?(//[a-z]+)?|virt-aa-helper)"'
+}
+# expect_no_own_denials: ok when our profiles denied nothing during the suite.
+expect_no_own_denials() {
+  local bad
+  bad=$(own_denials)
+  if [ -z "$bad" ]; then ok "0 apparmor=\"DENIED\" lines of our own profiles (virt-aa-hook[-libvirt][//child], virt-aa-helper)"
+  else fail "$(wc -l <<<"$bad") apparmor=\"DENIED\" lines of our own profiles:"; sort -u <<<"$bad" | head -40 | sed 's/^/    /'; fi
 }
 
 # loaded_mode PROFILE: enforce / complain / nothing (not loaded).
