@@ -80,7 +80,7 @@ check "explain --apply reports the reload" grep -qF "rule(s) to $LOCAL_A; reload
 check "local file has the rule" grep -qxF "  \"$SITE\" r," "$LOCAL_A"
 expect_eq "$PA still loaded in enforce mode" enforce "$(loaded_mode $PA)"
 out=$(virt-aa-hook explain --guest $GA --apply 2>&1)
-check "explain --apply again changes nothing" grep -qF "apply: $LOCAL_A already has these rules" <<<"$out"
+check "explain --apply again changes nothing" grep -qE "apply: ($LOCAL_A already has these rules|nothing to write to $LOCAL_A)" <<<"$out"
 expect_eq "local file has the rule once" 1 "$(grep -cF "$SITE" "$LOCAL_A")"
 
 out=$(qmp n2 "$SITE")

@@ -50,6 +50,7 @@ echo "host secret" >$D/h/secret
 chown libvirt-qemu: $IMG/vah-adv-*.qcow2 /opt/vah-adv/elsewhere.qcow2 $D/a/*.qcow2 $D/h/secret
 disk() { echo "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='$1'/><target dev='${2:-vda}' bus='virtio'/>${3:-}</disk>"; }
 vah_guest_xml $GA $UA "$(disk $D/a/a.qcow2)
+    <controller type='virtio-serial'/>
     <serial type='file'><source path='$D/h/{,**}'/><target port='0'/></serial>" >/tmp/$GA.xml
 vah_guest_xml $GV $UV "$(disk $IMG/vah-adv-victim.qcow2)" >/tmp/$GV.xml
 vah_guest_xml $GS $US "$(disk $D/a/s.qcow2)" >/tmp/$GS.xml
@@ -107,13 +108,16 @@ $VIRSH destroy $GS >/dev/null 2>&1
 # The chardev file literally named {,**}: one literal file, never a subtree.
 F=/etc/apparmor.d/libvirt/$PA
 check "$MODE: the profile has the escaped literal for '$D/h/{,**}'" grep -qF "\"$D/h/\\{\\,\\*\\*\\}\"" $F
-check_not "$MODE: no subtree rule for $D/h in the profile or .files" grep -qE "\"$D/h/\*\*\"|\"$D/h/\{,\*\*\}\"" $F $F.files
+# rules_of FILE...: the rule lines (the .files comments quote libvirt's raw argument).
+rules_of() { cat "$@" 2>/dev/null | grep -v '^[[:space:]]*#'; }
+subtree_of_h() { rules_of $F $F.files | grep -qE "\"$D/h/\*\*\"|\"$D/h/\{,\*\*\}\"|\"$D/h/\" "; }
+check_not "$MODE: no subtree rule for $D/h in the profile or .files" subtree_of_h
 cat >/tmp/adv-chardev.xml <<XML
 <channel type='file'><source path='$D/h/{,**}'/><target type='virtio' name='org.vah.adv'/></channel>
 XML
 if out=$($VIRSH attach-device $GA /tmp/adv-chardev.xml --live 2>&1); then ok "$MODE: hotplugged chardev named '…/{,**}' attached (as a literal file)"
 else echo "  --   hotplug of the '{,**}' chardev refused: $(head -c 200 <<<"$out")"; ok "$MODE: hotplugged chardev named '…/{,**}' refused (fails closed)"; fi
-check_not "$MODE: after hotplug, still no subtree rule for $D/h" grep -qE "\"$D/h/\*\*\"|\"$D/h/\{,\*\*\}\"" $F $F.files
+check_not "$MODE: after hotplug, still no subtree rule for $D/h" subtree_of_h
 denied_open $GA $D/h/secret "$MODE: a file beside the '{,**}' chardev"
 denied_open $GA $IMG/vah-adv-victim.qcow2 "$MODE: another guest's disk"
 # Legit next to it: a hotplugged disk whose name has glob characters, libvirt's own subtree.

@@ -308,6 +308,14 @@ pub fn run(
                     failed = true;
                 }
             }
+        } else if apply {
+            // Every record is granted already (a local rule applied before: the records
+            // predate its reload), refused, or for the admin to grant by hand.
+            println!(
+                "apply: nothing to write to {}: no record asks for a rule that is not there yet \
+                 and may be applied automatically",
+                local.display()
+            );
         }
     }
     Ok(if failed { 1 } else { 0 })
