@@ -36,7 +36,7 @@ else fail "apparmor_parser -r usr.lib.libvirt.virt-aa-hook: $out"; fi
 # (a compile under TCG on a loaded host can take tens of seconds)
 echo 'parser_timeout = 300' >>/etc/libvirt/virt-aa-hook.conf
 
-mkdir -p $D/a $D/h $D/v /opt/vah-adv $IMG
+mkdir -p $D/a $D/h $D/g $D/v /opt/vah-adv $IMG
 qemu-img create -q -f qcow2 $IMG/vah-adv-shared-base.qcow2 16M
 qemu-img create -q -f qcow2 -F qcow2 -b $IMG/vah-adv-shared-base.qcow2 $D/a/a.qcow2
 qemu-img create -q -f qcow2 -F qcow2 -b $IMG/vah-adv-shared-base.qcow2 $D/a/s.qcow2
@@ -46,8 +46,9 @@ qemu-img create -q -f qcow2 /etc/vah-adv-base.qcow2 16M
 qemu-img create -q -f qcow2 -F qcow2 -b /etc/vah-adv-base.qcow2 $D/a/etc-top.qcow2
 qemu-img create -q -f qcow2 "$D/a/hot[1]*.qcow2" 16M
 echo "host secret" >$D/h/secret
+echo "host secret" >$D/g/secret
 # QEMU's user may open all of these: only AppArmor stands in the way.
-chown libvirt-qemu: $IMG/vah-adv-*.qcow2 /opt/vah-adv/elsewhere.qcow2 $D/a/*.qcow2 $D/h/secret
+chown libvirt-qemu: $IMG/vah-adv-*.qcow2 /opt/vah-adv/elsewhere.qcow2 $D/a/*.qcow2 $D/h/secret $D/g/secret
 disk() { echo "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='$1'/><target dev='${2:-vda}' bus='virtio'/>${3:-}</disk>"; }
 vah_guest_xml $GA $UA "$(disk $D/a/a.qcow2)
     <controller type='virtio-serial'/>
@@ -110,15 +111,17 @@ F=/etc/apparmor.d/libvirt/$PA
 check "$MODE: the profile has the escaped literal for '$D/h/{,**}'" grep -qF "\"$D/h/\\{\\,\\*\\*\\}\"" $F
 # rules_of FILE...: the rule lines (the .files comments quote libvirt's raw argument).
 rules_of() { cat "$@" 2>/dev/null | grep -v '^[[:space:]]*#'; }
-subtree_of_h() { rules_of $F $F.files | grep -qE "\"$D/h/\*\*\"|\"$D/h/\{,\*\*\}\"|\"$D/h/\" "; }
-check_not "$MODE: no subtree rule for $D/h in the profile or .files" subtree_of_h
+subtree_of() { rules_of $F $F.files | grep -qE "\"$1/\*\*\"|\"$1/\{,\*\*\}\"|\"$1/\" "; }
+check_not "$MODE: no subtree rule for $D/h in the profile or .files" subtree_of $D/h
 cat >/tmp/adv-chardev.xml <<XML
-<channel type='file'><source path='$D/h/{,**}'/><target type='virtio' name='org.vah.adv'/></channel>
+<channel type='file'><source path='$D/g/{,**}'/><target type='virtio' name='org.vah.adv'/></channel>
 XML
 if out=$($VIRSH attach-device $GA /tmp/adv-chardev.xml --live 2>&1); then ok "$MODE: hotplugged chardev named '…/{,**}' attached (as a literal file)"
 else echo "  --   hotplug of the '{,**}' chardev refused: $(head -c 200 <<<"$out")"; ok "$MODE: hotplugged chardev named '…/{,**}' refused (fails closed)"; fi
-check_not "$MODE: after hotplug, still no subtree rule for $D/h" subtree_of_h
+subtree_of_g_or_h() { subtree_of $D/g || subtree_of $D/h; }
+check_not "$MODE: after hotplug, no subtree rule for $D/g (nor $D/h)" subtree_of_g_or_h
 denied_open $GA $D/h/secret "$MODE: a file beside the '{,**}' chardev"
+denied_open $GA $D/g/secret "$MODE: a file beside the hotplugged '{,**}' chardev"
 denied_open $GA $IMG/vah-adv-victim.qcow2 "$MODE: another guest's disk"
 # Legit next to it: a hotplugged disk whose name has glob characters, libvirt's own subtree.
 if out=$($VIRSH attach-disk $GA "$D/a/hot[1]*.qcow2" vdb --driver qemu --subdriver qcow2 --live 2>&1); then ok "$MODE: hotplug of a disk named 'hot[1]*.qcow2'"
