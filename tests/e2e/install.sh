@@ -101,8 +101,11 @@ check "the uncommented example config is accepted (virt-aa-hook generate)" \
   env VIRT_AA_HOOK_CONFIG="$T/full.conf" target/release/virt-aa-hook generate --mode libvirt --no-probe "$T/dom.xml"
 
 P=(-Q -K -I /etc/apparmor.d)
-check "apparmor_parser compiles install/apparmor/usr.lib.libvirt.virt-aa-hook" \
-  apparmor_parser "${P[@]}" install/apparmor/usr.lib.libvirt.virt-aa-hook
+# (our profiles include our own abstractions: install/apparmor first, as the package installs them)
+for prof in usr.lib.libvirt.virt-aa-hook usr.lib.libvirt.virt-aa-hook-libvirt; do
+  check "apparmor_parser compiles install/apparmor/$prof" \
+    apparmor_parser -Q -K -I install/apparmor -I /etc/apparmor.d "install/apparmor/$prof"
+done
 check "the binary's profile attaches to $BIN_REL only (not to the wrappers)" \
   grep -qE "^profile virt-aa-hook $BIN_REL flags=\(attach_disconnected\)" install/apparmor/usr.lib.libvirt.virt-aa-hook
 # Our own abstraction compiles, and a broken copy of it first in the include path fails the
