@@ -421,6 +421,83 @@ pub fn render_extras(
     Ok((out, warnings))
 }
 
+/// What [`check_extras_argv`] found for one argument vector.
+#[doc(hidden)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ArgvRules {
+    /// No file to grant: the command line is refused, names no `-F`/`-f` file, or the file is
+    /// refused by the host policy (no rule is written for it).
+    Refused,
+    /// The `.files` text for `path` (the `-F`/`-f` string), with `literal` rules of its escaped
+    /// resolved path and `tree` rules of an allowed subtree.
+    Granted {
+        path: String,
+        text: String,
+        literal: usize,
+        tree: usize,
+    },
+}
+
+/// Issue 20's property for one helper argument vector; test support shared by the unit
+/// property test and the `helper_args` fuzz target (tests/fuzz), not an API. `argv` goes
+/// through [`plan`] and, when it names a file, through [`render_extras`] with `subtrees`, once
+/// as the file of this call and once as an earlier extra. Then every line of the `.files` is a
+/// comment or a rule, and every rule's pattern is either the escaped resolved path of the whole
+/// string (one literal) or `<dir>/`, `<dir>/**` for a `dir` in `allowed` (escaped resolved
+/// directories); a file refused as the file of this call is dropped without a rule as an
+/// earlier one. `Err` says how the property fails.
+#[doc(hidden)]
+pub fn check_extras_argv(
+    argv: &[String],
+    subtrees: &Subtrees,
+    allowed: &[String],
+) -> Result<ArgvRules, String> {
+    let Ok(Plan::Generate { file: Some(f), .. }) = plan(argv) else {
+        return Ok(ArgvRules::Refused);
+    };
+    let raw = f.path;
+    let extras = [raw.clone()];
+    let (earlier, _) = render_extras(&extras, None, None, subtrees)
+        .map_err(|e| format!("{raw:?}: an earlier extra file fails the call: {e}"))?;
+    let Ok((text, _)) = render_extras(&extras, Some(&raw), None, subtrees) else {
+        return match earlier.lines().find(|l| !l.starts_with('#')) {
+            Some(l) => Err(format!("{raw:?} is refused, yet dropped it gives {l:?}")),
+            None => Ok(ArgvRules::Refused),
+        };
+    };
+    if text != earlier {
+        return Err(format!(
+            "{raw:?} renders differently as an earlier extra file"
+        ));
+    }
+    let lit = paths::resolve(&raw).ok().map(|p| paths::escape_path(&p));
+    let (mut literal, mut tree) = (0, 0);
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((pattern, _)) = line.strip_prefix("  \"").and_then(|l| l.rsplit_once("\" "))
+        else {
+            return Err(format!("{raw:?}: not a rule: {line:?}\n{text}"));
+        };
+        if lit.as_deref() == Some(pattern) {
+            literal += 1;
+        } else if allowed
+            .iter()
+            .any(|a| pattern == format!("{a}/") || pattern == format!("{a}/**"))
+        {
+            tree += 1;
+        } else {
+            return Err(format!(
+                "{raw:?}: {pattern:?} is neither {lit:?} nor an allowed subtree\n{text}"
+            ));
+        }
+    }
+    Ok(ArgvRules::Granted {
+        path: raw,
+        text,
+        literal,
+        tree,
+    })
+}
+
 /// Do `main`'s rules already grant what an extra file would (`rwk`, and for a subtree the
 /// directory `r` and everything below `rwk`)?
 fn covered(main: &RuleSet, resolved: &Path, scope: Scope) -> bool {
@@ -1145,7 +1222,8 @@ mod tests {
     /// newlines, `..`, symlinks, libvirt's own directories): the argument vector either is
     /// refused, or every rule in the rendered `.files` is the one escaped literal of the
     /// resolved path, or the subtree (`<dir>/`, `<dir>/**`) of a directory on the allowed list;
-    /// and every line is a comment or a rule (nothing the string could inject).
+    /// and every line is a comment or a rule (nothing the string could inject). The check is
+    /// [`check_extras_argv`], which the `helper_args` fuzz target shares.
     #[test]
     fn generated_argument_vectors_give_literals_or_allowed_subtrees() {
         let (d, cfg, dom, libdir) = subtree_guest();
@@ -1227,37 +1305,19 @@ mod tests {
                 .iter()
                 .map(|s| s.to_string())
                 .collect();
-            let Ok(Plan::Generate { file: Some(f), .. }) = plan(&argv) else {
-                refused += 1;
-                continue;
-            };
-            assert_eq!(f.path, raw);
-            let Ok((text, _)) = render_extras(&[raw.clone()], Some(&raw), None, &st) else {
-                refused += 1;
-                continue;
-            };
-            let lit = paths::escape_path(&paths::resolve(&raw).unwrap());
-            for line in text.lines() {
-                if line.starts_with('#') {
-                    continue;
+            match check_extras_argv(&argv, &st, &allowed) {
+                Ok(ArgvRules::Refused) => refused += 1,
+                Ok(ArgvRules::Granted {
+                    path,
+                    literal: l,
+                    tree: t,
+                    ..
+                }) => {
+                    assert_eq!(path, raw);
+                    literal += l;
+                    tree += t;
                 }
-                let rule = line
-                    .strip_prefix("  \"")
-                    .and_then(|l| l.rsplit_once("\" "))
-                    .unwrap_or_else(|| panic!("{raw:?}: not a rule: {line:?}\n{text}"));
-                let pattern = rule.0;
-                if pattern == lit {
-                    literal += 1;
-                    continue;
-                }
-                let subtree = allowed
-                    .iter()
-                    .any(|a| pattern == format!("{a}/") || pattern == format!("{a}/**"));
-                assert!(
-                    subtree,
-                    "{raw:?}: {pattern:?} is neither {lit:?} nor allowed\n{text}"
-                );
-                tree += 1;
+                Err(e) => panic!("{e}"),
             }
         }
         // The generator reaches every outcome.

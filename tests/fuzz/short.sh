@@ -6,13 +6,15 @@
 #   config        Config::from_toml       the configuration file
 #   hook_args     hook::action_for, wrapper::find_uuid   the hook's and QEMU's arguments
 #   denial        denial::parse_line → explain::classify   AppArmor log lines (guests choose paths)
+#   helper_args   helper::plan → helper::render_extras   helper mode's argv (-F/-f strings
+#                 come from libvirt, and through it from whoever defines guests)
 #
 #   1. stable: `cargo test --release` here — replays corpus/<target> (and any input saved under
 #      artifacts/<target>), compiles the profile of every domain_xml seed with apparmor_parser,
 #      and runs a deterministic mutation test per target (FUZZ_MUTATIONS, FUZZ_XML_MUTATIONS, …;
 #      see tests/replay.rs);
 #   2. nightly, if a nightly toolchain is installed: `cargo fuzz run <target>` for each target,
-#      FUZZ_SECONDS seconds each (default 60 for domain_xml and 20 for the others, two minutes
+#      FUZZ_SECONDS seconds each (default 60 for domain_xml and 20 for the others, 160 seconds
 #      in all; FUZZ_SECONDS=0 skips it; FUZZ_SECONDS_<TARGET>, e.g. FUZZ_SECONDS_DOMAIN_XML=300,
 #      sets one), installing cargo-fuzz from crates.io if missing, and prints how many inputs
 #      each target executed. New inputs go to a temporary directory, so the committed seeds stay
@@ -43,13 +45,14 @@ opts_for() {
     config) echo "-max_len=4096" ;;
     hook_args) echo "-max_len=1024" ;;
     denial) echo "-max_len=4096" ;;
+    helper_args) echo "-max_len=1024" ;;
   esac
 }
 
 echo "--- fuzz: stable replay + apparmor_parser + mutation tests"
 if cargo test --release; then pass=$((pass + 1)); else fail=$((fail + 1)); fi
 
-targets="domain_xml image_header config hook_args denial"
+targets="domain_xml image_header config hook_args denial helper_args"
 total=0
 for t in $targets; do total=$((total + $(secs_for "$t"))); done
 

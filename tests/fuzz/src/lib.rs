@@ -8,7 +8,9 @@
 //! - [`check_hook_args`]: the hook's event arguments (`hook::action_for`) and QEMU's argv as the
 //!   emulator wrapper sees it (`wrapper::find_uuid`);
 //! - [`check_denial`]: AppArmor audit records read by `explain` (`denial::parse_line` →
-//!   `explain::classify` → `explain::merge_local`).
+//!   `explain::classify` → `explain::merge_local`);
+//! - [`check_helper_args`]: helper mode's argument vector (`helper::plan` →
+//!   `helper::render_extras`, the `.files` of a `-F`/`-f` file).
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
@@ -801,6 +803,167 @@ pub fn check_hook_args(data: &[u8]) {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// helper_args
+
+/// The guest of `helper_args`: `hp`, running with id 3 (per-domain directories `3-hp`).
+const HELPER_GUEST: &str = "<domain type='kvm' id='3'><name>hp</name>\
+    <uuid>66666666-6666-4666-8666-666666666666</uuid></domain>";
+/// Its profile name, what `@P` in an argument stands for.
+pub const HELPER_PROFILE: &str = "libvirt-66666666-6666-4666-8666-666666666666";
+
+/// The host `helper_args` renders against (see [`helper_host`]).
+pub struct HelperHost {
+    /// The root directory, what `@ROOT` in an argument stands for.
+    pub root: String,
+    /// The guest's subtree directories under `root`, as helper mode computes them.
+    pub subtrees: virt_aa_hook::helper::Subtrees,
+    /// The directories whose subtree may be granted: the ones created as real directories,
+    /// resolved and escaped (independent of `subtrees`).
+    pub allowed: Vec<String>,
+}
+
+/// A fixed host root, `<tmp>/virt-aa-hook-fuzz-helper-<uid>`, built once per process (the same
+/// path every run, so a saved input means the same thing; building it again is harmless):
+/// libvirt's per-domain directory `var/lib/libvirt/qemu/domain-3-hp` and both channel
+/// directories exist (the allowed subtrees), `var/lib/libvirt/qemu/ram/3-hp` is a symlink to
+/// `srv/h` (on libvirt's list, but not a real directory), `srv/h` is a plain directory with a
+/// file `a.img`, `link` is a symlink to the per-domain directory and `shadow` one to
+/// `/etc/shadow`. No `proc/mounts`, so no hugepage directory.
+pub fn helper_host() -> &'static HelperHost {
+    use std::os::unix::fs::MetadataExt;
+    static HOST: std::sync::OnceLock<HelperHost> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        let uid = std::fs::metadata("/proc/self").expect("/proc/self").uid();
+        let root = std::env::temp_dir().join(format!("virt-aa-hook-fuzz-helper-{uid}"));
+        let made = |p: &Path| std::fs::create_dir_all(p).unwrap_or_else(|e| panic!("{p:?}: {e}"));
+        made(&root);
+        let m = std::fs::symlink_metadata(&root).unwrap();
+        assert!(
+            m.is_dir() && m.uid() == uid,
+            "{root:?} is not a directory of this user"
+        );
+        let at = |p: &str| root.join(p);
+        let lib = at("var/lib/libvirt/qemu/domain-3-hp");
+        let chan = at("run/libvirt/qemu/channel/3-hp");
+        let chan_old = at("var/lib/libvirt/qemu/channel/target/domain-3-hp");
+        for d in [&lib, &chan, &chan_old, &at("srv/h")] {
+            made(d);
+        }
+        std::fs::write(at("srv/h/a.img"), b"x").unwrap();
+        made(&at("var/lib/libvirt/qemu/ram"));
+        let link = |target: &Path, name: &str| {
+            if std::fs::symlink_metadata(at(name)).is_err() {
+                // Another process may win the race; its link is the same.
+                let _ = std::os::unix::fs::symlink(target, at(name));
+            }
+            let l = std::fs::read_link(at(name)).unwrap_or_default();
+            assert_eq!(l, target, "{:?} is not a symlink to {target:?}", at(name));
+        };
+        link(&at("srv/h"), "var/lib/libvirt/qemu/ram/3-hp");
+        link(&lib, "link");
+        link(Path::new("/etc/shadow"), "shadow");
+        let cfg = Config {
+            root: root.clone(),
+            ..Config::default()
+        };
+        let dom = Domain::parse(HELPER_GUEST.as_bytes()).expect("helper guest");
+        let allowed = [&lib, &chan, &chan_old]
+            .iter()
+            .map(|d| paths::escape_path(&paths::resolve(d.to_str().unwrap()).unwrap()))
+            .collect();
+        HelperHost {
+            root: root.to_str().expect("UTF-8 temp dir").to_string(),
+            subtrees: virt_aa_hook::helper::Subtrees::for_guest(&cfg, &dom),
+            allowed,
+        }
+    })
+}
+
+/// Fuzz bytes → helper argv: up to 8 arguments split on NUL (an argv cannot carry one), each
+/// converted as helper mode's `main` does (lossy UTF-8), with `@P` standing for the guest's
+/// profile name and `@ROOT` for [`helper_host`]'s root (so `-r -u @P -F @ROOT/...` reaches the
+/// directories that exist there).
+pub fn helper_argv(data: &[u8]) -> Vec<String> {
+    let root = &helper_host().root;
+    data.split(|b| *b == 0)
+        .take(8)
+        .map(|a| {
+            String::from_utf8_lossy(a)
+                .replace("@ROOT", root)
+                .replace("@P", HELPER_PROFILE)
+        })
+        .collect()
+}
+
+/// Helper mode's argument vector against a fixed guest and host root ([`helper_host`]):
+/// `virt_aa_hook::helper::check_extras_argv` (the main crate's property, shared with its unit
+/// test: refused inputs give no rule; every rule of the `.files` is the one escaped literal of
+/// the resolved `-F`/`-f` string, or `<dir>/`, `<dir>/**` of a directory on the allowed list),
+/// and on the rendered text:
+/// - every line is a `# ` comment (never `#include`) or one well-formed rule that AppArmor's
+///   lexer ends at its closing quote, `"<pattern>" rwk,` (`"<dir>/" r,` for the directory);
+/// - a pattern that is not an allowed subtree is closed under our escaping (no unescaped glob,
+///   no stray backslash) and unescapes to the resolved path;
+/// - the `.files` records the string so the next call reads back exactly it.
+pub fn check_helper_args(data: &[u8]) -> virt_aa_hook::helper::ArgvRules {
+    use virt_aa_hook::helper::{ArgvRules, check_extras_argv, parse_extras};
+    let host = helper_host();
+    let argv = helper_argv(data);
+    let out = check_extras_argv(&argv, &host.subtrees, &host.allowed)
+        .unwrap_or_else(|e| panic!("argv {argv:?}: {e}"));
+    let ArgvRules::Granted { path, text, .. } = &out else {
+        return out;
+    };
+    let is_tree = |p: &str| {
+        host.allowed
+            .iter()
+            .any(|a| p == format!("{a}/") || p == format!("{a}/**"))
+    };
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        let l = line.trim_end_matches('\n');
+        if l.starts_with('#') {
+            assert!(l.starts_with("# "), "argv {argv:?}: comment line {l:?}");
+        } else {
+            let (pattern, perms) = parse_rule_line(l)
+                .unwrap_or_else(|| panic!("argv {argv:?}: malformed rule line {l:?}"));
+            // The file, or below the directory: `rwk`; the directory itself: `r`.
+            let want_perms = if is_tree(&pattern) && !pattern.ends_with("/**") {
+                "r"
+            } else {
+                "rwk"
+            };
+            assert_eq!(perms, want_perms, "argv {argv:?}: {l:?}");
+            let want = at + l.rfind("\" ").unwrap();
+            assert_eq!(
+                aa_quoted_end(text, at + 2),
+                Some(want),
+                "argv {argv:?}: apparmor_parser's lexer does not end {l:?} at its quote"
+            );
+            if !is_tree(&pattern) {
+                assert!(
+                    escape_closed(&pattern),
+                    "argv {argv:?}: {pattern:?} is not one escaped literal"
+                );
+                let resolved = paths::resolve(path).expect("granted path resolves");
+                assert_eq!(
+                    unescape(&pattern).as_deref(),
+                    resolved.to_str(),
+                    "argv {argv:?}: {pattern:?}"
+                );
+            }
+        }
+        at += line.len();
+    }
+    assert_eq!(
+        parse_extras(text),
+        std::slice::from_ref(path),
+        "argv {argv:?}: .files does not record the string"
+    );
+    out
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -6,14 +6,15 @@
 //!
 //! Mutation counts: `FUZZ_MUTATIONS` (image_header, default 1,000,000), `FUZZ_XML_MUTATIONS`
 //! (default 20,000), `FUZZ_CONFIG_MUTATIONS` and `FUZZ_ARGS_MUTATIONS` (default 100,000 each),
-//! `FUZZ_PARSER_MUTANTS` (mutant profiles compiled by apparmor_parser, default 12).
+//! `FUZZ_HELPER_MUTATIONS` (default 20,000), `FUZZ_PARSER_MUTANTS` (mutant profiles compiled by
+//! apparmor_parser, default 12).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use virt_aa_hook_fuzz::{
-    Rng, check_config, check_denial, check_domain_xml, check_generated, check_hook_args,
-    check_image_header, generate, mutate_xml,
+    Rng, check_config, check_denial, check_domain_xml, check_generated, check_helper_args,
+    check_hook_args, check_image_header, generate, mutate_xml,
 };
 
 fn root() -> &'static Path {
@@ -106,6 +107,7 @@ fn artifacts_replay() {
         ("config", check_config),
         ("hook_args", check_hook_args),
         ("denial", check_denial),
+        ("helper_args", check_helper_args_unit),
     ] {
         failed.extend(replay_dir("artifacts", target, check).1);
     }
@@ -602,4 +604,201 @@ fn denial_mutations() {
             );
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// helper_args
+
+fn check_helper_args_unit(d: &[u8]) {
+    check_helper_args(d);
+}
+
+#[test]
+fn helper_args_replay() {
+    assert!(replay("helper_args", check_helper_args_unit) >= 12);
+}
+
+/// The seeds reach what their names say, so the fixed host root is in place: the allowed
+/// directories' subtree form gives a subtree, every other string one literal or nothing.
+#[test]
+fn helper_args_seeds_give_what_they_name() {
+    use virt_aa_hook::helper::ArgvRules::{self, *};
+    let dir = root().join("corpus/helper_args");
+    let outcome = |name: &str| check_helper_args(&std::fs::read(dir.join(name)).unwrap());
+    let counts = |r: ArgvRules| match r {
+        Granted { literal, tree, .. } => Some((literal, tree)),
+        Refused => None,
+    };
+    for (name, want) in [
+        ("domain-dir-subtree", Some((0, 2))),
+        ("channel-dir-subtree-long-form", Some((0, 2))),
+        ("definer-subtree-string", Some((1, 0))),
+        ("ram-symlink-subtree", Some((1, 0))),
+        ("symlink-to-domain-dir", Some((1, 0))),
+        ("dotdot-out-of-domain-dir", Some((1, 0))),
+        ("glob-chars", Some((1, 0))),
+        ("quote-backslash", Some((1, 0))),
+        ("plain-file", Some((1, 0))),
+        ("root-subtree-string", Some((1, 0))),
+        ("sysfs-subtree", Some((1, 0))),
+        ("invalid-utf8", Some((1, 0))),
+        ("quotes-injection", None),
+        ("newline", None),
+        ("dotdot-to-etc", None),
+        ("symlink-to-etc-shadow", None),
+        ("delete-no-file", None),
+    ] {
+        assert_eq!(counts(outcome(name)), want, "corpus/helper_args/{name}");
+    }
+}
+
+/// Argument vectors built from helper options and `-F` strings made of the pieces issue 20 is
+/// about (glob characters, `{,**}` tails, quotes, newlines, `..`, symlinks, libvirt's own
+/// directories under the fixed root), plus byte flips of the seeds.
+#[test]
+fn helper_args_mutations() {
+    use virt_aa_hook::helper::ArgvRules::*;
+    const OPTS: &[&str] = &[
+        "-r",
+        "-c",
+        "-a",
+        "-R",
+        "-D",
+        "-d",
+        "-h",
+        "-dr",
+        "-u",
+        "-u@P",
+        "--uuid=@P",
+        "@P",
+        "-p",
+        "0",
+        "-F",
+        "-f",
+        "--append-file",
+        "--add-file=",
+        "--",
+        "-x",
+        "",
+    ];
+    const HEADS: &[&str] = &[
+        "@ROOT",
+        "@ROOT/var/lib/libvirt/qemu/domain-3-hp",
+        "@ROOT/run/libvirt/qemu/channel/3-hp",
+        "@ROOT/var/lib/libvirt/qemu/channel/target/domain-3-hp",
+        "@ROOT/var/lib/libvirt/qemu/ram/3-hp",
+        "@ROOT/srv/h",
+        "@ROOT/srv/h/a.img",
+        "@ROOT/link",
+        "@ROOT/shadow",
+        "/srv/h",
+        "/sys/devices/pci0000:00",
+        "/proc/self",
+        "/var/lib/libvirt/qemu/domain-3-hp",
+        "/etc",
+        "/",
+        "",
+    ];
+    const PIECES: &[&str] = &[
+        "/",
+        "/{,**}",
+        "{,**}",
+        "/**",
+        "*",
+        "?",
+        "[a-z]",
+        "{a,b}",
+        ",",
+        "\"",
+        "'",
+        "\n",
+        "\r",
+        "..",
+        "/..",
+        "/.",
+        "//",
+        "@{HOME}",
+        "#x",
+        "#include",
+        "\\",
+        "\\\"",
+        "^",
+        " ",
+        "x",
+        "domain-3-hp",
+        "3-hp",
+        "\u{1b}",
+        "\t",
+        "\u{0}",
+        "é",
+        "\u{2028}",
+        "rwk,",
+        "\" rwk,\n  /etc/** rw,",
+    ];
+    let seeds = seeds("helper_args", 12);
+    let iterations = env_count("FUZZ_HELPER_MUTATIONS", 20_000);
+    let mut rng = Rng(0x6A09_E667_F3BC_C909);
+    let (mut literal, mut tree, mut refused) = (0usize, 0usize, 0usize);
+    for i in 0..iterations {
+        let b: Vec<u8> = if i % 5 == 0 {
+            let mut b = seeds[i % seeds.len()].clone();
+            for _ in 0..1 + rng.below(3) {
+                if !b.is_empty() {
+                    let at = rng.below(b.len());
+                    b[at] ^= 1 << rng.below(8);
+                }
+            }
+            b
+        } else {
+            let mut raw = rng.pick(HEADS).to_string();
+            // A quarter are exactly libvirt's subtree form of the head.
+            let plain_subtree = rng.below(4) == 0;
+            for _ in 0..if plain_subtree { 0 } else { rng.below(5) } {
+                raw.push_str(rng.pick(PIECES));
+            }
+            if plain_subtree || rng.below(3) == 0 {
+                raw.push_str("/{,**}");
+            }
+            let mut args: Vec<String> = vec!["-r".into(), "-u".into(), "@P".into()];
+            match rng.below(4) {
+                0 => args.push(format!("-F{raw}")),
+                1 => args.push(format!("--append-file={raw}")),
+                _ => {
+                    args.push(rng.pick(&["-F", "-f"]).to_string());
+                    args.push(raw);
+                }
+            }
+            // Now and then another option anywhere (a second file, a command, a stray word).
+            for _ in 0..rng.below(3) / 2 {
+                let at = rng.below(args.len() + 1);
+                args.insert(at, rng.pick(OPTS).to_string());
+            }
+            args.join("\0").into_bytes()
+        };
+        match quietly(|| check_helper_args(&b)) {
+            Ok(Granted {
+                literal: l,
+                tree: t,
+                ..
+            }) => {
+                literal += l;
+                tree += t;
+            }
+            Ok(Refused) => refused += 1,
+            Err(e) => panic!(
+                "helper_args mutant {i} violates a property: {}\ninput: {:?}",
+                panic_message(&*e),
+                String::from_utf8_lossy(&b)
+            ),
+        }
+    }
+    eprintln!(
+        "helper_args: {iterations} argument vectors: {literal} literal rules, {tree} subtree rules, {refused} refused"
+    );
+    // Every outcome is reached, subtrees included (the fixed root is in place).
+    assert!(
+        iterations < 1000
+            || (literal * 5 > iterations && tree * 20 > iterations && refused * 10 > iterations),
+        "{literal} literal rules, {tree} subtree rules, {refused} refused"
+    );
 }
