@@ -100,7 +100,6 @@ EOF
 check "the uncommented example config is accepted (virt-aa-hook generate)" \
   env VIRT_AA_HOOK_CONFIG="$T/full.conf" target/release/virt-aa-hook generate --mode libvirt --no-probe "$T/dom.xml"
 
-P=(-Q -K -I /etc/apparmor.d)
 # (our profiles include our own abstractions: install/apparmor first, as the package installs them)
 for prof in usr.lib.libvirt.virt-aa-hook usr.lib.libvirt.virt-aa-hook-libvirt; do
   check "apparmor_parser compiles install/apparmor/$prof" \
