@@ -260,7 +260,7 @@ check_not "$P.files removed (-D)" test -e $F.files
 check "helper log line for -D" grep -q "\[$P\] helper -D -u $P" $VAH_LOG
 
 # --- the opt-out: libvirt's own helper back, then helper mode again
-if install/install.sh --no-build --no-helper-mode >/tmp/vah-nohelper.log 2>&1 && [ ! -L $HELPER ] && [ -x $HELPER ] && [ ! -e $HELPER.distrib ]; then
+if vah_install --no-helper-mode >/tmp/vah-nohelper.log 2>&1 && [ ! -L $HELPER ] && [ -x $HELPER ] && [ ! -e $HELPER.distrib ]; then
   ok "install.sh --no-helper-mode restores libvirt's helper"
 else fail "install.sh --no-helper-mode: $(cat /tmp/vah-nohelper.log)"; fi
 # Start latency, helper mode vs libvirt's own helper (3 starts of a small guest each): only with
@@ -277,7 +277,7 @@ bench() {
   echo "${ms[*]}"
 }
 [ "${VAH_BENCH:-0}" = 1 ] && echo "  --   start latency, libvirt's own helper (ms): $(bench)"
-install/install.sh --no-build >/dev/null 2>&1
+vah_install >/dev/null 2>&1
 expect_eq "helper mode back" /usr/lib/libvirt/virt-aa-hook "$(readlink $HELPER)"
 if [ "${VAH_BENCH:-0}" = 1 ]; then
   echo "  --   start latency, helper mode (ms): $(bench)"
