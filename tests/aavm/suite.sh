@@ -14,8 +14,8 @@
 # --smoke: only the suites named in AAVM_SMOKE_SUITES (default: "$DEFAULT_SMOKE" below:
 #    every corpus profile loaded and its literal rules checked (05), a rich guest's whole
 #    lifecycle in libvirt mode and in standalone mode (through the wrapper) with its complain-mode
-#    ground truth (07), parser warnings (08), the adversarial suite (10), day-2 operations in
-#    helper mode (06)). 02 and 03 prove the lifecycle in more detail; they
+#    ground truth (07), parser warnings (08), explain (09), the adversarial suite (10), day-2
+#    operations in helper mode (06)). 02 and 03 prove the lifecycle in more detail; they
 #    are left out of the smoke to keep the test command within CI's 90 minutes (~7 min).
 #
 # 1. Builds the VM on first use (`aavm --build`; for a distro root, debroot.sh first). If it
@@ -37,7 +37,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 AAVM=$HERE/aavm
 SUITE_TIMEOUT=${AAVM_SUITE_TIMEOUT:-900}
 cd "$ROOT" || exit 1
-DEFAULT_SMOKE="05- 06- 07- 08- 10-"
+DEFAULT_SMOKE="05- 06- 07- 08- 09- 10-"
 DISTRO=host SMOKE=0
 while [ $# -gt 0 ]; do
   case $1 in

@@ -57,12 +57,14 @@ vah_install() {
   install/install.sh --deb "$deb" "$@" >/tmp/vah-install.log 2>&1 || { sed 's/^/    install: /' /tmp/vah-install.log; return 1; }
 }
 
-# vah_libvirtd DRIVER: qemu.conf for this VM (security_driver DRIVER, no virtlogd), then
-# libvirtd -d and wait until it answers. Load the AppArmor profiles BEFORE calling this.
+# vah_libvirtd DRIVER: qemu.conf for this VM (security_driver DRIVER, no virtlogd, and the lines
+# in $VAH_QEMU_CONF), then libvirtd -d and wait until it answers. Load the AppArmor profiles
+# BEFORE calling this.
 vah_libvirtd() {
   cat >/etc/libvirt/qemu.conf <<CONF
 security_driver = "$1"
 stdio_handler = "file"
+${VAH_QEMU_CONF:-}
 CONF
   mkdir -p /run/libvirt /var/lib/libvirt/images
   /usr/sbin/libvirtd -d || return 1
