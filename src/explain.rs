@@ -29,7 +29,7 @@ use crate::domain::Domain;
 use crate::owner::{GuestRules, OwnedRule, Source};
 use crate::paths;
 use crate::rules::{Perms, RuleSet};
-use crate::xml::Element;
+use crate::xml::{Element, element_xml};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -468,42 +468,6 @@ pub fn collapse(records: Vec<Record>) -> Vec<(Record, usize, Vec<Outcome>)> {
         }
     }
     order
-}
-
-/// Serialise an element back to XML for a bug report (attributes in order, text escaped).
-pub fn element_xml(e: &Element) -> String {
-    fn esc(s: &str) -> String {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-            .replace('\'', "&apos;")
-    }
-    fn go(e: &Element, depth: usize, out: &mut String) {
-        let pad = "  ".repeat(depth);
-        out.push_str(&format!("{pad}<{}", e.name));
-        for (k, v) in &e.attrs {
-            out.push_str(&format!(" {k}='{}'", esc(v)));
-        }
-        let text = e.text.trim();
-        if e.children.is_empty() && text.is_empty() {
-            out.push_str("/>\n");
-            return;
-        }
-        out.push('>');
-        if e.children.is_empty() {
-            out.push_str(&esc(text));
-        } else {
-            out.push('\n');
-            for c in &e.children {
-                go(c, depth + 1, out);
-            }
-            out.push_str(&pad);
-        }
-        out.push_str(&format!("</{}>\n", e.name));
-    }
-    let mut s = String::new();
-    go(e, 0, &mut s);
-    s
 }
 
 /// The `<devices>` child (or other top-level element) whose subtree writes `path`.

@@ -4,8 +4,10 @@
 //! name, so they are fixed, not configured: libvirtd's profile lets the daemon run programs in
 //! `/usr/lib/libvirt/` unconfined (`PUxr`), libvirt looks for hooks in `/etc/libvirt/hooks/`,
 //! and libvirt's AppArmor driver runs `/usr/lib/libvirt/virt-aa-helper`. Code that needs one
-//! asks here (tests root them with [`crate::config::Config::rooted`]); the installer and the
-//! package ship files at exactly these places (`tests/` checks the README table against them).
+//! asks here (tests root them with [`crate::config::Config::rooted`]). The installer and the
+//! package ship files at exactly these places: `tests/pkg/run.sh` checks the package's file list
+//! (`dpkg-deb -c`) against README's "Where files go" table, and `readme_table_names_them` below
+//! checks the table against these constants.
 
 /// A path inside libvirt's libexec directory, as a `&'static str` literal.
 macro_rules! libexec {
@@ -37,8 +39,6 @@ pub const HOOKS_DIR: &str = "/etc/libvirt/hooks";
 pub const HOOK_LINK: &str = "/etc/libvirt/hooks/qemu";
 /// Our entry in `qemu.d/` when the admin already has a `qemu` hook (never touched).
 pub const HOOK_LINK_D: &str = "/etc/libvirt/hooks/qemu.d/50-virt-aa-hook";
-/// The admin command in `PATH`.
-pub const ADMIN_COMMAND: &str = "/usr/sbin/virt-aa-hook";
 /// libvirt's QEMU driver configuration (`security_driver`).
 pub const QEMU_CONF: &str = "/etc/libvirt/qemu.conf";
 
@@ -72,5 +72,28 @@ mod tests {
         );
         assert!(is_wrapper_path(&wrapper_path("qemu-system-x86_64")));
         assert!(!is_wrapper_path("/usr/bin/qemu-system-x86_64"));
+    }
+
+    #[test]
+    fn readme_table_names_them() {
+        let readme = include_str!("../README.md");
+        let table = readme
+            .split("## Where files go")
+            .nth(1)
+            .and_then(|t| t.split("\n## ").next())
+            .expect("README has a \"Where files go\" section");
+        let hooks_parent = HOOKS_DIR.rsplit_once('/').unwrap().0;
+        for p in [
+            HOOK_BINARY,
+            ADMIN_BINARY,
+            HOOK_LINK,
+            WRAPPER_PATH_PREFIX,
+            HOOK_LINK_D
+                .strip_prefix(&format!("{hooks_parent}/"))
+                .unwrap(),
+            LIBVIRT_HELPER_DIVERTED.rsplit_once('/').unwrap().1,
+        ] {
+            assert!(table.contains(&format!("`{p}")), "README table lacks {p}");
+        }
     }
 }

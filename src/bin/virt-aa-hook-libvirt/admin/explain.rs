@@ -89,7 +89,7 @@ fn bug_report(hook: &Hook, g: &GuestDef, gen_: &Generated, rec: &Record) -> Stri
     let libvirt = first_line("libvirtd", &["--version"]).unwrap_or_else(|| "?".into());
     let path = rec.name.as_deref().unwrap_or("");
     let element = explain::element_writing(&g.domain.root, path)
-        .map(explain::element_xml)
+        .map(virt_aa_hook::xml::element_xml)
         .unwrap_or_else(|| "(derived from the definition; see the rules below)\n".into());
     let mut s = String::new();
     s.push_str(&format!(
