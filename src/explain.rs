@@ -28,8 +28,8 @@ use crate::denial::{Outcome, Record};
 use crate::domain::Domain;
 use crate::owner::{GuestRules, OwnedRule, Source};
 use crate::paths;
-use crate::rules::{Perms, RuleSet};
-use crate::xml::{Element, element_xml};
+use crate::rules::{Perms, RuleLine, RuleSet};
+use crate::xml::Element;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -339,37 +339,15 @@ fn shared_name(path: &str) -> Option<String> {
 
 /// The rule for the local file: one escaped literal path.
 pub fn rule_line(path: &str, perms: Perms) -> String {
-    format!("\"{}\" {perms},", paths::escape(path))
+    RuleLine {
+        pattern: &paths::escape(path),
+        perms,
+    }
+    .to_string()
 }
 
 /// Header of the block `--apply` writes in a local file.
 pub const APPLY_HEADER: &str = "# added by virt-aa-hook explain --apply";
-
-/// Parse one rule line `"<pattern>" <perms>,` as written by [`rule_line`].
-fn parse_rule(line: &str) -> Option<(&str, Perms)> {
-    let l = line.trim();
-    let inner = l.strip_prefix('"')?;
-    // The pattern is escaped: a `"` inside is always preceded by a backslash.
-    let bytes = inner.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'\\' => i += 2,
-            b'"' => break,
-            _ => i += 1,
-        }
-    }
-    if i >= bytes.len() {
-        return None;
-    }
-    let pattern = &inner[..i];
-    let rest = inner[i + 1..].trim();
-    let perms = rest.strip_suffix(',')?.trim();
-    if perms.is_empty() || !perms.chars().all(|c| c.is_ascii_lowercase()) {
-        return None;
-    }
-    Some((pattern, Perms::parse(perms)))
-}
 
 /// The local file with `rules` (lines from [`rule_line`]) merged in: a rule whose pattern is
 /// already there with the permissions is skipped, one with fewer permissions is widened in
@@ -379,29 +357,41 @@ pub fn merge_local(existing: &str, rules: &[String]) -> Option<String> {
     let mut changed = false;
     let mut appended: Vec<String> = Vec::new();
     for r in rules {
-        let Some((pat, perms)) = parse_rule(r) else {
+        let Some(RuleLine {
+            pattern: pat,
+            perms,
+        }) = RuleLine::parse(r)
+        else {
             continue;
         };
         let pos = lines
             .iter()
-            .position(|l| parse_rule(l).is_some_and(|(p, _)| p == pat));
+            .position(|l| RuleLine::parse(l).is_some_and(|l| l.pattern == pat));
         match pos {
             Some(i) => {
-                let (_, have) = parse_rule(&lines[i]).expect("matched above");
+                let have = RuleLine::parse(&lines[i]).expect("matched above").perms;
                 if !have.contains(perms) {
                     let indent: String =
                         lines[i].chars().take_while(|c| c.is_whitespace()).collect();
-                    lines[i] = format!("{indent}{}", rule_line_raw(pat, have.with(perms)));
+                    let wider = RuleLine {
+                        pattern: pat,
+                        perms: have.with(perms),
+                    };
+                    lines[i] = format!("{indent}{wider}");
                     changed = true;
                 }
             }
             None => {
                 if let Some(a) = appended
                     .iter_mut()
-                    .find(|a| parse_rule(a).is_some_and(|(p, _)| p == pat))
+                    .find(|a| RuleLine::parse(a).is_some_and(|l| l.pattern == pat))
                 {
-                    let (_, have) = parse_rule(a).expect("ours");
-                    *a = format!("  {}", rule_line_raw(pat, have.with(perms)));
+                    let have = RuleLine::parse(a).expect("ours").perms;
+                    let wider = RuleLine {
+                        pattern: pat,
+                        perms: have.with(perms),
+                    };
+                    *a = format!("  {wider}");
                 } else {
                     appended.push(format!("  {r}"));
                 }
@@ -424,10 +414,6 @@ pub fn merge_local(existing: &str, rules: &[String]) -> Option<String> {
     let mut out = lines.join("\n");
     out.push('\n');
     Some(out)
-}
-
-fn rule_line_raw(escaped: &str, perms: Perms) -> String {
-    format!("\"{escaped}\" {perms},")
 }
 
 /// One access of one guest, with how often it was logged.
@@ -714,7 +700,7 @@ mod tests {
         );
         let e = element_writing(&me.root, "/srv/foo.bin").unwrap();
         assert_eq!(
-            element_xml(e),
+            crate::xml::element_xml(e),
             "<foo>\n  <bar path='/srv/foo.bin'/>\n</foo>\n"
         );
     }
