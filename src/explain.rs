@@ -10,7 +10,7 @@
 //! - **generator gap**: the guest's definition names the path (or a generated rule grants part of
 //!   the access) but the generated profile does not grant it — a bug in virt-aa-hook; we print a
 //!   ready bug report;
-//! - **refused**: the host policy ([`crate::paths::check_policy`]) or the allow-list
+//! - **refused**: the host policy ([`crate::paths::HostPolicy`]) or the allow-list
 //!   ([`crate::autogrant::check`]) forbids it, another guest's rules match it (its disk, or a file
 //!   libvirt derives from its name or UUID: the guest is named), or it is a name any guest could
 //!   take first (backup tools' defaults, with the option that avoids them);
@@ -182,6 +182,8 @@ impl Claims {
 pub struct Site<'a> {
     pub data_dirs: &'a [String],
     pub kind: &'a dyn Fn(&str) -> FileKind,
+    /// The host policy of the configuration in force.
+    pub policy: &'a paths::HostPolicy,
 }
 
 impl Site<'_> {
@@ -190,6 +192,7 @@ impl Site<'_> {
         Site {
             data_dirs,
             kind: &|_| FileKind::Missing,
+            policy: paths::HostPolicy::defaults(),
         }
     }
 }
@@ -262,12 +265,18 @@ pub fn classify(rec: &Record, own: &Claims, others: &[(String, Claims)], site: &
     }
     if let Some(element) = generated {
         let want = granted.with(perms);
-        return match paths::check_policy(Path::new(path), want.writes(), &want.to_string()) {
+        return match site
+            .policy
+            .check(Path::new(path), want.writes(), &want.to_string())
+        {
             Ok(()) => Verdict::GeneratorGap { element, perms },
             Err(e) => Verdict::Refused(format!("{e} (the guest's {element} asks for it)")),
         };
     }
-    if let Err(e) = paths::check_policy(Path::new(path), perms.writes(), &perms.to_string()) {
+    if let Err(e) = site
+        .policy
+        .check(Path::new(path), perms.writes(), &perms.to_string())
+    {
         return Verdict::Refused(e.to_string());
     }
     if let Some(element) = own.written_by(path) {
@@ -289,6 +298,7 @@ pub fn classify(rec: &Record, own: &Claims, others: &[(String, Claims)], site: &
     }
     let kind = (site.kind)(path);
     match autogrant::check(
+        site.policy,
         path,
         perms,
         kind,
@@ -897,6 +907,7 @@ mod tests {
         let site = Site {
             data_dirs: &dirs,
             kind: &|_| FileKind::Special("socket"),
+            policy: paths::HostPolicy::defaults(),
         };
         let v = classify(&rec(r#"name="/srv/s.sock""#, "rw"), &own, &others, &site);
         assert!(matches!(v, Verdict::GrantOnly { .. }), "{v:?}");
@@ -1084,6 +1095,7 @@ mod tests {
                 let dirs = autogrant::data_dirs([]);
                 assert_eq!(
                     autogrant::check(
+                        paths::HostPolicy::defaults(),
                         &path,
                         perms,
                         FileKind::Missing,

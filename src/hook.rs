@@ -393,6 +393,7 @@ impl Hook {
                 .unwrap_or_default(),
             image_dirs: self.cfg.image_dirs.clone(),
             libvirt_root: self.cfg.root.clone(),
+            policy: std::sync::Arc::new(crate::paths::HostPolicy::new(&self.cfg)),
             ..Default::default()
         }
     }

@@ -180,12 +180,22 @@ pub struct RuleSet {
     index: HashMap<String, usize>,
     /// Comment lines (`# ...`) emitted before the rules; they explain fixed blocks.
     pub notes: Vec<String>,
+    /// The host policy every grant is checked against (the configuration's).
+    policy: std::sync::Arc<paths::HostPolicy>,
 }
 
 impl RuleSet {
-    /// An empty set.
+    /// An empty set under the default configuration's host policy.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty set whose grants are checked against `policy`.
+    pub fn with_policy(policy: std::sync::Arc<paths::HostPolicy>) -> Self {
+        RuleSet {
+            policy,
+            ..Self::default()
+        }
     }
 
     /// Grant `perms` on a path taken from the domain XML (or derived from it). The path is
@@ -230,9 +240,12 @@ impl RuleSet {
         })?;
         paths::validate(s).map_err(err)?;
         match scope {
-            Scope::File => paths::check_policy(resolved, perms.writes(), &perms.to_string()),
+            Scope::File => self
+                .policy
+                .check(resolved, perms.writes(), &perms.to_string()),
             Scope::Tree | Scope::DirEntries => {
-                paths::check_tree_policy(resolved, perms.writes(), &perms.to_string())
+                self.policy
+                    .check_tree(resolved, perms.writes(), &perms.to_string())
             }
         }
         .map_err(err)?;

@@ -72,8 +72,8 @@ impl Cx<'_> {
                 let mut perms = if writable { Perms::RWK } else { Perms::RK };
                 if writable {
                     if let Ok(res) = self.resolver.resolve(p) {
-                        if paths::check_policy(&res, true, "rwk").is_err()
-                            && paths::check_policy(&res, false, "rk").is_ok()
+                        if self.opts.policy.check(&res, true, "rwk").is_err()
+                            && self.opts.policy.check(&res, false, "rk").is_ok()
                         {
                             self.warn(format!("os <loader>: {} is a pflash without readonly='yes' in a read-only firmware location; granting read-only", res.display()));
                             perms = Perms::RK;

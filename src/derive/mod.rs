@@ -50,6 +50,8 @@ pub struct Options {
     /// Root under which libvirt's guest files (`/etc/libvirt/qemu`, `/run/libvirt/qemu`) are
     /// read to know the other guests' writable disks: the config's `root` (a temp dir in tests).
     pub libvirt_root: PathBuf,
+    /// The host policy of the configuration in force ([`paths::HostPolicy::new`]).
+    pub policy: std::sync::Arc<paths::HostPolicy>,
 }
 
 impl Default for Options {
@@ -65,6 +67,7 @@ impl Default for Options {
                 .map(PathBuf::from)
                 .collect(),
             libvirt_root: PathBuf::from("/"),
+            policy: Default::default(),
         }
     }
 }
@@ -132,7 +135,10 @@ pub fn derive(dom: &Domain, opts: &Options) -> Result<Derived, GrantError> {
     let mut cx = Cx {
         dom,
         opts,
-        out: Derived::default(),
+        out: Derived {
+            rules: RuleSet::with_policy(opts.policy.clone()),
+            warnings: Vec::new(),
+        },
         needs_vfio: false,
         needs_gl: false,
         resolver: paths::Resolver::new(),

@@ -208,9 +208,11 @@ pub fn run(
     let dirs = data_dirs(&cfg);
     let host_root = hook.derive_options().host_root;
     let kind = |p: &str| FileKind::of(&host_root.join(p.trim_start_matches('/')));
+    let policy = virt_aa_hook::paths::HostPolicy::new(&cfg);
     let site = Site {
         data_dirs: &dirs,
         kind: &kind,
+        policy: &policy,
     };
     let mut failed = false;
     for u in order {

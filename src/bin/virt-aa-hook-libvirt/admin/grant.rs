@@ -19,6 +19,7 @@
 //! local file is theirs.
 
 use anyhow::{Result, bail};
+use std::sync::Arc;
 use virt_aa_hook::aaparser::Parser;
 use virt_aa_hook::autogrant::{self, Asker, FileKind};
 use virt_aa_hook::config::Config;
@@ -35,6 +36,7 @@ pub type Others<'a> = &'a [(String, virt_aa_hook::explain::Claims)];
 /// resolved (symlinks), then goes through [`autogrant::check`] (`device`: the `--device` flag)
 /// and must not be, or with `tree` contain, a file another guest's rules match.
 pub fn rules_for(
+    policy: &Arc<paths::HostPolicy>,
     paths: &[String],
     read_only: bool,
     tree: bool,
@@ -43,7 +45,7 @@ pub fn rules_for(
 ) -> Result<Vec<String>, String> {
     let perms = if read_only { Perms::R } else { Perms::RWK };
     let scope = if tree { Scope::Tree } else { Scope::File };
-    let mut rs = RuleSet::new();
+    let mut rs = RuleSet::with_policy(policy.clone());
     let mut resolver = paths::Resolver::new();
     for p in paths {
         paths::validate(p).map_err(|e| e.to_string())?;
@@ -62,8 +64,14 @@ pub fn rules_for(
                 ));
             }
         }
-        autogrant::check(&r, perms, FileKind::Missing, Asker::Grant { device })
-            .map_err(|e| e.to_string())?;
+        autogrant::check(
+            policy,
+            &r,
+            perms,
+            FileKind::Missing,
+            Asker::Grant { device },
+        )
+        .map_err(|e| e.to_string())?;
         rs.grant_resolved("path granted by the admin", &resolved, perms, scope)
             .map_err(|e| e.to_string())?;
     }
@@ -103,7 +111,8 @@ pub fn run(
             )
         })
         .collect();
-    let rules = match rules_for(paths, read_only, tree, device, &others) {
+    let policy = Arc::new(paths::HostPolicy::new(cfg));
+    let rules = match rules_for(&policy, paths, read_only, tree, device, &others) {
         Ok(r) => r,
         Err(e) => bail!("{}: not granted: {e}", g.domain.name),
     };
@@ -126,6 +135,10 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pol() -> Arc<paths::HostPolicy> {
+        Arc::new(paths::HostPolicy::default())
+    }
     use virt_aa_hook::domain::Domain;
     use virt_aa_hook::explain::Claims;
 
@@ -147,14 +160,30 @@ mod tests {
     #[test]
     fn rules_are_escaped_and_host_paths_refused() {
         let none: Others<'_> = &[];
-        let r = rules_for(&["/srv/img/a b.qcow2".into()], false, false, false, none).unwrap();
+        let r = rules_for(
+            &pol(),
+            &["/srv/img/a b.qcow2".into()],
+            false,
+            false,
+            false,
+            none,
+        )
+        .unwrap();
         assert_eq!(r, vec![r#""/srv/img/a b.qcow2" rwk,"#.to_string()]);
-        let r = rules_for(&["/srv/img/x[1].qcow2".into()], true, false, false, none).unwrap();
+        let r = rules_for(
+            &pol(),
+            &["/srv/img/x[1].qcow2".into()],
+            true,
+            false,
+            false,
+            none,
+        )
+        .unwrap();
         assert_eq!(r.len(), 1);
         assert!(r[0].contains(r"\[1\]") && r[0].ends_with(" r,"), "{r:?}");
-        assert!(rules_for(&["/etc/shadow".into()], true, false, false, none).is_err());
-        assert!(rules_for(&["relative".into()], false, false, false, none).is_err());
-        let t = rules_for(&["/srv/backup".into()], false, true, false, none).unwrap();
+        assert!(rules_for(&pol(), &["/etc/shadow".into()], true, false, false, none).is_err());
+        assert!(rules_for(&pol(), &["relative".into()], false, false, false, none).is_err());
+        let t = rules_for(&pol(), &["/srv/backup".into()], false, true, false, none).unwrap();
         assert!(
             t.iter().any(|l| l.starts_with("\"/srv/backup/**\"")),
             "{t:?}"
@@ -172,12 +201,29 @@ mod tests {
             "/dev/watchdog",
             "/",
         ] {
-            let e = rules_for(&[p.into()], false, false, true, none);
+            let e = rules_for(&pol(), &[p.into()], false, false, true, none);
             assert!(e.is_err(), "{p}: {e:?}");
         }
-        let e = rules_for(&["/dev/null-ish-disk".into()], false, false, false, none);
+        let e = rules_for(
+            &pol(),
+            &["/dev/null-ish-disk".into()],
+            false,
+            false,
+            false,
+            none,
+        );
         assert!(e.is_err_and(|e| e.contains("--device")));
-        assert!(rules_for(&["/dev/null-ish-disk".into()], false, false, true, none).is_ok());
+        assert!(
+            rules_for(
+                &pol(),
+                &["/dev/null-ish-disk".into()],
+                false,
+                false,
+                true,
+                none
+            )
+            .is_ok()
+        );
         // Another guest's disk and derived files, or a tree holding them: refused, naming it.
         let o = other();
         for p in [
@@ -185,14 +231,24 @@ mod tests {
             "/var/lib/libvirt/qemu/domain-3-db/master-key.aes",
             "/run/libvirt/qemu/db.pid",
         ] {
-            let e = rules_for(&[p.into()], false, false, false, &o);
+            let e = rules_for(&pol(), &[p.into()], false, false, false, &o);
             assert!(
                 e.as_ref().is_err_and(|e| e.contains("\"db\"")),
                 "{p}: {e:?}"
             );
         }
-        let e = rules_for(&["/srv/img".into()], false, true, false, &o);
+        let e = rules_for(&pol(), &["/srv/img".into()], false, true, false, &o);
         assert!(e.is_err_and(|e| e.contains("holds files of guest \"db\"")));
-        assert!(rules_for(&["/srv/img/web.qcow2".into()], false, false, false, &o).is_ok());
+        assert!(
+            rules_for(
+                &pol(),
+                &["/srv/img/web.qcow2".into()],
+                false,
+                false,
+                false,
+                &o
+            )
+            .is_ok()
+        );
     }
 }
