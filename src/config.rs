@@ -98,7 +98,7 @@ impl Default for Config {
         Config {
             root: PathBuf::from("/"),
             profile_dir: "/etc/apparmor.d/libvirt".into(),
-            apparmor_dir: "/etc/apparmor.d".into(),
+            apparmor_dir: crate::layout::APPARMOR_DIR.into(),
             local_dir: "/etc/apparmor.d/local/libvirt".into(),
             template: "/etc/libvirt/virt-aa-hook.template".into(),
             log_file: "/var/log/libvirt/virt-aa-hook.log".into(),
@@ -117,7 +117,7 @@ impl Default for Config {
                 .collect(),
             allow_opt_out: true,
             connect: "qemu:///system".into(),
-            emulator_dir: "/usr/bin".into(),
+            emulator_dir: crate::layout::EMULATOR_DIR.into(),
             helper_mode: true,
             journal: true,
             data_dirs: Vec::new(),
@@ -201,7 +201,7 @@ impl Config {
     /// distribution's tunables and abstractions are found in tests too.
     pub fn include_dirs(&self) -> Vec<PathBuf> {
         let mut v = vec![self.rooted(&self.apparmor_dir)];
-        let host = PathBuf::from("/etc/apparmor.d");
+        let host = PathBuf::from(crate::layout::APPARMOR_DIR);
         if !v.contains(&host) {
             v.push(host);
         }

@@ -1,6 +1,8 @@
-//! Where virt-aa-hook's own installed files live on a host: one owner for every such path.
+//! Where things live on a host: virt-aa-hook's own installed files, and the files of libvirt,
+//! AppArmor, auditd and systemd that we read or talk to by name. One owner for every such path;
+//! what an admin may move is in [`crate::config::Config`] instead.
 //!
-//! These are host paths that libvirt, libvirtd's AppArmor profile or the package refer to by
+//! Our installed files are host paths that libvirt, libvirtd's AppArmor profile or the package refer to by
 //! name, so they are fixed, not configured: libvirtd's profile lets the daemon run programs in
 //! `/usr/lib/libvirt/` unconfined (`PUxr`), libvirt looks for hooks in `/etc/libvirt/hooks/`,
 //! and libvirt's AppArmor driver runs `/usr/lib/libvirt/virt-aa-helper`. Code that needs one
@@ -41,6 +43,33 @@ pub const HOOK_LINK: &str = "/etc/libvirt/hooks/qemu";
 pub const HOOK_LINK_D: &str = "/etc/libvirt/hooks/qemu.d/50-virt-aa-hook";
 /// libvirt's QEMU driver configuration (`security_driver`).
 pub const QEMU_CONF: &str = "/etc/libvirt/qemu.conf";
+
+// --- Other programs' files we read by name (host paths; rooted by the caller for tests) ------
+
+/// libvirt's persistent guest definitions (`<name>.xml`).
+pub const QEMU_CONFIG_DIR: &str = "/etc/libvirt/qemu";
+/// libvirt's status files of running guests (`<name>.xml`) and their pid files (`<name>.pid`).
+pub const QEMU_STATUS_DIR: &str = "/run/libvirt/qemu";
+/// libvirt's storage pool definitions.
+pub const STORAGE_POOL_DIR: &str = "/etc/libvirt/storage";
+/// Where QEMU firmware descriptors live (the files libvirt itself reads to pair firmware images
+/// with their NVRAM templates), in libvirt's order of precedence.
+pub const FIRMWARE_DESCRIPTOR_DIRS: &[&str] = &["/etc/qemu/firmware", "/usr/share/qemu/firmware"];
+/// Where distributions install the QEMU emulators (the default `emulator_dir`).
+pub const EMULATOR_DIR: &str = "/usr/bin";
+/// AppArmor's policy directory on the host (the default `apparmor_dir`; the distribution's
+/// tunables and abstractions are always included from here).
+pub const APPARMOR_DIR: &str = "/etc/apparmor.d";
+/// Where distributions install `apparmor_parser` (Debian: /usr/sbin, older: /sbin).
+pub const APPARMOR_PARSER_CANDIDATES: &[&str] = &[
+    "/usr/sbin/apparmor_parser",
+    "/sbin/apparmor_parser",
+    "/usr/bin/apparmor_parser",
+];
+/// auditd's log.
+pub const AUDIT_LOG: &str = "/var/log/audit/audit.log";
+/// journald's native socket.
+pub const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
 
 /// The wrapper path for an emulator binary (`/usr/bin/qemu-system-x86_64` →
 /// `/usr/lib/libvirt/virt-aa-hook.qemu-system-x86_64`).

@@ -18,7 +18,13 @@ impl Cx<'_> {
                 .settings
                 .original_emulator
                 .clone()
-                .unwrap_or_else(|| format!("/usr/bin/{tail}"))
+                .unwrap_or_else(|| {
+                    self.opts
+                        .emulator_dir
+                        .join(tail)
+                        .to_string_lossy()
+                        .into_owned()
+                })
         } else {
             emu
         };

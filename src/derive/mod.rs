@@ -44,6 +44,9 @@ pub struct Options {
     pub host_root: PathBuf,
     /// Real emulator to use when `<emulator>` is our wrapper (from the enroll metadata).
     pub wrapper_prefix: String,
+    /// Directory of the real emulators the wrapper execs (config `emulator_dir`): where the
+    /// emulator behind a wrapper is when the enroll metadata does not name it.
+    pub emulator_dir: PathBuf,
     /// Directories the admin trusts for backing images named by image headers, besides each
     /// guest's own disk directories (config `image_dirs`; see [`crate::reach`]).
     pub image_dirs: Vec<PathBuf>,
@@ -62,6 +65,7 @@ impl Default for Options {
             firmware: Vec::new(),
             host_root: PathBuf::from("/"),
             wrapper_prefix: crate::layout::WRAPPER_PATH_PREFIX.into(),
+            emulator_dir: crate::layout::EMULATOR_DIR.into(),
             image_dirs: crate::reach::DEFAULT_IMAGE_DIRS
                 .iter()
                 .map(PathBuf::from)

@@ -174,7 +174,7 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 
 fn hook_check(cfg: &Config) -> Check {
     const T: &str = "hook installed";
-    let hooks = cfg.rooted(Path::new("/etc/libvirt/hooks"));
+    let hooks = cfg.rooted(Path::new(layout::HOOKS_DIR));
     let mut entries = vec![hooks.join("qemu")];
     if let Ok(rd) = std::fs::read_dir(hooks.join("qemu.d")) {
         let mut v: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();

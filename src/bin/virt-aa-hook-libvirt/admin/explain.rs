@@ -18,6 +18,7 @@ use virt_aa_hook::generate;
 use virt_aa_hook::guests::{self, GuestDef};
 use virt_aa_hook::hook::Hook;
 use virt_aa_hook::hostlog;
+use virt_aa_hook::layout;
 use virt_aa_hook::localrules::{self, Applied};
 use virt_aa_hook::owner::Source;
 
@@ -164,8 +165,8 @@ pub fn run(
         if !defs.iter().any(|g| g.is(k)) && uuid::Uuid::parse_str(k).is_err() {
             bail!(
                 "no guest {k:?} in {} or {}",
-                guests::CONFIG_DIR,
-                guests::STATUS_DIR
+                layout::QEMU_CONFIG_DIR,
+                layout::QEMU_STATUS_DIR
             );
         }
     }
@@ -230,8 +231,8 @@ pub fn run(
             ),
             None => println!(
                 "\nguest {u} (unknown: no definition in {} or {}): {} record(s)",
-                guests::CONFIG_DIR,
-                guests::STATUS_DIR,
+                layout::QEMU_CONFIG_DIR,
+                layout::QEMU_STATUS_DIR,
                 recs.len()
             ),
         }
@@ -351,7 +352,7 @@ mod tests {
             probe_backing: false,
             ..Config::default()
         };
-        let etc = cfg.rooted(Path::new(guests::CONFIG_DIR));
+        let etc = cfg.rooted(Path::new(layout::QEMU_CONFIG_DIR));
         std::fs::create_dir_all(&etc).unwrap();
         for (name, u) in [("web", WEB), ("db", DB)] {
             std::fs::write(

@@ -25,6 +25,7 @@ use virt_aa_hook::autogrant::{self, Asker, FileKind};
 use virt_aa_hook::config::Config;
 use virt_aa_hook::guests;
 use virt_aa_hook::hook::Hook;
+use virt_aa_hook::layout;
 use virt_aa_hook::localrules::{self, Applied};
 use virt_aa_hook::paths;
 use virt_aa_hook::rules::{Perms, RuleSet, Scope};
@@ -96,8 +97,8 @@ pub fn run(
     let Some(g) = defs.iter().find(|g| g.is(guest)) else {
         bail!(
             "no guest named {guest:?} in libvirt's files ({} and {})",
-            guests::CONFIG_DIR,
-            guests::STATUS_DIR
+            layout::QEMU_CONFIG_DIR,
+            layout::QEMU_STATUS_DIR
         );
     };
     let hook = Hook::new(cfg.clone());
