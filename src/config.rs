@@ -82,7 +82,10 @@ pub struct Config {
     /// Directory of the real emulators the wrapper execs (`/usr/bin/<wrapper suffix>`).
     pub emulator_dir: PathBuf,
     /// Answer libvirt's AppArmor driver in place of `virt-aa-helper` (README "Helper mode").
-    /// Read by the package's postinst: after changing it run `dpkg-reconfigure virt-aa-hook`.
+    /// The package's postinst applies it (its grep reads the same `helper_mode = false` line):
+    /// after changing it run `dpkg-reconfigure virt-aa-hook`. Whether helper mode is in force
+    /// is whether the link is there ([`crate::helper::installed`]); `doctor` reports a config
+    /// that disagrees with it.
     pub helper_mode: bool,
     /// Also send each event to journald as a structured record (`journalctl -t virt-aa-hook`)
     /// when its socket exists; never waits for it.
@@ -254,6 +257,10 @@ mod tests {
         assert_eq!(c.mode, ModeSetting::Standalone);
         assert_eq!(c.parser_timeout, 5);
         assert_eq!(c.enforcement, Enforcement::Complain);
+        assert!(Config::default().helper_mode);
+        // The line install/debian/postinst greps for is the one `Config` reads.
+        let c = Config::from_toml("  helper_mode = false\n", Path::new("t")).unwrap();
+        assert!(!c.helper_mode);
         let e = Config::from_toml("bogus = 1\n", Path::new("t")).unwrap_err();
         assert!(e.to_string().contains("unknown field"), "{e}");
         let e = Config::from_toml("mode = \"x\"\n", Path::new("t")).unwrap_err();

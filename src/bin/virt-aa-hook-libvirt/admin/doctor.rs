@@ -542,6 +542,7 @@ const CHECKS: &[(&str, CheckFn)] = &[
             title,
             f.mode,
             virt_aa_hook::helper::installed(f.cfg),
+            f.cfg.helper_mode,
             f.driver_live(),
         )
     }),
@@ -736,25 +737,46 @@ fn enrolled_check(f: &Facts, title: &str) -> Check {
 }
 
 /// Which day-2 operations (hotplug, snapshots, block jobs, backups) will work on this host, and
-/// how to make the rest work. Pure: the mode, whether our helper is at libvirt's helper path,
-/// and whether libvirt's AppArmor driver is live (None: libvirt did not answer).
-fn day2_check(title: &str, mode: Mode, helper_mode: bool, driver_live: Option<bool>) -> Check {
-    match (mode, helper_mode) {
-        (Mode::Libvirt, true) => check(
-            State::Pass,
-            title,
-            "helper mode: hotplug, snapshots, block jobs and backup files are relabelled through virt-aa-hook (no deny rules)",
-            None,
-        ),
-        (Mode::Libvirt, false) => check(
+/// how to make the rest work. Pure: the mode, whether our helper is at libvirt's helper path
+/// (`installed`), whether the config asks for it (`wanted`: `helper_mode`, which the package's
+/// postinst applies), and whether libvirt's AppArmor driver is live (None: libvirt did not
+/// answer).
+fn day2_check(
+    title: &str,
+    mode: Mode,
+    installed: bool,
+    wanted: bool,
+    driver_live: Option<bool>,
+) -> Check {
+    const RELABELLED: &str = "helper mode: hotplug, snapshots, block jobs and backup files are relabelled through virt-aa-hook (no deny rules)";
+    const OWN_HELPER: &str = "libvirt's own virt-aa-helper relabels: blockcommit into a backing file fails (it writes `deny w` for backing files)";
+    match (mode, installed, wanted) {
+        (Mode::Libvirt, true, true) => check(State::Pass, title, RELABELLED, None),
+        (Mode::Libvirt, true, false) => check(
             State::Warn,
             title,
-            "libvirt's own virt-aa-helper relabels: blockcommit into a backing file fails (it writes `deny w` for backing files)",
+            format!("{RELABELLED}, but the config says `helper_mode = false`"),
+            Some(
+                "dpkg-reconfigure virt-aa-hook applies the config (libvirt's own virt-aa-helper relabels then), or remove `helper_mode = false`",
+            ),
+        ),
+        (Mode::Libvirt, false, false) => check(
+            State::Warn,
+            title,
+            OWN_HELPER,
             Some(
                 "helper mode: remove `helper_mode = false` from the config, then dpkg-reconfigure virt-aa-hook",
             ),
         ),
-        (Mode::Standalone, _) => check(
+        (Mode::Libvirt, false, true) => check(
+            State::Warn,
+            title,
+            OWN_HELPER,
+            Some(
+                "helper mode is on in the config but not installed (an install with --no-helper-mode, or libvirt's virt-aa-helper was missing): dpkg-reconfigure virt-aa-hook",
+            ),
+        ),
+        (Mode::Standalone, _, _) => check(
             State::Warn,
             title,
             "standalone mode: hotplug, snapshot overlays, blockcommit into a backing file and backups are denied (no event tells us about them)",
@@ -781,14 +803,31 @@ mod tests {
 
     #[test]
     fn day2_operations_by_mode() {
+        const T: &str = "day-2 operations";
         assert_eq!(
-            day2_check("day-2 operations", Mode::Libvirt, true, Some(true)).state,
+            day2_check(T, Mode::Libvirt, true, true, Some(true)).state,
             State::Pass
         );
-        let c = day2_check("day-2 operations", Mode::Libvirt, false, Some(true));
+        let c = day2_check(T, Mode::Libvirt, false, false, Some(true));
         assert_eq!(c.state, State::Warn);
         assert!(c.detail.contains("deny w"), "{}", c.detail);
-        let c = day2_check("day-2 operations", Mode::Standalone, false, Some(false));
+        assert!(
+            c.hint
+                .as_deref()
+                .unwrap()
+                .contains("remove `helper_mode = false`")
+        );
+        // Wanted by the config (the default) but not installed: no advice to remove a line
+        // that is not there.
+        let c = day2_check(T, Mode::Libvirt, false, true, Some(true));
+        assert_eq!(c.state, State::Warn);
+        assert!(!c.hint.as_deref().unwrap().contains("remove"));
+        assert!(c.hint.as_deref().unwrap().contains("dpkg-reconfigure"));
+        // Installed while the config says no: the postinst has not applied it yet.
+        let c = day2_check(T, Mode::Libvirt, true, false, Some(true));
+        assert_eq!(c.state, State::Warn);
+        assert!(c.detail.contains("helper_mode = false"), "{}", c.detail);
+        let c = day2_check(T, Mode::Standalone, false, true, Some(false));
         assert_eq!(c.state, State::Warn);
         assert!(c.hint.as_deref().unwrap().contains("security_driver"));
         assert!(c.hint.as_deref().unwrap().contains("grant"));
