@@ -137,8 +137,16 @@ pub fn run(
 mod tests {
     use super::*;
 
-    fn pol() -> Arc<paths::HostPolicy> {
-        Arc::new(paths::HostPolicy::default())
+    /// [`super::rules_for`] under the default configuration's host policy.
+    fn rules_for(
+        paths: &[String],
+        read_only: bool,
+        tree: bool,
+        device: bool,
+        others: Others<'_>,
+    ) -> Result<Vec<String>, String> {
+        let policy = Arc::new(paths::HostPolicy::default());
+        super::rules_for(&policy, paths, read_only, tree, device, others)
     }
     use virt_aa_hook::domain::Domain;
     use virt_aa_hook::explain::Claims;
@@ -161,30 +169,14 @@ mod tests {
     #[test]
     fn rules_are_escaped_and_host_paths_refused() {
         let none: Others<'_> = &[];
-        let r = rules_for(
-            &pol(),
-            &["/srv/img/a b.qcow2".into()],
-            false,
-            false,
-            false,
-            none,
-        )
-        .unwrap();
+        let r = rules_for(&["/srv/img/a b.qcow2".into()], false, false, false, none).unwrap();
         assert_eq!(r, vec![r#""/srv/img/a b.qcow2" rwk,"#.to_string()]);
-        let r = rules_for(
-            &pol(),
-            &["/srv/img/x[1].qcow2".into()],
-            true,
-            false,
-            false,
-            none,
-        )
-        .unwrap();
+        let r = rules_for(&["/srv/img/x[1].qcow2".into()], true, false, false, none).unwrap();
         assert_eq!(r.len(), 1);
         assert!(r[0].contains(r"\[1\]") && r[0].ends_with(" r,"), "{r:?}");
-        assert!(rules_for(&pol(), &["/etc/shadow".into()], true, false, false, none).is_err());
-        assert!(rules_for(&pol(), &["relative".into()], false, false, false, none).is_err());
-        let t = rules_for(&pol(), &["/srv/backup".into()], false, true, false, none).unwrap();
+        assert!(rules_for(&["/etc/shadow".into()], true, false, false, none).is_err());
+        assert!(rules_for(&["relative".into()], false, false, false, none).is_err());
+        let t = rules_for(&["/srv/backup".into()], false, true, false, none).unwrap();
         assert!(
             t.iter().any(|l| l.starts_with("\"/srv/backup/**\"")),
             "{t:?}"
@@ -202,29 +194,12 @@ mod tests {
             "/dev/watchdog",
             "/",
         ] {
-            let e = rules_for(&pol(), &[p.into()], false, false, true, none);
+            let e = rules_for(&[p.into()], false, false, true, none);
             assert!(e.is_err(), "{p}: {e:?}");
         }
-        let e = rules_for(
-            &pol(),
-            &["/dev/null-ish-disk".into()],
-            false,
-            false,
-            false,
-            none,
-        );
+        let e = rules_for(&["/dev/null-ish-disk".into()], false, false, false, none);
         assert!(e.is_err_and(|e| e.contains("--device")));
-        assert!(
-            rules_for(
-                &pol(),
-                &["/dev/null-ish-disk".into()],
-                false,
-                false,
-                true,
-                none
-            )
-            .is_ok()
-        );
+        assert!(rules_for(&["/dev/null-ish-disk".into()], false, false, true, none).is_ok());
         // Another guest's disk and derived files, or a tree holding them: refused, naming it.
         let o = other();
         for p in [
@@ -232,24 +207,14 @@ mod tests {
             "/var/lib/libvirt/qemu/domain-3-db/master-key.aes",
             "/run/libvirt/qemu/db.pid",
         ] {
-            let e = rules_for(&pol(), &[p.into()], false, false, false, &o);
+            let e = rules_for(&[p.into()], false, false, false, &o);
             assert!(
                 e.as_ref().is_err_and(|e| e.contains("\"db\"")),
                 "{p}: {e:?}"
             );
         }
-        let e = rules_for(&pol(), &["/srv/img".into()], false, true, false, &o);
+        let e = rules_for(&["/srv/img".into()], false, true, false, &o);
         assert!(e.is_err_and(|e| e.contains("holds files of guest \"db\"")));
-        assert!(
-            rules_for(
-                &pol(),
-                &["/srv/img/web.qcow2".into()],
-                false,
-                false,
-                false,
-                &o
-            )
-            .is_ok()
-        );
+        assert!(rules_for(&["/srv/img/web.qcow2".into()], false, false, false, &o).is_ok());
     }
 }
