@@ -139,14 +139,13 @@ mod tests {
 
     /// [`super::rules_for`] under the default configuration's host policy.
     fn rules_for(
-        paths: &[String],
-        read_only: bool,
-        tree: bool,
-        device: bool,
-        others: Others<'_>,
+        p: &[String],
+        ro: bool,
+        t: bool,
+        d: bool,
+        o: Others,
     ) -> Result<Vec<String>, String> {
-        let policy = Arc::new(paths::HostPolicy::default());
-        super::rules_for(&policy, paths, read_only, tree, device, others)
+        super::rules_for(&Arc::new(paths::HostPolicy::default()), p, ro, t, d, o)
     }
     use virt_aa_hook::domain::Domain;
     use virt_aa_hook::explain::Claims;
