@@ -510,7 +510,7 @@ impl<'a> Facts<'a> {
             .map(|m| m.iter().any(|x| x == "apparmor"))
     }
 
-    /// "not checked (<why libvirt did not answer>)".
+    /// `not checked (<why libvirt did not answer>)`.
     fn not_answered(&self) -> String {
         format!(
             "not checked ({})",
