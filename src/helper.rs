@@ -473,7 +473,7 @@ pub fn check_extras_argv(
     let lit = paths::resolve(&raw).ok().map(|p| paths::escape_path(&p));
     let (mut literal, mut tree) = (0, 0);
     for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some((pattern, _)) = line.strip_prefix("  \"").and_then(|l| l.rsplit_once("\" "))
+        let Some(crate::rules::RuleLine { pattern, .. }) = crate::rules::RuleLine::parse(line)
         else {
             return Err(format!("{raw:?}: not a rule: {line:?}\n{text}"));
         };

@@ -318,7 +318,7 @@ impl Hook {
         }
         let socket = self
             .cfg
-            .rooted(std::path::Path::new(crate::journal::SOCKET));
+            .rooted(std::path::Path::new(crate::layout::JOURNAL_SOCKET));
         let dur = format!("{:.1}", t0.elapsed().as_secs_f64() * 1000.0);
         let (name, uuid) = dom
             .map(|d| (d.name.clone(), d.uuid.hyphenated().to_string()))
@@ -393,6 +393,8 @@ impl Hook {
                 .unwrap_or_default(),
             image_dirs: self.cfg.image_dirs.clone(),
             libvirt_root: self.cfg.root.clone(),
+            emulator_dir: self.cfg.emulator_dir.clone(),
+            policy: std::sync::Arc::new(crate::paths::HostPolicy::new(&self.cfg)),
             ..Default::default()
         }
     }
@@ -451,7 +453,7 @@ impl Hook {
     fn qemu_label(&self, dom: &Domain) -> String {
         let pidfile = self
             .cfg
-            .rooted(std::path::Path::new("/run/libvirt/qemu"))
+            .rooted(std::path::Path::new(crate::layout::QEMU_STATUS_DIR))
             .join(format!("{}.pid", dom.name));
         let pid = std::fs::read_to_string(&pidfile)
             .ok()

@@ -212,7 +212,7 @@ pub fn add_runtime(cfg: &Config, rows: &mut [Row]) {
         .map(|(_, text)| denials_by_guest(&virt_aa_hook::hostlog::guest_records(&text, boot).0));
     for r in rows {
         let pidfile = cfg
-            .rooted(Path::new(virt_aa_hook::guests::STATUS_DIR))
+            .rooted(Path::new(virt_aa_hook::layout::QEMU_STATUS_DIR))
             .join(format!("{}.pid", r.name));
         r.qemu_label = std::fs::read_to_string(pidfile)
             .ok()
