@@ -60,7 +60,16 @@ op() {
   local name=$1; shift
   local before after out rc new
   before=$(ndenied)
-  out=$("$@" 2>&1); rc=$?
+  # A hung operation is a failure with what libvirt and QEMU said, not an hour-long stall (CMD
+  # may be a shell function, so no timeout(1)).
+  "$@" >/tmp/vah-op.out 2>&1 &
+  local p=$!
+  if ! wait_for 600 "$MODE: $name to finish" bash -c "! kill -0 $p"; then
+    pkill -KILL -P $p; kill -KILL $p
+    echo "[timed out after 600 s; the guest's QEMU log ends:] $(tail -n 5 /var/log/libvirt/qemu/$G.log 2>/dev/null)" >>/tmp/vah-op.out
+  fi
+  wait $p; rc=$?
+  out=$(cat /tmp/vah-op.out)
   sleep 1
   after=$(ndenied)
   new=$(denials $P | tail -n +$((before + 1)))
@@ -208,10 +217,11 @@ day2() {
       op "virtnbdbackup -l full -f <guest dir>/nbd.sock" bash -c "virtnbdbackup -d $G -l full -o $D/nbd-$MODE -f $gd/nbd.sock"
       op "virtnbdbackup -l inc -f <guest dir>/nbd.sock" bash -c "virtnbdbackup -d $G -l inc -o $D/nbd-$MODE -f $gd/nbd.sock"
     else
-      # Nothing labels the scratch file in standalone mode: with -S it goes to the guest's own
-      # directory too, which its profile grants.
-      op "virtnbdbackup -l full -f <guest dir>/nbd.sock -S <guest dir>" bash -c "virtnbdbackup -d $G -l full -o $D/nbd-$MODE -f $gd/nbd.sock -S $gd"
-      op "virtnbdbackup -l inc -f <guest dir>/nbd.sock -S <guest dir>" bash -c "virtnbdbackup -d $G -l inc -o $D/nbd-$MODE -f $gd/nbd.sock -S $gd"
+      # Nothing labels the scratch file in standalone mode: with --scratchdir (virtnbdbackup
+      # 1.x's -S; 2.x gave -S to --start-domain) it goes to the guest's own directory too,
+      # which its profile grants.
+      op "virtnbdbackup -l full -f <guest dir>/nbd.sock --scratchdir <guest dir>" bash -c "virtnbdbackup -d $G -l full -o $D/nbd-$MODE -f $gd/nbd.sock --scratchdir $gd"
+      op "virtnbdbackup -l inc -f <guest dir>/nbd.sock --scratchdir <guest dir>" bash -c "virtnbdbackup -d $G -l inc -o $D/nbd-$MODE -f $gd/nbd.sock --scratchdir $gd"
     fi
   else
     fail "virtnbdbackup not installed (tests/lib/install-deps.sh installs it)"
