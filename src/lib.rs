@@ -44,6 +44,7 @@ pub mod generate;
 pub mod guests;
 pub mod helper;
 pub mod hook;
+pub mod host;
 pub mod hostlog;
 pub mod journal;
 pub mod layout;

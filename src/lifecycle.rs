@@ -62,6 +62,23 @@ pub enum LifecycleError {
         #[source]
         source: ParserError,
     },
+    /// A file beside the profile (`.files`), written in place: the profile includes it by its
+    /// final name.
+    #[error("cannot write {}: {source}", path.display())]
+    WriteBeside {
+        profile: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The profile directory cannot be created.
+    #[error("{}: {source}", path.display())]
+    Dir {
+        profile: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("profile file of {profile} is missing")]
     Missing { profile: String, path: PathBuf },
     #[error("{profile} is not loaded")]
@@ -161,6 +178,15 @@ impl Report {
     }
 }
 
+/// What [`Profiles::install_pair`] did: which files changed and the kernel's state after.
+#[derive(Debug)]
+pub struct PairReport {
+    pub main_changed: bool,
+    pub files_changed: bool,
+    /// `loaded`, `already loaded`, `kernel has no AppArmor`...
+    pub state: String,
+}
+
 /// The profile owner for one configuration.
 pub struct Profiles<'a> {
     pub cfg: &'a Config,
@@ -173,6 +199,21 @@ impl<'a> Profiles<'a> {
             cfg,
             kernel: Kernel::from_config(cfg),
         }
+    }
+
+    /// The guest's lock (`uuid`: hyphenated), held around every change to its profile so the
+    /// hook, the helper and `explain --apply` never interleave; waits up to `lock_timeout`.
+    pub fn lock(&self, uuid: &str) -> std::io::Result<store::GuestLock> {
+        self.lock_for(uuid, std::time::Duration::from_secs(self.cfg.lock_timeout))
+    }
+
+    /// [`Profiles::lock`] with another wait (`gc` gives up sooner).
+    pub fn lock_for(
+        &self,
+        uuid: &str,
+        wait: std::time::Duration,
+    ) -> std::io::Result<store::GuestLock> {
+        store::GuestLock::acquire(&lock_dir(self.cfg), uuid, wait)
     }
 
     /// The main profile file of a profile name.
@@ -418,6 +459,203 @@ impl<'a> Profiles<'a> {
         })
     }
 
+    /// Install a main profile and the `.files` it includes as one transaction (helper mode,
+    /// where we own both): the new `.files` is put in place (the staged main profile includes it
+    /// by its final name) and the main profile staged beside its old copy; one compile and load
+    /// (`apparmor_parser -r`, or a compile check without AppArmor in the kernel); then the main
+    /// profile is committed, or on failure the old `.files` is put back and the staged main
+    /// profile dropped: both old, or both new. Nothing is compiled when neither file's policy
+    /// changed and the profile is loaded (a `.files` whose comments alone changed is rewritten
+    /// without a compile).
+    pub fn install_pair(
+        &self,
+        name: &str,
+        main_text: &str,
+        files_text: &str,
+    ) -> Result<PairReport, LifecycleError> {
+        let main_path = self.path(name);
+        let files_path = self.cfg.files_path(name);
+        let old_main = self.read_text(name, &main_path)?;
+        let old_files = self.read_text(name, &files_path)?;
+        let main_changed = old_main.as_deref() != Some(main_text);
+        let files_changed = old_files.as_deref() != Some(files_text);
+        // Only comments changed (a file the profile already covers): write, do not recompile.
+        let policy_changed = main_changed
+            || old_files.as_deref().map(policy_lines) != Some(policy_lines(files_text));
+        let kernel_on = self.kernel.enabled();
+        let loaded = kernel_on && self.kernel.profile_mode(name).is_some();
+        let report = |state: &str| PairReport {
+            main_changed,
+            files_changed,
+            state: state.to_string(),
+        };
+        let write_files = |text: &str| {
+            store::write_atomic(&files_path, text.as_bytes()).map_err(|source| {
+                LifecycleError::WriteBeside {
+                    profile: name.to_string(),
+                    path: files_path.clone(),
+                    source,
+                }
+            })
+        };
+        if !policy_changed && (loaded || !kernel_on) {
+            if files_changed {
+                write_files(files_text)?;
+            }
+            return Ok(report(if !kernel_on {
+                "kernel has no AppArmor"
+            } else if files_changed {
+                "already covered by the loaded profile, not recompiled"
+            } else {
+                "already loaded"
+            }));
+        }
+        if let Some(dir) = main_path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| LifecycleError::Dir {
+                profile: name.to_string(),
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        if files_changed {
+            write_files(files_text)?;
+        }
+        let restore_files = || {
+            if files_changed {
+                let _ = match &old_files {
+                    Some(t) => store::write_atomic(&files_path, t.as_bytes()),
+                    None => store::remove_if_exists(&files_path).map(|_| ()),
+                };
+            }
+        };
+        let staged = if main_changed {
+            match store::Staged::write(&main_path, main_text.as_bytes()) {
+                Ok(s) => Some(s),
+                Err(source) => {
+                    restore_files();
+                    return Err(LifecycleError::Write {
+                        profile: name.to_string(),
+                        path: main_path,
+                        source,
+                    });
+                }
+            }
+        } else {
+            None
+        };
+        let file_to_load = staged.as_ref().map(|s| s.path()).unwrap_or(&main_path);
+        let compiled = self.parser().and_then(|p| {
+            if kernel_on {
+                p.replace(file_to_load, staged.is_none())
+            } else {
+                p.check(file_to_load)
+            }
+        });
+        if let Err(source) = compiled {
+            restore_files();
+            return Err(LifecycleError::Parser {
+                profile: name.to_string(),
+                path: main_path,
+                source,
+            });
+        }
+        if let Some(s) = staged {
+            s.commit().map_err(|source| LifecycleError::Commit {
+                profile: name.to_string(),
+                path: main_path.clone(),
+                source,
+            })?;
+        }
+        Ok(report(if kernel_on {
+            "loaded"
+        } else {
+            "compile ok, not loaded (kernel has no AppArmor)"
+        }))
+    }
+
+    /// A profile file's text (lossy UTF-8), `None` when missing.
+    pub fn read_text(&self, name: &str, path: &Path) -> Result<Option<String>, LifecycleError> {
+        store::read_capped(path)
+            .map(|o| o.map(|b| String::from_utf8_lossy(&b).into_owned()))
+            .map_err(|source| LifecycleError::Read {
+                profile: name.to_string(),
+                path: path.to_path_buf(),
+                source,
+            })
+    }
+
+    /// Load (or replace) the profile from its file as it is, through the binary cache.
+    pub fn load(&self, name: &str) -> Result<(), LifecycleError> {
+        let path = self.path(name);
+        self.parser()
+            .and_then(|p| p.replace(&path, true))
+            .map(|_| ())
+            .map_err(|source| LifecycleError::Parser {
+                profile: name.to_string(),
+                path,
+                source,
+            })
+    }
+
+    /// Reload a profile whose included files changed (the admin's local rules): replace it
+    /// when loaded, else compile-check it. `Ok(true)`: reloaded.
+    pub fn reload(&self, name: &str) -> Result<bool, LifecycleError> {
+        let path = self.path(name);
+        let loaded = self.kernel.enabled() && self.kernel.profile_mode(name).is_some();
+        self.parser()
+            .and_then(|p| {
+                if loaded {
+                    p.replace(&path, false)
+                } else {
+                    p.check(&path)
+                }
+            })
+            .map(|_| loaded)
+            .map_err(|source| LifecycleError::Parser {
+                profile: name.to_string(),
+                path,
+                source,
+            })
+    }
+
+    /// Helper mode's `-R`/`-D`: unload if loaded; with `delete`, also remove `.files` (whoever
+    /// wrote it, like libvirt's helper: it is per-run state) and the main file if it is ours.
+    pub fn unload_helper(&self, name: &str, delete: bool) -> Result<Report, LifecycleError> {
+        let main_path = self.path(name);
+        let main_ours = is_ours(&main_path);
+        let mut text = Vec::new();
+        if self.kernel.enabled() && self.kernel.profile_mode(name).is_some() {
+            self.unload(name, &main_path)?;
+            text.push("unloaded".to_string());
+        } else {
+            text.push("was not loaded".to_string());
+        }
+        if delete {
+            if self.remove_companion(name).unwrap_or(false) {
+                text.push("removed .files".into());
+            }
+            if main_ours && store::remove_if_exists(&main_path).unwrap_or(false) {
+                text.push(format!("removed {}", main_path.display()));
+            }
+        }
+        Ok(Report::text(text.join(", ")))
+    }
+
+    /// `gc`'s removal of a stale profile: if the file is ours, unload it (if loaded) and remove
+    /// it. `Ok(None)`: not ours (nothing done); `Ok(Some(unloaded))` otherwise.
+    pub fn remove_stale(&self, name: &str) -> Result<Option<bool>, LifecycleError> {
+        let path = self.path(name);
+        if !is_ours(&path) {
+            return Ok(None);
+        }
+        let loaded = self.kernel.enabled() && self.kernel.profile_mode(name).is_some();
+        if loaded {
+            self.unload(name, &path)?;
+        }
+        self.remove_if_ours(name)?;
+        Ok(Some(loaded))
+    }
+
     fn not_loaded_reason(&self, kernel_on: bool, mode: Mode) -> String {
         if !kernel_on {
             match self.kernel.status() {
@@ -471,10 +709,16 @@ impl<'a> Profiles<'a> {
             text.push("no profile file of ours to remove".into());
         }
         if companions {
-            let _ = store::remove_if_exists(&self.cfg.files_path(name));
+            let _ = self.remove_companion(name);
         }
         text.push("kept local rules".into());
         Ok(Report::text(text.join(", ")))
+    }
+
+    /// Remove `libvirt-<uuid>.files` (whoever wrote it: it is per-run state). `Ok(false)`:
+    /// there was none.
+    pub fn remove_companion(&self, name: &str) -> std::io::Result<bool> {
+        store::remove_if_exists(&self.cfg.files_path(name))
     }
 
     /// Remove the main profile file if it is ours. `Ok(false)`: nothing of ours there.
@@ -523,6 +767,21 @@ impl<'a> Profiles<'a> {
     pub fn parser(&self) -> Result<Parser, ParserError> {
         Parser::from_config(self.cfg)
     }
+}
+
+/// The part of a profile file that is policy: everything but comment lines.
+fn policy_lines(text: &str) -> Vec<&str> {
+    text.lines()
+        .filter(|l| {
+            let t = l.trim_start();
+            !t.starts_with('#') || t.starts_with("#include")
+        })
+        .collect()
+}
+
+/// The directory of the guests' lock files: the one place it is spelled.
+pub fn lock_dir(cfg: &Config) -> PathBuf {
+    cfg.rooted(&cfg.state_dir).join("locks")
 }
 
 /// A short `+rule -rule` summary of a rewrite for the log (empty for large changes).

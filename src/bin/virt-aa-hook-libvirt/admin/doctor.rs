@@ -10,7 +10,7 @@ use virt_aa_hook::aaparser::Parser;
 use virt_aa_hook::apparmorfs::{Kernel, Status as KStatus};
 use virt_aa_hook::caps::Caps;
 use virt_aa_hook::config::Config;
-use virt_aa_hook::hook::Hook;
+use virt_aa_hook::host::Host;
 use virt_aa_hook::layout::{self, LIBEXEC_DIR};
 use virt_aa_hook::profile::{self, Mode};
 
@@ -529,7 +529,7 @@ pub fn checks(cfg: &Config, lv: &Libvirt) -> Vec<Check> {
 
     match (&facts, &unreachable_why) {
         (Some(f), _) => {
-            let driver = f.secmodels.iter().any(|m| m == "apparmor");
+            let driver = virt_aa_hook::caps::apparmor_driver_in(&f.secmodels);
             let detail = format!(
                 "{}; libvirt AppArmor driver: {}",
                 f.secmodels.join(", "),
@@ -579,12 +579,11 @@ pub fn checks(cfg: &Config, lv: &Libvirt) -> Vec<Check> {
     v.push(log_check(cfg));
     v.push(cache_check(cfg, live_models.as_deref()));
 
-    let hook = Hook::new(cfg.clone());
-    let (mode, why) = hook.mode();
+    let (mode, why) = Host::new(cfg.clone()).mode();
     let mode_title = "mode";
     let driver_live = live_models
-        .as_ref()
-        .map(|m| m.iter().any(|x| x == "apparmor"));
+        .as_deref()
+        .map(virt_aa_hook::caps::apparmor_driver_in);
     v.push(match (mode, driver_live) {
         (Mode::Libvirt, Some(false)) => check(
             if kernel_on { State::Fail } else { State::Warn },
@@ -605,7 +604,7 @@ pub fn checks(cfg: &Config, lv: &Libvirt) -> Vec<Check> {
     });
     v.push(day2_check(
         mode,
-        virt_aa_hook::helper::installed(cfg),
+        virt_aa_hook::host::helper_installed(cfg),
         driver_live,
     ));
 

@@ -19,11 +19,10 @@
 //! local file is theirs.
 
 use anyhow::{Result, bail};
-use virt_aa_hook::aaparser::Parser;
 use virt_aa_hook::autogrant::{self, Asker, FileKind};
 use virt_aa_hook::config::Config;
 use virt_aa_hook::guests;
-use virt_aa_hook::hook::Hook;
+use virt_aa_hook::host::Host;
 use virt_aa_hook::localrules::{self, Applied};
 use virt_aa_hook::paths;
 use virt_aa_hook::rules::{Perms, RuleSet, Scope};
@@ -92,14 +91,14 @@ pub fn run(
             guests::STATUS_DIR
         );
     };
-    let hook = Hook::new(cfg.clone());
+    let host = Host::new(cfg.clone());
     let others: Vec<(String, virt_aa_hook::explain::Claims)> = defs
         .iter()
         .filter(|o| o.domain.uuid != g.domain.uuid)
         .map(|o| {
             (
                 o.domain.name.clone(),
-                super::explain::generate_for(&hook, o).claims,
+                super::explain::generate_for(&host, o).claims,
             )
         })
         .collect();
@@ -107,9 +106,8 @@ pub fn run(
         Ok(r) => r,
         Err(e) => bail!("{}: not granted: {e}", g.domain.name),
     };
-    let parser = Parser::from_config(cfg).ok();
     let local = cfg.local_path(&g.domain.profile_name());
-    match localrules::apply(cfg, parser.as_ref(), &g.domain.uuid, &rules)? {
+    match localrules::apply(cfg, &g.domain.uuid, &rules)? {
         Applied::Unchanged => {
             println!("{}: {} already grants this", g.domain.name, local.display())
         }
