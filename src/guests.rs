@@ -113,23 +113,6 @@ fn read(path: &Path, status: bool) -> Result<GuestDef, String> {
     })
 }
 
-/// QEMU's pid for a running guest (libvirt's pid file `/run/libvirt/qemu/<name>.pid`, which
-/// QEMU has written by `started`) and the AppArmor label it runs under (`None`: unreadable).
-/// `None` when there is no pid file.
-pub fn qemu_process(
-    cfg: &Config,
-    kernel: &crate::apparmorfs::Kernel,
-    name: &str,
-) -> Option<(u32, Option<String>)> {
-    let pidfile = cfg
-        .rooted(Path::new(STATUS_DIR))
-        .join(format!("{name}.pid"));
-    let pid = std::fs::read_to_string(&pidfile)
-        .ok()
-        .and_then(|s| s.trim().parse::<u32>().ok())?;
-    Some((pid, kernel.process_label(pid)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

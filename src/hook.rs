@@ -260,11 +260,10 @@ impl<'a> Event<'a> {
         Ok(Report::text(text))
     }
 
-    /// What QEMU really runs under ([`crate::guests::qemu_process`]): a profile that is loaded
+    /// What QEMU really runs under ([`host::qemu_process`]): a profile that is loaded
     /// does not prove QEMU is in it (standalone mode needs the wrapper).
     fn qemu_label(&self, dom: &Domain) -> String {
-        let Some((pid, label)) =
-            crate::guests::qemu_process(&self.host.cfg, &self.host.kernel, &dom.name)
+        let Some((pid, label)) = host::qemu_process(&self.host.cfg, &self.host.kernel, &dom.name)
         else {
             return "; QEMU's pid unknown".into();
         };

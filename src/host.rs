@@ -128,6 +128,19 @@ pub fn helper_installed(cfg: &Config) -> bool {
     }
 }
 
+/// QEMU's pid for a running guest (libvirt's pid file `/run/libvirt/qemu/<name>.pid`, which
+/// QEMU has written by `started`) and the AppArmor label it runs under (`None`: unreadable).
+/// `None` when there is no pid file.
+pub fn qemu_process(cfg: &Config, kernel: &Kernel, name: &str) -> Option<(u32, Option<String>)> {
+    let pidfile = cfg
+        .rooted(Path::new(crate::guests::STATUS_DIR))
+        .join(format!("{name}.pid"));
+    let pid = std::fs::read_to_string(&pidfile)
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())?;
+    Some((pid, kernel.process_label(pid)))
+}
+
 /// Read a domain XML from `input`, at most one byte more than [`crate::xml::MAX_XML_BYTES`]
 /// (the parser refuses what is longer, with its own message): the one capped read of the hook,
 /// the helper and `generate`.

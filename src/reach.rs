@@ -42,9 +42,8 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 use uuid::Uuid;
 
-/// Directories trusted for images on every host (libvirt's default storage pool), besides the
-/// directories of each guest's own disks. `image_dirs` in the configuration replaces this list.
-pub const DEFAULT_IMAGE_DIRS: &[&str] = &["/var/lib/libvirt/images"];
+/// The configuration's default `image_dirs` (owned there: the configuration's default).
+pub use crate::config::DEFAULT_IMAGE_DIRS;
 
 /// libvirt's persistent definitions and live status files (host paths, rooted for tests).
 const LIBVIRT_XML_DIRS: &[&str] = &[crate::guests::STATUS_DIR, crate::guests::CONFIG_DIR];

@@ -212,7 +212,7 @@ pub fn add_runtime(cfg: &Config, rows: &mut [Row]) {
         .map(|(_, text)| denials_by_guest(&virt_aa_hook::hostlog::guest_records(&text, boot).0));
     for r in rows {
         r.qemu_label =
-            virt_aa_hook::guests::qemu_process(cfg, &kernel, &r.name).and_then(|(_, label)| label);
+            virt_aa_hook::host::qemu_process(cfg, &kernel, &r.name).and_then(|(_, label)| label);
         r.denials_since_boot = counts
             .as_ref()
             .map(|c| c.get(&r.uuid).copied().unwrap_or(0));
