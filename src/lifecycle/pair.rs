@@ -140,3 +140,76 @@ fn policy_lines(text: &str) -> Vec<&str> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use crate::lifecycle::{LifecycleError, Profiles};
+    use std::path::Path;
+    use std::process::{Command, Stdio};
+
+    /// An `apparmor_parser` that runs `script` (written by a short-lived `sh`, never through a
+    /// descriptor of this multi-threaded test process: ETXTBSY, see `aaparser`'s tests).
+    fn parser(dir: &Path, script: &str) -> std::path::PathBuf {
+        let p = dir.join(format!("parser-{}", script.len()));
+        let mut w = Command::new("/bin/sh")
+            .args(["-c", "cat >\"$1\" && chmod 755 \"$1\"", "sh"])
+            .arg(&p)
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(
+            &mut w.stdin.take().unwrap(),
+            format!("#!/bin/sh\n{script}\n").as_bytes(),
+        )
+        .unwrap();
+        assert!(w.wait().unwrap().success());
+        p
+    }
+
+    #[test]
+    fn both_files_new_or_both_old() {
+        let d = tempfile::tempdir().unwrap();
+        let name = "libvirt-1b4e28ba-2fa1-11d2-883f-0016d3cca427";
+        let failing = Config {
+            root: d.path().join("root"),
+            apparmor_parser: Some(parser(d.path(), "echo 'syntax error' >&2; exit 1")),
+            ..Default::default()
+        };
+        let pr = Profiles::new(&failing);
+        let (main, files) = (pr.path(name), failing.files_path(name));
+        std::fs::create_dir_all(main.parent().unwrap()).unwrap();
+        std::fs::write(&main, "old main\n").unwrap();
+        std::fs::write(&files, "old files\n").unwrap();
+        // A compile failure: neither file changes (the staged main profile is dropped, the old
+        // `.files` put back).
+        let e = pr
+            .install_pair(name, "new main\n", "new files\n")
+            .unwrap_err();
+        assert!(matches!(e, LifecycleError::Parser { .. }), "{e}");
+        assert_eq!(std::fs::read_to_string(&main).unwrap(), "old main\n");
+        assert_eq!(std::fs::read_to_string(&files).unwrap(), "old files\n");
+        // A `.files` that did not exist is removed again.
+        std::fs::remove_file(&files).unwrap();
+        pr.install_pair(name, "new main\n", "new files\n")
+            .unwrap_err();
+        assert!(!files.exists());
+        // It compiles: both new, one compile.
+        let ok = Config {
+            apparmor_parser: Some(parser(d.path(), "exit 0")),
+            ..failing.clone()
+        };
+        let r = Profiles::new(&ok)
+            .install_pair(name, "new main\n", "new files\n")
+            .unwrap();
+        assert!(r.main_changed && r.files_changed, "{r:?}");
+        assert_eq!(r.state, "compile ok, not loaded (kernel has no AppArmor)");
+        assert_eq!(std::fs::read_to_string(&main).unwrap(), "new main\n");
+        assert_eq!(std::fs::read_to_string(&files).unwrap(), "new files\n");
+        // Unchanged and no AppArmor in the kernel: nothing compiled, nothing written.
+        let again = Profiles::new(&failing)
+            .install_pair(name, "new main\n", "new files\n")
+            .unwrap();
+        assert!(!again.main_changed && !again.files_changed);
+    }
+}
