@@ -25,7 +25,7 @@ use crate::config::Config;
 use crate::domain::Domain;
 use crate::host::{self, Host};
 use crate::lifecycle::{InstallRequest, LifecycleError, Report};
-use crate::log::Level;
+use crate::log::{Level, elapsed_ms};
 use crate::profile::Mode;
 use crate::store::GuestLock;
 use std::io::Read;
@@ -183,7 +183,7 @@ impl<'a> Event<'a> {
                 note = "; removed our old profile file".into();
             }
         }
-        let msg = format!("{who}: skipped: {reason}{note} ({})", ms(self.t0));
+        let msg = format!("{who}: skipped: {reason}{note} ({})", elapsed_ms(self.t0));
         self.host.log.line(Level::Info, &msg);
         self.journal(Some(dom), "skipped", Level::Info, &msg);
         Outcome::ok()
@@ -297,13 +297,13 @@ impl<'a> Event<'a> {
                         &format!("{who}: emulator {emu} is not one libvirt reports"),
                     );
                 }
-                let msg = format!("{who} mode={mode}: {} ({})", r.text, ms(self.t0));
+                let msg = format!("{who} mode={mode}: {} ({})", r.text, elapsed_ms(self.t0));
                 log.line(Level::Info, &msg);
                 self.journal(Some(dom), "ok", Level::Info, &msg);
                 Outcome::ok()
             }
             Err(e) => {
-                let msg = format!("{who} mode={mode}: FAILED: {e} ({})", ms(self.t0));
+                let msg = format!("{who} mode={mode}: FAILED: {e} ({})", elapsed_ms(self.t0));
                 log.line(Level::Error, &msg);
                 self.journal(Some(dom), "failed", Level::Error, &msg);
                 let fatal = match self.action {
@@ -367,10 +367,6 @@ impl<'a> Event<'a> {
             ],
         );
     }
-}
-
-fn ms(t0: Instant) -> String {
-    format!("{:.1} ms", t0.elapsed().as_secs_f64() * 1000.0)
 }
 
 /// Entry point for the binary: read stdin, run, print the failure line, return the exit code.

@@ -81,7 +81,7 @@ use crate::domain::{Domain, DomainError};
 use crate::generate::GenerateError;
 use crate::host::{self, Host};
 use crate::lifecycle::{self, LifecycleError};
-use crate::log::Level;
+use crate::log::{Level, elapsed_ms};
 use crate::profile::Mode;
 use crate::rules::GrantError;
 use crate::store::GuestLock;
@@ -225,7 +225,10 @@ impl Helper {
                 }
                 self.log(
                     Level::Info,
-                    &format!("{who} helper {argline} mode=libvirt: {text} ({})", ms(t0)),
+                    &format!(
+                        "{who} helper {argline} mode=libvirt: {text} ({})",
+                        elapsed_ms(t0)
+                    ),
                 );
                 Outcome {
                     code: 0,
@@ -235,7 +238,7 @@ impl Helper {
             Err((who, e)) => {
                 self.log(
                     Level::Error,
-                    &format!("{who} helper {argline}: FAILED: {e} ({})", ms(t0)),
+                    &format!("{who} helper {argline}: FAILED: {e} ({})", elapsed_ms(t0)),
                 );
                 fail(e.to_string())
             }
@@ -433,10 +436,6 @@ fn fail(msg: String) -> Outcome {
         code: 1,
         stderr: vec![msg],
     }
-}
-
-fn ms(t0: Instant) -> String {
-    format!("{:.1} ms", t0.elapsed().as_secs_f64() * 1000.0)
 }
 
 /// `virt-aa-helper -h`.

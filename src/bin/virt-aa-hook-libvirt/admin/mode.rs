@@ -138,7 +138,7 @@ fn reload(cfg: &Config, word: &str, xml: &str) -> Result<String> {
         load: true,
         derive: &opts,
     });
-    let ms = t0.elapsed().as_secs_f64() * 1000.0;
+    let ms = virt_aa_hook::log::elapsed_ms(t0);
     match result {
         Ok(r) => {
             for w in &r.warnings {
@@ -146,14 +146,14 @@ fn reload(cfg: &Config, word: &str, xml: &str) -> Result<String> {
             }
             host.log.line(
                 Level::Info,
-                &format!("{who} mode={mode}: {} ({ms:.1} ms)", r.text),
+                &format!("{who} mode={mode}: {} ({ms})", r.text),
             );
             Ok("profile regenerated and reloaded".into())
         }
         Err(e) => {
             host.log.line(
                 Level::Error,
-                &format!("{who} mode={mode}: FAILED: {e} ({ms:.1} ms)"),
+                &format!("{who} mode={mode}: FAILED: {e} ({ms})"),
             );
             Err(e.into())
         }
