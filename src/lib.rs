@@ -9,7 +9,8 @@
 //!   `derive/host.rs`), [`rules`] (dedup/merge), [`paths`] (resolve through one `Resolver` per
 //!   derivation, escape, host policy), [`backing`] (image headers: `header`, `vmdk`; the chain
 //!   walk: `chain`, one `probe_chain`), [`reach`] (which header-named backing files a guest may
-//!   be granted; whose writable disk a file is);
+//!   be granted; whose writable disk a file is), [`distrust`] (its verdicts, which `paths`'s
+//!   errors carry);
 //! - **render:** [`profile`] (template, our marker line), [`generate`] (the pure pipeline);
 //! - **own a guest's profile:** [`lifecycle`], the only code that stages, compiles, commits,
 //!   loads, unloads and removes (`install.rs`: a domain's profile, write if changed + compile +
@@ -41,9 +42,8 @@
 //!   (emulator wrapper); the binaries in `src/main.rs` (no libvirt linked) and
 //!   `src/bin/virt-aa-hook-libvirt/` (`main.rs` + `admin/`) (commands that talk to libvirt).
 //!
-//! No entry point imports another, and nothing below the entry points imports one; `host` is
-//! imported by the entry points and the binaries only. One import cycle is left: `paths` ↔
-//! `reach` (a refused backing file is a `paths::PathError` carrying `reach::Refused`).
+//! No import cycles: no entry point imports another, nothing below the entry points imports
+//! one, and `host` is imported by the entry points and the binaries only.
 
 pub mod aaparser;
 pub mod apparmorfs;
@@ -53,6 +53,7 @@ pub mod caps;
 pub mod config;
 pub mod denial;
 pub mod derive;
+pub mod distrust;
 pub mod domain;
 pub mod explain;
 pub mod generate;
