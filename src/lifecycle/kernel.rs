@@ -7,6 +7,11 @@ use crate::store;
 use std::path::Path;
 
 impl Profiles<'_> {
+    /// The kernel has AppArmor and this profile loaded.
+    pub fn is_loaded(&self, name: &str) -> bool {
+        self.kernel.enabled() && self.kernel.profile_mode(name).is_some()
+    }
+
     /// Load (or replace) the profile from its file as it is, through the binary cache.
     pub fn load(&self, name: &str) -> Result<(), LifecycleError> {
         let path = self.path(name);
@@ -24,7 +29,7 @@ impl Profiles<'_> {
     /// when loaded, else compile-check it. `Ok(true)`: reloaded.
     pub fn reload(&self, name: &str) -> Result<bool, LifecycleError> {
         let path = self.path(name);
-        let loaded = self.kernel.enabled() && self.kernel.profile_mode(name).is_some();
+        let loaded = self.is_loaded(name);
         self.parser()
             .and_then(|p| {
                 if loaded {
@@ -67,7 +72,7 @@ impl Profiles<'_> {
         let main_path = self.path(name);
         let main_ours = is_ours(&main_path);
         let mut text = Vec::new();
-        if self.kernel.enabled() && self.kernel.profile_mode(name).is_some() {
+        if self.is_loaded(name) {
             self.unload(name, &main_path)?;
             text.push("unloaded".to_string());
         } else {
@@ -91,7 +96,7 @@ impl Profiles<'_> {
         if !is_ours(&path) {
             return Ok(None);
         }
-        let loaded = self.kernel.enabled() && self.kernel.profile_mode(name).is_some();
+        let loaded = self.is_loaded(name);
         if loaded {
             self.unload(name, &path)?;
         }
