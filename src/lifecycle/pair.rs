@@ -146,24 +146,11 @@ mod tests {
     use crate::config::Config;
     use crate::lifecycle::{LifecycleError, Profiles};
     use std::path::Path;
-    use std::process::{Command, Stdio};
 
-    /// An `apparmor_parser` that runs `script` (written by a short-lived `sh`, never through a
-    /// descriptor of this multi-threaded test process: ETXTBSY, see `aaparser`'s tests).
+    /// An `apparmor_parser` that runs `script`.
     fn parser(dir: &Path, script: &str) -> std::path::PathBuf {
         let p = dir.join(format!("parser-{}", script.len()));
-        let mut w = Command::new("/bin/sh")
-            .args(["-c", "cat >\"$1\" && chmod 755 \"$1\"", "sh"])
-            .arg(&p)
-            .stdin(Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::io::Write::write_all(
-            &mut w.stdin.take().unwrap(),
-            format!("#!/bin/sh\n{script}\n").as_bytes(),
-        )
-        .unwrap();
-        assert!(w.wait().unwrap().success());
+        crate::aaparser::write_script(&p, script);
         p
     }
 
