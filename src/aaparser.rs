@@ -11,17 +11,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
-/// Where distributions install the parser (Debian: /usr/sbin, older: /sbin).
-pub const PARSER_CANDIDATES: &[&str] = &[
-    "/usr/sbin/apparmor_parser",
-    "/sbin/apparmor_parser",
-    "/usr/bin/apparmor_parser",
-];
+use crate::layout::APPARMOR_PARSER_CANDIDATES;
 
 /// What went wrong with a parser run. One line each.
 #[derive(Debug, Error)]
 pub enum ParserError {
-    #[error("apparmor_parser not found (looked in {})", PARSER_CANDIDATES.join(", "))]
+    #[error("apparmor_parser not found (looked in {})", APPARMOR_PARSER_CANDIDATES.join(", "))]
     NotFound,
     #[error("cannot run {0}: {1}")]
     Spawn(PathBuf, std::io::Error),
@@ -69,7 +64,7 @@ impl Parser {
                 Err(ParserError::NotFound)
             };
         }
-        PARSER_CANDIDATES
+        APPARMOR_PARSER_CANDIDATES
             .iter()
             .map(PathBuf::from)
             .find(|p| p.exists())

@@ -22,7 +22,7 @@
 //!   (`/var/log`);
 //! - home directories: `/root`, and the dot-files of `/home/<user>` (shell start-up files, keys);
 //! - kernel interfaces under `/dev` no guest is given (`/dev/kmsg`, watchdogs, `/dev/mem`, ttys, …);
-//! - everything the generator's host policy ([`paths::check_policy`]) refuses.
+//! - everything the generator's host policy ([`paths::HostPolicy`]) refuses.
 //!
 //! Other guests' files are not decided here (they are not a matter of location but of whose
 //! profile grants them): [`crate::explain`] matches every guest's rules first.
@@ -178,7 +178,14 @@ impl Refusal {
 
 /// May a rule granting `perms` on `path` (a normalised absolute path, one literal) be written
 /// for `asker`? The one decision every automatically or explicitly added rule goes through.
-pub fn check(path: &str, perms: Perms, kind: FileKind, asker: Asker<'_>) -> Result<(), Refusal> {
+/// `policy` is the host policy of the configuration in force.
+pub fn check(
+    policy: &paths::HostPolicy,
+    path: &str,
+    perms: Perms,
+    kind: FileKind,
+    asker: Asker<'_>,
+) -> Result<(), Refusal> {
     let p = Path::new(path);
     let owned = || path.to_string();
     if path.trim_end_matches('/').is_empty() {
@@ -199,7 +206,7 @@ pub fn check(path: &str, perms: Perms, kind: FileKind, asker: Asker<'_>) -> Resu
     {
         return Err(Refusal::KernelDevice { path: owned() });
     }
-    paths::check_policy(p, perms.writes(), &perms.to_string())?;
+    policy.check(p, perms.writes(), &perms.to_string())?;
     // Memory-backing file systems under /dev hold files, not device nodes.
     let device = paths::is_under(p, "/dev") && !MEMORY_FS.iter().any(|m| paths::is_under(p, m));
     match asker {
@@ -266,10 +273,12 @@ mod tests {
 
     fn apply(path: &str, perms: Perms, kind: FileKind) -> Result<(), Refusal> {
         let dirs = data_dirs(["/data/vms".to_string()]);
-        check(path, perms, kind, Asker::Apply { data_dirs: &dirs })
+        let policy = paths::HostPolicy::defaults();
+        check(policy, path, perms, kind, Asker::Apply { data_dirs: &dirs })
     }
     fn grant(path: &str, device: bool) -> Result<(), Refusal> {
-        check(path, Perms::RWK, Missing, Asker::Grant { device })
+        let policy = paths::HostPolicy::defaults();
+        check(policy, path, Perms::RWK, Missing, Asker::Grant { device })
     }
 
     #[test]

@@ -86,7 +86,10 @@ pub struct Config {
     /// Directory of the real emulators the wrapper execs (`/usr/bin/<wrapper suffix>`).
     pub emulator_dir: PathBuf,
     /// Answer libvirt's AppArmor driver in place of `virt-aa-helper` (README "Helper mode").
-    /// Read by the package's postinst: after changing it run `dpkg-reconfigure virt-aa-hook`.
+    /// The package's postinst applies it (its grep reads the same `helper_mode = false` line):
+    /// after changing it run `dpkg-reconfigure virt-aa-hook`. Whether helper mode is in force
+    /// is whether the link is there ([`crate::host::helper_installed`]); `doctor` reports a config
+    /// that disagrees with it.
     pub helper_mode: bool,
     /// Also send each event to journald as a structured record (`journalctl -t virt-aa-hook`)
     /// when its socket exists; never waits for it.
@@ -102,7 +105,7 @@ impl Default for Config {
         Config {
             root: PathBuf::from("/"),
             profile_dir: "/etc/apparmor.d/libvirt".into(),
-            apparmor_dir: "/etc/apparmor.d".into(),
+            apparmor_dir: crate::layout::APPARMOR_DIR.into(),
             local_dir: "/etc/apparmor.d/local/libvirt".into(),
             template: "/etc/libvirt/virt-aa-hook.template".into(),
             log_file: "/var/log/libvirt/virt-aa-hook.log".into(),
@@ -118,7 +121,7 @@ impl Default for Config {
             image_dirs: DEFAULT_IMAGE_DIRS.iter().map(PathBuf::from).collect(),
             allow_opt_out: true,
             connect: "qemu:///system".into(),
-            emulator_dir: "/usr/bin".into(),
+            emulator_dir: crate::layout::EMULATOR_DIR.into(),
             helper_mode: true,
             journal: true,
             data_dirs: Vec::new(),
@@ -202,7 +205,7 @@ impl Config {
     /// distribution's tunables and abstractions are found in tests too.
     pub fn include_dirs(&self) -> Vec<PathBuf> {
         let mut v = vec![self.rooted(&self.apparmor_dir)];
-        let host = PathBuf::from("/etc/apparmor.d");
+        let host = PathBuf::from(crate::layout::APPARMOR_DIR);
         if !v.contains(&host) {
             v.push(host);
         }
@@ -255,6 +258,10 @@ mod tests {
         assert_eq!(c.mode, ModeSetting::Standalone);
         assert_eq!(c.parser_timeout, 5);
         assert_eq!(c.enforcement, Enforcement::Complain);
+        assert!(Config::default().helper_mode);
+        // The line install/debian/postinst greps for is the one `Config` reads.
+        let c = Config::from_toml("  helper_mode = false\n", Path::new("t")).unwrap();
+        assert!(!c.helper_mode);
         let e = Config::from_toml("bogus = 1\n", Path::new("t")).unwrap_err();
         assert!(e.to_string().contains("unknown field"), "{e}");
         let e = Config::from_toml("mode = \"x\"\n", Path::new("t")).unwrap_err();

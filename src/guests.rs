@@ -6,13 +6,9 @@
 
 use crate::config::Config;
 use crate::domain::Domain;
+use crate::layout::{self, QEMU_CONFIG_DIR, QEMU_STATUS_DIR};
 use crate::xml;
 use std::path::{Path, PathBuf};
-
-/// libvirt's persistent definitions (a host path, rooted for tests).
-pub const CONFIG_DIR: &str = "/etc/libvirt/qemu";
-/// libvirt's status files of running guests.
-pub const STATUS_DIR: &str = "/run/libvirt/qemu";
 
 /// One guest as libvirt's files describe it.
 #[derive(Clone, Debug)]
@@ -50,13 +46,13 @@ fn xml_files(dir: &Path) -> Vec<PathBuf> {
 pub fn load_all(cfg: &Config) -> (Vec<GuestDef>, Vec<String>) {
     let mut out: Vec<GuestDef> = Vec::new();
     let mut warnings = Vec::new();
-    for f in xml_files(&cfg.rooted(Path::new(STATUS_DIR))) {
+    for f in xml_files(&cfg.rooted(Path::new(QEMU_STATUS_DIR))) {
         match read(&f, true) {
             Ok(g) => out.push(g),
             Err(e) => warnings.push(format!("{}: {e}", f.display())),
         }
     }
-    for f in xml_files(&cfg.rooted(Path::new(CONFIG_DIR))) {
+    for f in xml_files(&cfg.rooted(Path::new(QEMU_CONFIG_DIR))) {
         match read(&f, false) {
             Ok(g) if out.iter().any(|o| o.domain.uuid == g.domain.uuid) => {}
             Ok(g) => out.push(g),
@@ -67,13 +63,10 @@ pub fn load_all(cfg: &Config) -> (Vec<GuestDef>, Vec<String>) {
     (out, warnings)
 }
 
-/// libvirt's storage pool definitions.
-pub const POOL_DIR: &str = "/etc/libvirt/storage";
-
 /// The target directories of libvirt's directory-backed storage pools (`dir`, `fs`, `netfs`):
 /// the places the admin configured for images, read from the pools' own files.
 pub fn pool_dirs(cfg: &Config) -> Vec<String> {
-    xml_files(&cfg.rooted(Path::new(POOL_DIR)))
+    xml_files(&cfg.rooted(Path::new(layout::STORAGE_POOL_DIR)))
         .iter()
         .filter_map(|f| {
             let bytes = crate::store::read_capped(f).ok()??;
@@ -124,8 +117,8 @@ mod tests {
             root: d.path().into(),
             ..Config::default()
         };
-        let etc = cfg.rooted(Path::new(CONFIG_DIR));
-        let run = cfg.rooted(Path::new(STATUS_DIR));
+        let etc = cfg.rooted(Path::new(QEMU_CONFIG_DIR));
+        let run = cfg.rooted(Path::new(QEMU_STATUS_DIR));
         std::fs::create_dir_all(&etc).unwrap();
         std::fs::create_dir_all(&run).unwrap();
         let dom = |name: &str, u: &str| {
@@ -160,7 +153,7 @@ mod tests {
             root: d.path().into(),
             ..Config::default()
         };
-        let pools = cfg.rooted(Path::new(POOL_DIR));
+        let pools = cfg.rooted(Path::new(layout::STORAGE_POOL_DIR));
         std::fs::create_dir_all(&pools).unwrap();
         let pool = |t: &str, p: &str| {
             format!("<pool type='{t}'><name>x</name><target><path>{p}</path></target></pool>")

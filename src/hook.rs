@@ -347,7 +347,7 @@ impl<'a> Event<'a> {
         let socket = self
             .host
             .cfg
-            .rooted(std::path::Path::new(crate::journal::SOCKET));
+            .rooted(std::path::Path::new(crate::layout::JOURNAL_SOCKET));
         let dur = format!("{:.1}", self.t0.elapsed().as_secs_f64() * 1000.0);
         let (name, uuid) = dom
             .map(|d| (d.name.clone(), d.uuid.hyphenated().to_string()))

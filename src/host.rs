@@ -114,6 +114,8 @@ impl Host {
                 .unwrap_or_default(),
             image_dirs: self.cfg.image_dirs.clone(),
             libvirt_root: self.cfg.root.clone(),
+            emulator_dir: self.cfg.emulator_dir.clone(),
+            policy: std::sync::Arc::new(crate::paths::HostPolicy::new(&self.cfg)),
             ..Default::default()
         }
     }
@@ -133,7 +135,7 @@ pub fn helper_installed(cfg: &Config) -> bool {
 /// `None` when there is no pid file.
 pub fn qemu_process(cfg: &Config, kernel: &Kernel, name: &str) -> Option<(u32, Option<String>)> {
     let pidfile = cfg
-        .rooted(Path::new(crate::guests::STATUS_DIR))
+        .rooted(Path::new(crate::layout::QEMU_STATUS_DIR))
         .join(format!("{name}.pid"));
     let pid = std::fs::read_to_string(&pidfile)
         .ok()

@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use thiserror::Error;
 
-/// auditd's log.
-pub const AUDIT_LOG: &str = "/var/log/audit/audit.log";
+use crate::layout::AUDIT_LOG;
 
 /// Most bytes read from one source (a busy host's kernel log is far smaller).
 pub const MAX_BYTES: u64 = 256 * 1024 * 1024;
@@ -65,7 +64,11 @@ fn in_path(cmd: &str) -> bool {
 /// there), `dmesg`, auditd's log.
 pub fn detect(cfg: &Config) -> Vec<Source> {
     let mut v = Vec::new();
-    if cfg.rooted(Path::new(crate::journal::SOCKET)).exists() && in_path("journalctl") {
+    if cfg
+        .rooted(Path::new(crate::layout::JOURNAL_SOCKET))
+        .exists()
+        && in_path("journalctl")
+    {
         v.push(Source::Journal);
     }
     if in_path("dmesg") {

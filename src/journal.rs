@@ -10,9 +10,6 @@
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 
-/// journald's native socket (rooted by the caller for tests).
-pub const SOCKET: &str = "/run/systemd/journal/socket";
-
 /// `SYSLOG_IDENTIFIER` of our records: `journalctl -t virt-aa-hook`.
 pub const IDENTIFIER: &str = "virt-aa-hook";
 

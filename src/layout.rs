@@ -1,11 +1,15 @@
-//! Where virt-aa-hook's own installed files live on a host: one owner for every such path.
+//! Where things live on a host: virt-aa-hook's own installed files, and the files of libvirt,
+//! AppArmor, auditd and systemd that we read or talk to by name. One owner for every such path;
+//! what an admin may move is in [`crate::config::Config`] instead.
 //!
-//! These are host paths that libvirt, libvirtd's AppArmor profile or the package refer to by
+//! Our installed files are host paths that libvirt, libvirtd's AppArmor profile or the package refer to by
 //! name, so they are fixed, not configured: libvirtd's profile lets the daemon run programs in
 //! `/usr/lib/libvirt/` unconfined (`PUxr`), libvirt looks for hooks in `/etc/libvirt/hooks/`,
 //! and libvirt's AppArmor driver runs `/usr/lib/libvirt/virt-aa-helper`. Code that needs one
-//! asks here (tests root them with [`crate::config::Config::rooted`]); the installer and the
-//! package ship files at exactly these places (`tests/` checks the README table against them).
+//! asks here (tests root them with [`crate::config::Config::rooted`]). The installer and the
+//! package ship files at exactly these places: `tests/pkg/run.sh` checks the package's file list
+//! (`dpkg-deb -c`) against README's "Where files go" table, and `readme_table_names_them` below
+//! checks the table against these constants.
 
 /// A path inside libvirt's libexec directory, as a `&'static str` literal.
 macro_rules! libexec {
@@ -37,10 +41,35 @@ pub const HOOKS_DIR: &str = "/etc/libvirt/hooks";
 pub const HOOK_LINK: &str = "/etc/libvirt/hooks/qemu";
 /// Our entry in `qemu.d/` when the admin already has a `qemu` hook (never touched).
 pub const HOOK_LINK_D: &str = "/etc/libvirt/hooks/qemu.d/50-virt-aa-hook";
-/// The admin command in `PATH`.
-pub const ADMIN_COMMAND: &str = "/usr/sbin/virt-aa-hook";
 /// libvirt's QEMU driver configuration (`security_driver`).
 pub const QEMU_CONF: &str = "/etc/libvirt/qemu.conf";
+
+// --- Other programs' files we read by name (host paths; rooted by the caller for tests) ------
+
+/// libvirt's persistent guest definitions (`<name>.xml`).
+pub const QEMU_CONFIG_DIR: &str = "/etc/libvirt/qemu";
+/// libvirt's status files of running guests (`<name>.xml`) and their pid files (`<name>.pid`).
+pub const QEMU_STATUS_DIR: &str = "/run/libvirt/qemu";
+/// libvirt's storage pool definitions.
+pub const STORAGE_POOL_DIR: &str = "/etc/libvirt/storage";
+/// Where QEMU firmware descriptors live (the files libvirt itself reads to pair firmware images
+/// with their NVRAM templates), in libvirt's order of precedence.
+pub const FIRMWARE_DESCRIPTOR_DIRS: &[&str] = &["/etc/qemu/firmware", "/usr/share/qemu/firmware"];
+/// Where distributions install the QEMU emulators (the default `emulator_dir`).
+pub const EMULATOR_DIR: &str = "/usr/bin";
+/// AppArmor's policy directory on the host (the default `apparmor_dir`; the distribution's
+/// tunables and abstractions are always included from here).
+pub const APPARMOR_DIR: &str = "/etc/apparmor.d";
+/// Where distributions install `apparmor_parser` (Debian: /usr/sbin, older: /sbin).
+pub const APPARMOR_PARSER_CANDIDATES: &[&str] = &[
+    "/usr/sbin/apparmor_parser",
+    "/sbin/apparmor_parser",
+    "/usr/bin/apparmor_parser",
+];
+/// auditd's log.
+pub const AUDIT_LOG: &str = "/var/log/audit/audit.log";
+/// journald's native socket.
+pub const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
 
 /// The wrapper path for an emulator binary (`/usr/bin/qemu-system-x86_64` →
 /// `/usr/lib/libvirt/virt-aa-hook.qemu-system-x86_64`).
@@ -72,5 +101,28 @@ mod tests {
         );
         assert!(is_wrapper_path(&wrapper_path("qemu-system-x86_64")));
         assert!(!is_wrapper_path("/usr/bin/qemu-system-x86_64"));
+    }
+
+    #[test]
+    fn readme_table_names_them() {
+        let readme = include_str!("../README.md");
+        let table = readme
+            .split("## Where files go")
+            .nth(1)
+            .and_then(|t| t.split("\n## ").next())
+            .expect("README has a \"Where files go\" section");
+        let hooks_parent = HOOKS_DIR.rsplit_once('/').unwrap().0;
+        for p in [
+            HOOK_BINARY,
+            ADMIN_BINARY,
+            HOOK_LINK,
+            WRAPPER_PATH_PREFIX,
+            HOOK_LINK_D
+                .strip_prefix(&format!("{hooks_parent}/"))
+                .unwrap(),
+            LIBVIRT_HELPER_DIVERTED.rsplit_once('/').unwrap().1,
+        ] {
+            assert!(table.contains(&format!("`{p}")), "README table lacks {p}");
+        }
     }
 }

@@ -3,14 +3,15 @@
 //! # Code map
 //! Each module owns one thing, so a newcomer finds their room from the file list, and each fact
 //! has one owner that everyone asks:
-//! - **parse:** [`xml`] (element tree, hostile-input limits), [`domain`] (identity, profile name,
-//!   labels, our metadata);
+//! - **parse:** [`xml`] (element tree, hostile-input limits, the one XML escaper), [`domain`]
+//!   (identity, profile name, labels, our metadata);
 //! - **derive:** [`derive`] (device → grants, one file per device family, host lookups in
-//!   `derive/host.rs`), [`rules`] (dedup/merge), [`paths`] (resolve through one `Resolver` per
-//!   derivation, escape, host policy), [`backing`] (image headers: `header`, `vmdk`; the chain
-//!   walk: `chain`, one `probe_chain`), [`reach`] (which header-named backing files a guest may
-//!   be granted; whose writable disk a file is), [`distrust`] (its verdicts, which `paths`'s
-//!   errors carry);
+//!   `derive/host.rs`), [`rules`] (dedup/merge; `RuleLine`, the one writer and reader of a rule
+//!   line), [`paths`] (resolve through one `Resolver` per derivation, escape, the host policy
+//!   `HostPolicy` built from the config in force), [`backing`] (image headers: `header`, `vmdk`;
+//!   the chain walk: `chain`, one `probe_chain`), [`reach`] (which header-named backing files a
+//!   guest may be granted; whose writable disk a file is), [`distrust`] (its verdicts, which
+//!   `paths`'s errors carry);
 //! - **render:** [`profile`] (template, our marker line), [`generate`] (the pure pipeline);
 //! - **own a guest's profile:** [`lifecycle`], the only code that stages, compiles, commits,
 //!   loads, unloads and removes (`install.rs`: a domain's profile, write if changed + compile +
@@ -19,18 +20,21 @@
 //!   the guest's lock) — the hook, the helper, `gc`, `status`, `complain`/`enforce` and
 //!   `explain --apply`/`grant` go through it;
 //! - **the environment:** [`host`] (`Host`: configuration, kernel view, log, capability cache
-//!   and host key; the mode, derivation options, guests we skip, whether helper mode is
-//!   installed, QEMU's pid and label, the capped XML read) — below both entry points and the
-//!   admin commands;
-//! - **host facts:** [`layout`] (every installed path), [`mode`] (libvirt vs standalone mode,
-//!   daemon confinement), [`caps`] (the cache, its host key and whether it still holds, whether
+//!   and host key; the mode, derivation options (with the host policy in force), guests we
+//!   skip, whether helper mode is installed, QEMU's pid and label, the capped XML read) — below
+//!   both entry points and the admin commands;
+//! - **host facts:** [`layout`] (every installed path, and the host paths of libvirt, AppArmor,
+//!   auditd and journald we read by name), [`mode`] (libvirt vs standalone mode, daemon
+//!   confinement), [`caps`] (the cache, its host key and whether it still holds, whether
 //!   libvirt's AppArmor driver is active), [`config`] (the TOML file), [`apparmorfs`] (kernel
 //!   state);
 //! - **act:** [`store`] (atomic files, locks), [`aaparser`] (apparmor_parser with timeouts),
 //!   [`links`] (the emulator wrapper links the package makes),
 //!   [`log`] (the admin's log);
-//! - **explain:** [`denial`] (one AppArmor audit record, hostile input), [`explain`] (classify
-//!   a denial, render the fix), [`owner`] (whose file is this: every guest's rules, glob-aware),
+//! - **explain:** [`denial`] (one AppArmor audit record, hostile input), [`explain`] (a denial
+//!   to its fix: `claims` what a definition names, `classify` the verdict, `local` the offered
+//!   rule and the merge into the local file, `report` collapse and render), [`owner`] (whose
+//!   file is this: every guest's rules, glob-aware),
 //!   [`autogrant`] (may a rule we write on someone's behalf reach this path: the allow-list),
 //!   [`localrules`] (merge it into the local file; the reload is the lifecycle's), [`hostlog`]
 //!   (read the host's logs), [`guests`] (guests from libvirt's files), [`journal`]

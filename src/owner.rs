@@ -14,7 +14,7 @@
 
 use crate::domain::Domain;
 use crate::paths;
-use crate::rules::{Perms, RuleSet, glob_matches};
+use crate::rules::{Perms, RuleLine, RuleSet, glob_matches};
 
 /// Where a rule of a guest comes from, for the messages.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,9 +103,12 @@ impl GuestRules {
     /// as one file rule (`deny`, `owner`, network, includes, blocks) are skipped.
     pub fn add_text(&mut self, text: &str, source: Source) {
         for l in text.lines() {
-            if let Some((pattern, perms)) = parse_file_rule(l) {
-                self.rules
-                    .push(OwnedRule::new(pattern, perms, source.clone()));
+            if let Some(r) = RuleLine::parse(l) {
+                self.rules.push(OwnedRule::new(
+                    r.pattern.to_string(),
+                    r.perms,
+                    source.clone(),
+                ));
             }
         }
     }
@@ -150,32 +153,6 @@ fn fixed_prefix(pattern: &str) -> String {
         }
     }
     out
-}
-
-/// `"<pattern>" <perms>,` or `<pattern> <perms>,` (optionally after `allow`): one file rule.
-pub fn parse_file_rule(line: &str) -> Option<(String, Perms)> {
-    let mut l = line.trim();
-    l = l.strip_prefix("allow ").map(str::trim_start).unwrap_or(l);
-    let (pattern, rest) = if let Some(inner) = l.strip_prefix('"') {
-        let b = inner.as_bytes();
-        let mut i = 0;
-        while i < b.len() && b[i] != b'"' {
-            i += if b[i] == b'\\' { 2 } else { 1 };
-        }
-        if i >= b.len() {
-            return None;
-        }
-        (&inner[..i], &inner[i + 1..])
-    } else if l.starts_with('/') {
-        l.split_once(char::is_whitespace)?
-    } else {
-        return None;
-    };
-    let perms = rest.trim().strip_suffix(',')?.trim();
-    if perms.is_empty() || !perms.chars().all(|c| c.is_ascii_alphabetic()) {
-        return None;
-    }
-    Some((pattern.to_string(), Perms::parse(perms)))
 }
 
 /// Files libvirt names after a guest whether it runs or not (so under any domain id): its
@@ -310,8 +287,11 @@ mod tests {
         assert_eq!(fixed_prefix(r"/a\*b/c*d"), "/a*b/c");
         assert_eq!(fixed_prefix(r"/a\x5cb{x,y}"), "/a\\b");
         assert_eq!(
-            parse_file_rule(r#"  allow "/x\"y" rw,"#),
-            Some((r#"/x\"y"#.to_string(), Perms::RW))
+            RuleLine::parse(r#"  allow "/x\"y" rw,"#),
+            Some(RuleLine {
+                pattern: r#"/x\"y"#,
+                perms: Perms::RW
+            })
         );
     }
 }

@@ -44,7 +44,10 @@ use uuid::Uuid;
 pub use crate::config::DEFAULT_IMAGE_DIRS;
 
 /// libvirt's persistent definitions and live status files (host paths, rooted for tests).
-const LIBVIRT_XML_DIRS: &[&str] = &[crate::guests::STATUS_DIR, crate::guests::CONFIG_DIR];
+const LIBVIRT_XML_DIRS: &[&str] = &[
+    crate::layout::QEMU_STATUS_DIR,
+    crate::layout::QEMU_CONFIG_DIR,
+];
 
 /// Device and inode: the identity of a file whatever name (symlink, hard link) reaches it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

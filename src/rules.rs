@@ -83,6 +83,57 @@ impl fmt::Display for Perms {
     }
 }
 
+/// One file rule line, `"<pattern>" <perms>,` with the pattern already escaped: the one place
+/// that writes the format (profiles, `.files`, local files, `explain`'s fixes) and reads it back
+/// (whose file is this, `explain --apply`'s merge, the helper's self-check).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RuleLine<'a> {
+    /// The pattern as it appears between the quotes (escaped).
+    pub pattern: &'a str,
+    pub perms: Perms,
+}
+
+impl<'a> RuleLine<'a> {
+    /// Read one file rule: `"<pattern>" <perms>,` or `<pattern> <perms>,` (a bare pattern starts
+    /// with `/`), optionally after `allow` and surrounded by whitespace. Anything else (`deny`,
+    /// `owner`, network rules, includes, comments) is `None`.
+    pub fn parse(line: &'a str) -> Option<RuleLine<'a>> {
+        let mut l = line.trim();
+        l = l.strip_prefix("allow ").map(str::trim_start).unwrap_or(l);
+        let (pattern, rest) = if let Some(inner) = l.strip_prefix('"') {
+            // The pattern is escaped: a `"` inside is always preceded by a backslash.
+            let b = inner.as_bytes();
+            let mut i = 0;
+            while i < b.len() && b[i] != b'"' {
+                i += if b[i] == b'\\' { 2 } else { 1 };
+            }
+            if i >= b.len() {
+                return None;
+            }
+            (&inner[..i], &inner[i + 1..])
+        } else if l.starts_with('/') {
+            l.split_once(char::is_whitespace)?
+        } else {
+            return None;
+        };
+        let perms = rest.trim().strip_suffix(',')?.trim();
+        if perms.is_empty() || !perms.chars().all(|c| c.is_ascii_alphabetic()) {
+            return None;
+        }
+        Some(RuleLine {
+            pattern,
+            perms: Perms::parse(perms),
+        })
+    }
+}
+
+impl fmt::Display for RuleLine<'_> {
+    /// `"<pattern>" <perms>,` (no indent).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{}\" {},", self.pattern, self.perms)
+    }
+}
+
 /// How a grant applies to the path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scope {
@@ -129,12 +180,22 @@ pub struct RuleSet {
     index: HashMap<String, usize>,
     /// Comment lines (`# ...`) emitted before the rules; they explain fixed blocks.
     pub notes: Vec<String>,
+    /// The host policy every grant is checked against (the configuration's).
+    policy: std::sync::Arc<paths::HostPolicy>,
 }
 
 impl RuleSet {
-    /// An empty set.
+    /// An empty set under the default configuration's host policy.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty set whose grants are checked against `policy`.
+    pub fn with_policy(policy: std::sync::Arc<paths::HostPolicy>) -> Self {
+        RuleSet {
+            policy,
+            ..Self::default()
+        }
     }
 
     /// Grant `perms` on a path taken from the domain XML (or derived from it). The path is
@@ -179,9 +240,12 @@ impl RuleSet {
         })?;
         paths::validate(s).map_err(err)?;
         match scope {
-            Scope::File => paths::check_policy(resolved, perms.writes(), &perms.to_string()),
+            Scope::File => self
+                .policy
+                .check(resolved, perms.writes(), &perms.to_string()),
             Scope::Tree | Scope::DirEntries => {
-                paths::check_tree_policy(resolved, perms.writes(), &perms.to_string())
+                self.policy
+                    .check_tree(resolved, perms.writes(), &perms.to_string())
             }
         }
         .map_err(err)?;
@@ -264,7 +328,11 @@ impl RuleSet {
         }
         for r in &self.rules {
             use std::fmt::Write;
-            let _ = writeln!(out, "  \"{}\" {},", r.pattern, r.perms);
+            let line = RuleLine {
+                pattern: &r.pattern,
+                perms: r.perms,
+            };
+            let _ = writeln!(out, "  {line}");
         }
         out
     }
@@ -446,6 +514,35 @@ mod glob_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rule_line_reads_back_as_written() {
+        let pattern = paths::escape("/srv/a \"b\",c*.img");
+        let line = RuleLine {
+            pattern: &pattern,
+            perms: Perms::RWK,
+        };
+        let text = format!("  {line}");
+        assert_eq!(text, r#"  "/srv/a \"b\"\,c\*.img" rwk,"#);
+        assert_eq!(RuleLine::parse(&text), Some(line));
+        assert_eq!(
+            RuleLine::parse("allow /srv/x mr,"),
+            Some(RuleLine {
+                pattern: "/srv/x",
+                perms: Perms::R.with(Perms::M)
+            })
+        );
+        for not_one in [
+            "deny /x r,",
+            "owner /x r,",
+            "#include <x>",
+            "\"/x r,",
+            "/x r",
+            "/x 1,",
+        ] {
+            assert_eq!(RuleLine::parse(not_one), None, "{not_one}");
+        }
+    }
 
     #[test]
     fn perms_roundtrip_and_merge() {

@@ -223,6 +223,42 @@ fn element_from_start(
     })
 }
 
+/// Escape a string for XML output, as element text or as an attribute value in either quote
+/// style (`& < > ' "`): the one XML escaper for everything we write back.
+pub fn escape(s: &str) -> String {
+    quick_xml::escape::escape(s).into_owned()
+}
+
+/// Serialise an element back to XML for a bug report (attributes in order, text escaped).
+pub fn element_xml(e: &Element) -> String {
+    fn go(e: &Element, depth: usize, out: &mut String) {
+        let pad = "  ".repeat(depth);
+        out.push_str(&format!("{pad}<{}", e.name));
+        for (k, v) in &e.attrs {
+            out.push_str(&format!(" {k}='{}'", escape(v)));
+        }
+        let text = e.text.trim();
+        if e.children.is_empty() && text.is_empty() {
+            out.push_str("/>\n");
+            return;
+        }
+        out.push('>');
+        if e.children.is_empty() {
+            out.push_str(&escape(text));
+        } else {
+            out.push('\n');
+            for c in &e.children {
+                go(c, depth + 1, out);
+            }
+            out.push_str(&pad);
+        }
+        out.push_str(&format!("</{}>\n", e.name));
+    }
+    let mut s = String::new();
+    go(e, 0, &mut s);
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,8 +4,8 @@
 #     sudo tests/run.sh            # everything
 #     sudo tests/run.sh cargo e2e  # only some suites (names: deps cargo e2e pkg aavm fuzz migrate)
 #
-# Suite "migrate" (opt-in: name it) is the AppArmor proof of live migration: two aavm VMs at once
-# (tests/aavm/migrate.sh), a guest migrated between them four times (390 s on 2 cores).
+# Suite "migrate" is the AppArmor proof of live migration: two aavm VMs at once
+# (tests/aavm/migrate.sh), a guest migrated between them four times.
 #
 # The AppArmor-kernel VM suite runs once per distro in AAVM_DISTROS (default "bookworm trixie sid"),
 # each its own summary line (suite aavm-<distro>): the host's own codename boots the host's root,
@@ -45,7 +45,7 @@ fi
 
 want() { [ $# -eq 0 ] && return 0; for s in "${SUITES[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
 SUITES=("$@")
-[ ${#SUITES[@]} -eq 0 ] && SUITES=(deps cargo e2e pkg aavm fuzz)
+[ ${#SUITES[@]} -eq 0 ] && SUITES=(deps cargo e2e pkg aavm fuzz migrate)
 
 TOTAL_PASS=0
 TOTAL_FAIL=0
@@ -145,7 +145,6 @@ if want aavm && [ -x tests/aavm/suite.sh ]; then
   done
 fi
 if want fuzz && [ -x tests/fuzz/short.sh ]; then run_suite fuzz tests/fuzz/short.sh; fi
-# (not in the default list above: opt-in, see the header)
 if want migrate && [ -x tests/aavm/migrate.sh ]; then run_suite migrate tests/aavm/migrate.sh; fi
 
 echo

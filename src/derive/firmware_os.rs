@@ -18,7 +18,13 @@ impl Cx<'_> {
                 .settings
                 .original_emulator
                 .clone()
-                .unwrap_or_else(|| format!("/usr/bin/{tail}"))
+                .unwrap_or_else(|| {
+                    self.opts
+                        .emulator_dir
+                        .join(tail)
+                        .to_string_lossy()
+                        .into_owned()
+                })
         } else {
             emu
         };
@@ -72,8 +78,8 @@ impl Cx<'_> {
                 let mut perms = if writable { Perms::RWK } else { Perms::RK };
                 if writable {
                     if let Ok(res) = self.resolver.resolve(p) {
-                        if paths::check_policy(&res, true, "rwk").is_err()
-                            && paths::check_policy(&res, false, "rk").is_ok()
+                        if self.opts.policy.check(&res, true, "rwk").is_err()
+                            && self.opts.policy.check(&res, false, "rk").is_ok()
                         {
                             self.warn(format!("os <loader>: {} is a pflash without readonly='yes' in a read-only firmware location; granting read-only", res.display()));
                             perms = Perms::RK;

@@ -44,12 +44,17 @@ pub struct Options {
     pub host_root: PathBuf,
     /// Real emulator to use when `<emulator>` is our wrapper (from the enroll metadata).
     pub wrapper_prefix: String,
+    /// Directory of the real emulators the wrapper execs (config `emulator_dir`): where the
+    /// emulator behind a wrapper is when the enroll metadata does not name it.
+    pub emulator_dir: PathBuf,
     /// Directories the admin trusts for backing images named by image headers, besides each
     /// guest's own disk directories (config `image_dirs`; see [`crate::reach`]).
     pub image_dirs: Vec<PathBuf>,
     /// Root under which libvirt's guest files (`/etc/libvirt/qemu`, `/run/libvirt/qemu`) are
     /// read to know the other guests' writable disks: the config's `root` (a temp dir in tests).
     pub libvirt_root: PathBuf,
+    /// The host policy of the configuration in force ([`paths::HostPolicy::new`]).
+    pub policy: std::sync::Arc<paths::HostPolicy>,
 }
 
 impl Default for Options {
@@ -60,11 +65,13 @@ impl Default for Options {
             firmware: Vec::new(),
             host_root: PathBuf::from("/"),
             wrapper_prefix: crate::layout::WRAPPER_PATH_PREFIX.into(),
+            emulator_dir: crate::layout::EMULATOR_DIR.into(),
             image_dirs: crate::reach::DEFAULT_IMAGE_DIRS
                 .iter()
                 .map(PathBuf::from)
                 .collect(),
             libvirt_root: PathBuf::from("/"),
+            policy: Default::default(),
         }
     }
 }
@@ -132,7 +139,10 @@ pub fn derive(dom: &Domain, opts: &Options) -> Result<Derived, GrantError> {
     let mut cx = Cx {
         dom,
         opts,
-        out: Derived::default(),
+        out: Derived {
+            rules: RuleSet::with_policy(opts.policy.clone()),
+            warnings: Vec::new(),
+        },
         needs_vfio: false,
         needs_gl: false,
         resolver: paths::Resolver::new(),

@@ -5,7 +5,7 @@ use super::args::{Plan, plan};
 use crate::config::Config;
 use crate::domain::Domain;
 use crate::paths;
-use crate::rules::{GrantError, Perms, RuleSet, Scope};
+use crate::rules::{GrantError, Perms, RuleLine, RuleSet, Scope};
 use std::path::{Path, PathBuf};
 
 /// First line of a `.files` we wrote.
@@ -174,8 +174,7 @@ pub fn check_extras_argv(
     let lit = paths::resolve(&raw).ok().map(|p| paths::escape_path(&p));
     let (mut literal, mut tree) = (0, 0);
     for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some((pattern, _)) = line.strip_prefix("  \"").and_then(|l| l.rsplit_once("\" "))
-        else {
+        let Some(RuleLine { pattern, .. }) = RuleLine::parse(line) else {
             return Err(format!("{raw:?}: not a rule: {line:?}\n{text}"));
         };
         if lit.as_deref() == Some(pattern) {

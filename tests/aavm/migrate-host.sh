@@ -71,7 +71,7 @@ migration_host = "${IP[$ME]}"
 EOF
 mkdir -p /run/libvirt /var/lib/libvirt/images
 /usr/sbin/libvirtd -d --listen || bail "libvirtd -d --listen"
-for ((i = 0; i < 900; i++)); do $VIRSH version >/dev/null 2>&1 && break; sleep 0.2; done
+wait_for 300 "libvirtd on $ME to answer" $VIRSH version
 $VIRSH version >/dev/null 2>&1 || bail "libvirtd does not answer"
 expect_eq "$ME: libvirtd runs confined" "libvirtd (enforce)" "$(tr -d '\0' </proc/$(pidof libvirtd)/attr/current)"
 timeout 300 virt-aa-hook caps >/dev/null 2>&1 || fail "$ME: virt-aa-hook caps"
@@ -105,7 +105,7 @@ dest_checks() {
 # src_checks N MARK: this host has just sent the guest away.
 src_checks() {
   local n=$1
-  for _ in $(seq 100); do tail -n +"$(($2 + 1))" $VAH_LOG | grep -qF "[$G $U] release/end" && break; sleep 0.2; done
+  wait_for 180 "the release line of $G on $ME" bash -c "tail -n +$(($2 + 1)) $VAH_LOG | grep -qF '[$G $U] release/end'"
   check_not "$n $ME: guest gone here (--undefinesource)" $VIRSH dominfo $G
   check_not "$n $ME: $P unloaded at release" grep -q "^$P " "$PROFILES"
   check_not "$n $ME: $F removed at release" test -e $F
@@ -153,7 +153,7 @@ put "$ME.done"
 if [ "$ME" = a ]; then
   # The guest ends its life here: release unloads and removes the profile as for any guest.
   $VIRSH destroy $G >/dev/null 2>&1
-  for _ in $(seq 50); do grep -F "[$G $U] release/end" $VAH_LOG | tail -n1 | grep -q removed && [ ! -e $F ] && break; sleep 0.2; done
+  wait_for 180 "the release line of $G (profile removed) on a" bash -c "grep -F '[$G $U] release/end' $VAH_LOG | tail -n1 | grep -q removed && [ ! -e $F ]"
   check_not "a: after destroy, $P unloaded" grep -q "^$P " "$PROFILES"
   check_not "a: after destroy, $F removed" test -e $F
 fi

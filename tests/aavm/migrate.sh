@@ -54,7 +54,8 @@ vm() {   # vm a|b listen|connect ADDR: one VM in the background, its output in $
   VMPIDS+=($!)
 }
 vm a listen 192.168.77.1
-for _ in $(seq 300); do [ -n "$(ss -Hltn "sport = :$PORT" 2>/dev/null)" ] && break; sleep 0.1; done
+port_listens() { [ -n "$(ss -Hltn "sport = :$PORT" 2>/dev/null)" ]; }
+wait_for 120 "VM a to listen on 127.0.0.1:$PORT" port_listens
 vm b connect 192.168.77.2
 wait "${VMPIDS[0]}"; rc_a=$?
 wait "${VMPIDS[1]}"; rc_b=$?

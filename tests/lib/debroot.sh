@@ -29,10 +29,10 @@ RECIPE=1
 
 # What the AppArmor suites use inside the VM: libvirt + its QEMU driver, QEMU, qemu-img, AppArmor
 # (parser, aa-exec), firmware and TPM emulator for the rich guest, the kernel, busybox (initramfs),
-# python3 (suite 05), procps (sysctl), kmod, iproute2.
+# python3 (suite 05), procps (sysctl), kmod, iproute2, virtnbdbackup (suite 06: a real backup client).
 PACKAGES=(libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils
   apparmor apparmor-utils ovmf swtpm swtpm-tools linux-image-amd64 busybox python3 procps kmod
-  iproute2 ${DEBROOT_EXTRA:-})
+  iproute2 virtnbdbackup ${DEBROOT_EXTRA:-})
 stamp_text() { printf 'recipe=%s\nsuite=%s\nmirror=%s\npackages=%s\n' "$RECIPE" "$SUITE" "$MIRROR" "${PACKAGES[*]}"; }
 
 # in_root DIR CMD...: run CMD chrooted in DIR with /proc, /sys, /dev, a tmpfs /run and /tmp,

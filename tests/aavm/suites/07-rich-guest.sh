@@ -70,10 +70,10 @@ audit_lines() { dmesg | grep -E 'apparmor="(ALLOWED|DENIED)"'; }
 # field KEY LINE: the value of KEY="..." or KEY=... in an audit line (empty when absent).
 field() { sed -nE "s/.* $1=\"([^\"]*)\".*/\1/p; t; s/.* $1=([^ ]*).*/\1/p" <<<"$2"; }
 
-run_mode() {   # run_mode libvirt|standalone
+run_mode() {   # run_mode libvirt|standalone|swtpm-root (libvirt mode, swtpm as root)
   local mode=$1 driver=apparmor pid lines
   [ "$mode" = standalone ] && driver=none
-  echo "  --   mode $mode (security_driver = \"$driver\")"
+  echo "  --   mode $mode (security_driver = \"$driver\"${VAH_QEMU_CONF:+, $VAH_QEMU_CONF})"
   if vah_libvirtd $driver; then ok "$mode: libvirtd -d answers"; else fail "$mode: libvirtd -d answers"; return 1; fi
   local t0=$SECONDS
   if out=$(timeout 300 virt-aa-hook caps 2>&1); then ok "$mode: virt-aa-hook caps ($((SECONDS - t0)) s)"; else fail "$mode: virt-aa-hook caps: $out"; fi
@@ -125,5 +125,11 @@ run_mode libvirt
 # The same guest in standalone mode: the hook loads the profile, the emulator wrapper applies it.
 echo 'mode = "standalone"' >>/etc/libvirt/virt-aa-hook.conf
 run_mode standalone
+# swtpm as root (`swtpm_user = "root"` in qemu.conf, as many guides set), in libvirt mode, where
+# swtpm runs under the guest's profile: again from a TPM that has never been set up (libvirtd is
+# stopped here: removing the state is what makes libvirt run swtpm_setup again).
+rm -rf /var/lib/libvirt/swtpm /var/log/swtpm/libvirt
+sed -i '/^mode = "standalone"$/d' /etc/libvirt/virt-aa-hook.conf
+VAH_QEMU_CONF=$'swtpm_user = "root"\nswtpm_group = "root"' run_mode swtpm-root
 if grep -q ERROR $VAH_LOG; then fail "hook log has ERROR lines:"; grep ERROR $VAH_LOG | sed 's/^/    /'; else ok "hook log has no ERROR lines"; fi
 finish ""

@@ -316,7 +316,7 @@ fn refused_below(dir: &str, writes: bool) -> Option<&'static str> {
     paths::REFUSED.iter().copied().find(|p| {
         *p != dir
             && paths::is_under(Path::new(p), dir)
-            && paths::check_policy(Path::new(p), writes, "").is_err()
+            && paths::HostPolicy::defaults().check(Path::new(p), writes, "").is_err()
     })
 }
 
@@ -422,7 +422,7 @@ pub fn check_generated(g: &Generated) {
                 };
                 // (c) no write on a refused host location ...
                 if r.perms.writes()
-                    && let Err(e) = paths::check_policy(Path::new(target), true, "w")
+                    && let Err(e) = paths::HostPolicy::defaults().check(Path::new(target), true, "w")
                 {
                     panic!(
                         "write grant {:?} {} on a refused path: {e}",
@@ -1057,7 +1057,7 @@ pub fn check_denial(data: &[u8]) {
         "perms {p} not those asked"
     );
     assert!(
-        paths::check_policy(Path::new(&name), perms.writes(), "x").is_ok(),
+        paths::HostPolicy::defaults().check(Path::new(&name), perms.writes(), "x").is_ok(),
         "rule for a refused host path: {rule}"
     );
     assert!(
@@ -1070,6 +1070,7 @@ pub fn check_denial(data: &[u8]) {
     );
     assert_eq!(
         virt_aa_hook::autogrant::check(
+            paths::HostPolicy::defaults(),
             &name,
             perms,
             virt_aa_hook::autogrant::FileKind::Missing,

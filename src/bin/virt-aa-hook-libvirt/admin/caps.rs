@@ -19,10 +19,6 @@ use virt_aa_hook::layout::LIBEXEC_DIR;
 use virt_aa_hook::mode::HostKey;
 use virt_aa_hook::xml::{self, Element};
 
-/// Where QEMU firmware descriptors live (the files libvirt itself reads to pair firmware
-/// images with their NVRAM templates), in libvirt's order of precedence.
-pub const FIRMWARE_DESCRIPTOR_DIRS: &[&str] = &["/etc/qemu/firmware", "/usr/share/qemu/firmware"];
-
 /// Longest time `--background` keeps retrying a daemon that is not accepting connections.
 pub const BACKGROUND_RETRY_WINDOW: Duration = Duration::from_secs(60);
 
@@ -275,7 +271,10 @@ pub fn collect(conn: &Connect, uri: &str) -> Result<(Caps, Vec<String>)> {
             )),
         }
     }
-    let dirs: Vec<PathBuf> = FIRMWARE_DESCRIPTOR_DIRS.iter().map(PathBuf::from).collect();
+    let dirs: Vec<PathBuf> = virt_aa_hook::layout::FIRMWARE_DESCRIPTOR_DIRS
+        .iter()
+        .map(PathBuf::from)
+        .collect();
     let nvram = nvram_templates(&dirs, &firmware);
     let caps = Caps {
         version: CACHE_VERSION,

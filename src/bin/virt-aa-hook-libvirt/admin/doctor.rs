@@ -172,9 +172,8 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
-fn hook_check(cfg: &Config) -> Check {
-    const T: &str = "hook installed";
-    let hooks = cfg.rooted(Path::new("/etc/libvirt/hooks"));
+fn hook_check(cfg: &Config, title: &str) -> Check {
+    let hooks = cfg.rooted(Path::new(layout::HOOKS_DIR));
     let mut entries = vec![hooks.join("qemu")];
     if let Ok(rd) = std::fs::read_dir(hooks.join("qemu.d")) {
         let mut v: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
@@ -231,12 +230,12 @@ fn hook_check(cfg: &Config) -> Check {
         .find(|(s, _)| *s == State::Fail)
         .or(problems.first())
     {
-        return check(*state, T, what.clone(), Some(&link_hint));
+        return check(*state, title, what.clone(), Some(&link_hint));
     }
     match good.len() {
         0 => check(
             State::Fail,
-            T,
+            title,
             format!(
                 "no hook of ours in {}/qemu or {}/qemu.d/",
                 hooks.display(),
@@ -244,10 +243,10 @@ fn hook_check(cfg: &Config) -> Check {
             ),
             Some(&link_hint),
         ),
-        1 => check(State::Pass, T, good[0].clone(), None),
+        1 => check(State::Pass, title, good[0].clone(), None),
         _ => check(
             State::Warn,
-            T,
+            title,
             format!(
                 "installed {} times ({}): every event runs it twice",
                 good.len(),
@@ -312,36 +311,36 @@ fn dir_check(title: &str, dir: &Path) -> Check {
     }
 }
 
-fn log_check(cfg: &Config) -> Check {
-    const T: &str = "log file writable";
+fn log_check(f: &Facts, title: &str) -> Check {
+    let cfg = f.cfg;
     let p = cfg.rooted(&cfg.log_file);
     if p.exists() {
         return match std::fs::OpenOptions::new().append(true).open(&p) {
-            Ok(_) => check(State::Pass, T, p.display().to_string(), None),
+            Ok(_) => check(State::Pass, title, p.display().to_string(), None),
             Err(e) => check(
                 State::Fail,
-                T,
+                title,
                 format!("{}: {e}", p.display()),
                 Some("the hook runs as root; fix the file's permissions"),
             ),
         };
     }
-    let mut c = dir_check(T, p.parent().unwrap_or(Path::new("/")));
+    let mut c = dir_check(title, p.parent().unwrap_or(Path::new("/")));
     if c.state == State::Pass {
         c.detail = format!("{} (created at first event)", p.display());
     }
     c
 }
 
-fn template_check(cfg: &Config) -> Check {
-    const T: &str = "template";
+fn template_check(f: &Facts, title: &str) -> Check {
+    let cfg = f.cfg;
     let p = cfg.rooted(&cfg.template);
     match std::fs::read_to_string(&p) {
         Ok(t) => match profile::check_template(&t) {
-            Ok(()) => check(State::Pass, T, format!("{} valid", p.display()), None),
+            Ok(()) => check(State::Pass, title, format!("{} valid", p.display()), None),
             Err(e) => check(
                 State::Fail,
-                T,
+                title,
                 format!("{}: {e}", p.display()),
                 Some(
                     "fix the template (compare with hooks/template.qemu); every guest start fails until then",
@@ -350,13 +349,13 @@ fn template_check(cfg: &Config) -> Check {
         },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => check(
             State::Warn,
-            T,
+            title,
             format!("{} missing: the built-in template is used", p.display()),
             Some("the virt-aa-hook package installs it there (a conffile)"),
         ),
         Err(e) => check(
             State::Fail,
-            T,
+            title,
             format!("{}: {e}", p.display()),
             Some("the template must be readable UTF-8 text"),
         ),
@@ -365,8 +364,8 @@ fn template_check(cfg: &Config) -> Check {
 
 /// The template includes libvirt's `abstractions/libvirt-qemu` and our own
 /// `abstractions/virt-aa-hook-qemu`, both "if exists": without either, QEMU gets almost nothing.
-fn abstraction_check(cfg: &Config) -> Check {
-    const T: &str = "QEMU abstraction";
+fn abstraction_check(f: &Facts, title: &str) -> Check {
+    let cfg = f.cfg;
     let find = |name: &str| {
         cfg.include_dirs()
             .into_iter()
@@ -381,7 +380,7 @@ fn abstraction_check(cfg: &Config) -> Check {
     if found.is_empty() {
         check(
             State::Fail,
-            T,
+            title,
             "neither abstractions/libvirt-qemu nor abstractions/virt-aa-hook-qemu found; every profile includes them",
             Some(
                 "reinstall the virt-aa-hook package (it ships /etc/apparmor.d/abstractions/virt-aa-hook-qemu)",
@@ -390,20 +389,20 @@ fn abstraction_check(cfg: &Config) -> Check {
     } else {
         check(
             State::Pass,
-            T,
+            title,
             format!("{} present", found.join(", ")),
             None,
         )
     }
 }
 
-fn cache_check(cfg: &Config, live: Option<&[String]>) -> Check {
-    const T: &str = "capability cache";
+fn cache_check(f: &Facts, title: &str) -> Check {
+    let (cfg, live) = (f.cfg, f.live_models());
     let p = cfg.caps_path();
     match Caps::load(&p) {
         None => check(
             State::Warn,
-            T,
+            title,
             format!(
                 "{} missing (or unreadable, or another format version)",
                 p.display()
@@ -423,7 +422,7 @@ fn cache_check(cfg: &Config, live: Option<&[String]>) -> Check {
                 if l != c.secmodels.as_slice() {
                     return check(
                         State::Warn,
-                        T,
+                        title,
                         format!(
                             "{age_s} old and out of date: cached security models [{}], libvirt now \
                              reports [{}]",
@@ -437,14 +436,14 @@ fn cache_check(cfg: &Config, live: Option<&[String]>) -> Check {
             if age > cfg.caps_max_age {
                 check(
                     State::Warn,
-                    T,
+                    title,
                     format!("{age_s} old (refreshed after {} s)", cfg.caps_max_age),
                     Some("virt-aa-hook caps"),
                 )
             } else {
                 check(
                     State::Pass,
-                    T,
+                    title,
                     format!("{age_s} old, libvirt {} at {}", c.daemon_version, c.uri),
                     None,
                 )
@@ -453,179 +452,251 @@ fn cache_check(cfg: &Config, live: Option<&[String]>) -> Check {
     }
 }
 
+/// What the checks share, found once before the first check runs.
+struct Facts<'a> {
+    cfg: &'a Config,
+    kernel: Kernel,
+    kstatus: KStatus,
+    /// The libvirt URI asked.
+    uri: &'a str,
+    /// What libvirt said over one read-only connection, or why it said nothing.
+    libvirt: Result<LibvirtFacts, LvError>,
+    /// The mode that applies and why ([`Host::mode`]).
+    mode: Mode,
+    mode_why: String,
+}
+
+impl<'a> Facts<'a> {
+    fn gather(cfg: &'a Config, lv: &'a Libvirt) -> Facts<'a> {
+        let kernel = Kernel::from_config(cfg);
+        let kstatus = kernel.status();
+        let (mode, mode_why) = Host::new(cfg.clone()).mode();
+        Facts {
+            cfg,
+            kernel,
+            kstatus,
+            uri: &lv.uri,
+            libvirt: lv.read_only().run(gather),
+            mode,
+            mode_why,
+        }
+    }
+
+    fn kernel_on(&self) -> bool {
+        self.kstatus == KStatus::Enabled
+    }
+
+    fn facts(&self) -> Option<&LibvirtFacts> {
+        self.libvirt.as_ref().ok()
+    }
+
+    /// Why libvirt did not answer (for "not checked" lines).
+    fn unreachable_why(&self) -> Option<String> {
+        match &self.libvirt {
+            Ok(_) => None,
+            Err(LvError::Unreachable(_)) => Some("daemon unreachable".to_string()),
+            Err(LvError::Failed(_)) => Some("libvirt query failed".to_string()),
+        }
+    }
+
+    /// libvirt's live security models, when it answered.
+    fn live_models(&self) -> Option<&[String]> {
+        self.facts().map(|f| f.secmodels.as_slice())
+    }
+
+    /// Whether libvirt's AppArmor driver is live (None: libvirt did not answer).
+    fn driver_live(&self) -> Option<bool> {
+        self.live_models()
+            .map(virt_aa_hook::caps::apparmor_driver_in)
+    }
+
+    /// `not checked (<why libvirt did not answer>)`.
+    fn not_answered(&self) -> String {
+        format!(
+            "not checked ({})",
+            self.unreachable_why().as_deref().unwrap_or("no answer")
+        )
+    }
+}
+
+/// One check: its title (the report line's name) and how it is made.
+type CheckFn = fn(&Facts, &str) -> Check;
+
+/// Every check, in report order.
+const CHECKS: &[(&str, CheckFn)] = &[
+    ("kernel AppArmor", kernel_check),
+    ("apparmor_parser", parser_check),
+    ("libvirt library", library_check),
+    ("libvirt daemon", daemon_check),
+    ("security models", secmodels_check),
+    ("libvirt daemon confined", daemon_confined_check),
+    ("hook installed", |f, title| hook_check(f.cfg, title)),
+    ("template", template_check),
+    ("QEMU abstraction", abstraction_check),
+    ("profile directory writable", profile_dir_check),
+    ("log file writable", log_check),
+    ("capability cache", cache_check),
+    ("mode", mode_check),
+    ("day-2 operations", |f, title| {
+        day2_check(
+            title,
+            f.mode,
+            virt_aa_hook::host::helper_installed(f.cfg),
+            f.cfg.helper_mode,
+            f.driver_live(),
+        )
+    }),
+    ("guests enrolled", enrolled_check),
+];
+
 /// Run all checks. Pure with respect to output: returns the lines; `run` prints them.
 pub fn checks(cfg: &Config, lv: &Libvirt) -> Vec<Check> {
-    let mut v = Vec::new();
-    let kernel = Kernel::from_config(cfg);
-    let kstatus = kernel.status();
-    let kernel_on = kstatus == KStatus::Enabled;
-    v.push(match &kstatus {
-        KStatus::Enabled => check(State::Pass, "kernel AppArmor", "enabled", None),
+    let f = Facts::gather(cfg, lv);
+    CHECKS.iter().map(|(title, c)| c(&f, title)).collect()
+}
+
+fn kernel_check(f: &Facts, title: &str) -> Check {
+    match &f.kstatus {
+        KStatus::Enabled => check(State::Pass, title, "enabled", None),
         KStatus::Disabled(why) => check(
             State::Fail,
-            "kernel AppArmor",
+            title,
             why.clone(),
             Some("boot with apparmor=1 security=apparmor / install a kernel with AppArmor"),
         ),
-    });
+    }
+}
 
-    v.push(match Parser::from_config(cfg) {
+fn parser_check(f: &Facts, title: &str) -> Check {
+    match Parser::from_config(f.cfg) {
         Ok(p) => {
             let ver = p.version().unwrap_or_else(|| "version unknown".into());
             let bin = &p.binary;
             check(
                 State::Pass,
-                "apparmor_parser",
+                title,
                 format!("{} ({ver})", bin.display()),
                 None,
             )
         }
         Err(e) => check(
             State::Fail,
-            "apparmor_parser",
+            title,
             e.to_string(),
             Some("apt install apparmor"),
         ),
-    });
-
-    match virt::connect::Connect::version() {
-        Ok(l) => v.push(check(
-            State::Pass,
-            "libvirt library",
-            conn::version_string(l),
-            None,
-        )),
-        Err(e) => v.push(check(State::Fail, "libvirt library", conn::msg(&e), None)),
     }
+}
 
-    let facts = lv.read_only().run(gather);
-    let unreachable_why = match &facts {
-        Ok(f) => {
-            v.push(check(
-                State::Pass,
-                "libvirt daemon",
-                format!("{} at {}", f.daemon_version, lv.uri),
-                None,
-            ));
-            None
-        }
+fn library_check(_: &Facts, title: &str) -> Check {
+    match virt::connect::Connect::version() {
+        Ok(l) => check(State::Pass, title, conn::version_string(l), None),
+        Err(e) => check(State::Fail, title, conn::msg(&e), None),
+    }
+}
+
+fn daemon_check(f: &Facts, title: &str) -> Check {
+    match &f.libvirt {
+        Ok(l) => check(
+            State::Pass,
+            title,
+            format!("{} at {}", l.daemon_version, f.uri),
+            None,
+        ),
         Err(e) => {
             let hint = "start the daemon: systemctl start libvirtd (monolithic) or systemctl start \
                         virtqemud.socket (modular); check --connect";
-            v.push(check(
-                State::Fail,
-                "libvirt daemon",
-                e.to_string(),
-                Some(hint),
-            ));
-            Some(match e {
-                LvError::Unreachable(_) => "daemon unreachable".to_string(),
-                LvError::Failed(_) => "libvirt query failed".to_string(),
-            })
+            check(State::Fail, title, e.to_string(), Some(hint))
         }
-    };
-    let facts = facts.ok();
-    let live_models = facts.as_ref().map(|f| f.secmodels.clone());
+    }
+}
 
-    match (&facts, &unreachable_why) {
-        (Some(f), _) => {
-            let driver = virt_aa_hook::caps::apparmor_driver_in(&f.secmodels);
+fn secmodels_check(f: &Facts, title: &str) -> Check {
+    match f.facts() {
+        Some(l) => {
+            let driver = virt_aa_hook::caps::apparmor_driver_in(&l.secmodels);
             let detail = format!(
                 "{}; libvirt AppArmor driver: {}",
-                f.secmodels.join(", "),
+                l.secmodels.join(", "),
                 if driver { "active" } else { "inactive" }
             );
-            v.push(check(State::Pass, "security models", detail, None));
+            check(State::Pass, title, detail, None)
         }
-        (None, why) => v.push(check(
-            State::NotChecked,
-            "security models",
-            format!("not checked ({})", why.as_deref().unwrap_or("no answer")),
-            None,
-        )),
+        None => check(State::NotChecked, title, f.not_answered(), None),
     }
+}
 
-    v.push(if !kernel_on {
-        check(
+fn daemon_confined_check(f: &Facts, title: &str) -> Check {
+    if !f.kernel_on() {
+        return check(
             State::NotChecked,
-            "libvirt daemon confined",
+            title,
             "not checked (kernel has no AppArmor)",
             None,
-        )
-    } else {
-        match virt_aa_hook::mode::daemon_profile(&kernel) {
-            Some((n, m)) => check(
-                State::Pass,
-                "libvirt daemon confined",
-                format!("profile {n} loaded ({m})"),
-                None,
+        );
+    }
+    match virt_aa_hook::mode::daemon_profile(&f.kernel) {
+        Some((n, m)) => check(
+            State::Pass,
+            title,
+            format!("profile {n} loaded ({m})"),
+            None,
+        ),
+        None => check(
+            State::Warn,
+            title,
+            "no libvirtd/virtqemud profile loaded: the daemon runs unconfined",
+            Some(
+                "libvirt's AppArmor driver expects it (aa-enforce /etc/apparmor.d/usr.sbin.libvirtd); standalone mode works without",
             ),
-            None => check(
-                State::Warn,
-                "libvirt daemon confined",
-                "no libvirtd/virtqemud profile loaded: the daemon runs unconfined",
-                Some("libvirt's AppArmor driver expects it (aa-enforce /etc/apparmor.d/usr.sbin.libvirtd); standalone mode works without"),
-            ),
-        }
-    });
+        ),
+    }
+}
 
-    v.push(hook_check(cfg));
-    v.push(template_check(cfg));
-    v.push(abstraction_check(cfg));
-    v.push(dir_check(
-        "profile directory writable",
-        &cfg.rooted(&cfg.profile_dir),
-    ));
-    v.push(log_check(cfg));
-    v.push(cache_check(cfg, live_models.as_deref()));
+fn profile_dir_check(f: &Facts, title: &str) -> Check {
+    dir_check(title, &f.cfg.rooted(&f.cfg.profile_dir))
+}
 
-    let (mode, why) = Host::new(cfg.clone()).mode();
-    let mode_title = "mode";
-    let driver_live = live_models
-        .as_deref()
-        .map(virt_aa_hook::caps::apparmor_driver_in);
-    v.push(match (mode, driver_live) {
+fn mode_check(f: &Facts, title: &str) -> Check {
+    let (mode, why) = (f.mode, &f.mode_why);
+    match (mode, f.driver_live()) {
         (Mode::Libvirt, Some(false)) => check(
-            if kernel_on { State::Fail } else { State::Warn },
-            mode_title,
+            if f.kernel_on() {
+                State::Fail
+            } else {
+                State::Warn
+            },
+            title,
             format!(
                 "libvirt ({why}), but libvirt's AppArmor driver is inactive: nothing loads or \
                  applies the profiles"
             ),
-            Some("virt-aa-hook caps (auto mode then picks standalone), or set mode = \"standalone\" in the config"),
+            Some(
+                "virt-aa-hook caps (auto mode then picks standalone), or set mode = \"standalone\" in the config",
+            ),
         ),
         (Mode::Standalone, Some(true)) => check(
             State::Warn,
-            mode_title,
+            title,
             format!("standalone ({why}), but libvirt's AppArmor driver is active too"),
             Some("virt-aa-hook caps, or set mode = \"auto\""),
         ),
-        _ => check(State::Pass, mode_title, format!("{mode} ({why})"), None),
-    });
-    v.push(day2_check(
-        mode,
-        virt_aa_hook::host::helper_installed(cfg),
-        driver_live,
-    ));
+        _ => check(State::Pass, title, format!("{mode} ({why})"), None),
+    }
+}
 
-    v.push(match (mode, &facts) {
+fn enrolled_check(f: &Facts, title: &str) -> Check {
+    let cfg = f.cfg;
+    match (f.mode, f.facts()) {
         (Mode::Libvirt, _) => check(
             State::Pass,
-            "guests enrolled",
+            title,
             "not needed in libvirt mode (libvirt applies the profiles)",
             None,
         ),
-        (Mode::Standalone, None) => check(
-            State::NotChecked,
-            "guests enrolled",
-            format!(
-                "not checked ({})",
-                unreachable_why.as_deref().unwrap_or("no answer")
-            ),
-            None,
-        ),
-        (Mode::Standalone, Some(f)) => {
-            let relevant: Vec<&GuestInfo> = f
+        (Mode::Standalone, None) => check(State::NotChecked, title, f.not_answered(), None),
+        (Mode::Standalone, Some(l)) => {
+            let relevant: Vec<&GuestInfo> = l
                 .guests
                 .iter()
                 .filter(|g| {
@@ -644,14 +715,14 @@ pub fn checks(cfg: &Config, lv: &Libvirt) -> Vec<Check> {
             if missing.is_empty() {
                 check(
                     State::Pass,
-                    "guests enrolled",
+                    title,
                     format!("all {} QEMU guest(s) enrolled", relevant.len()),
                     None,
                 )
             } else {
                 check(
                     State::Warn,
-                    "guests enrolled",
+                    title,
                     format!(
                         "{} of {} not enrolled (run unconfined): {}",
                         missing.len(),
@@ -662,33 +733,52 @@ pub fn checks(cfg: &Config, lv: &Libvirt) -> Vec<Check> {
                 )
             }
         }
-    });
-    v
+    }
 }
 
 /// Which day-2 operations (hotplug, snapshots, block jobs, backups) will work on this host, and
-/// how to make the rest work. Pure: the mode, whether our helper is at libvirt's helper path,
-/// and whether libvirt's AppArmor driver is live (None: libvirt did not answer).
-fn day2_check(mode: Mode, helper_mode: bool, driver_live: Option<bool>) -> Check {
-    const TITLE: &str = "day-2 operations";
-    match (mode, helper_mode) {
-        (Mode::Libvirt, true) => check(
-            State::Pass,
-            TITLE,
-            "helper mode: hotplug, snapshots, block jobs and backup files are relabelled through virt-aa-hook (no deny rules)",
-            None,
-        ),
-        (Mode::Libvirt, false) => check(
+/// how to make the rest work. Pure: the mode, whether our helper is at libvirt's helper path
+/// (`installed`), whether the config asks for it (`wanted`: `helper_mode`, which the package's
+/// postinst applies), and whether libvirt's AppArmor driver is live (None: libvirt did not
+/// answer).
+fn day2_check(
+    title: &str,
+    mode: Mode,
+    installed: bool,
+    wanted: bool,
+    driver_live: Option<bool>,
+) -> Check {
+    const RELABELLED: &str = "helper mode: hotplug, snapshots, block jobs and backup files are relabelled through virt-aa-hook (no deny rules)";
+    const OWN_HELPER: &str = "libvirt's own virt-aa-helper relabels: blockcommit into a backing file fails (it writes `deny w` for backing files)";
+    match (mode, installed, wanted) {
+        (Mode::Libvirt, true, true) => check(State::Pass, title, RELABELLED, None),
+        (Mode::Libvirt, true, false) => check(
             State::Warn,
-            TITLE,
-            "libvirt's own virt-aa-helper relabels: blockcommit into a backing file fails (it writes `deny w` for backing files)",
+            title,
+            format!("{RELABELLED}, but the config says `helper_mode = false`"),
+            Some(
+                "dpkg-reconfigure virt-aa-hook applies the config (libvirt's own virt-aa-helper relabels then), or remove `helper_mode = false`",
+            ),
+        ),
+        (Mode::Libvirt, false, false) => check(
+            State::Warn,
+            title,
+            OWN_HELPER,
             Some(
                 "helper mode: remove `helper_mode = false` from the config, then dpkg-reconfigure virt-aa-hook",
             ),
         ),
-        (Mode::Standalone, _) => check(
+        (Mode::Libvirt, false, true) => check(
             State::Warn,
-            TITLE,
+            title,
+            OWN_HELPER,
+            Some(
+                "helper mode is on in the config but not installed (an install with --no-helper-mode, or libvirt's virt-aa-helper was missing): dpkg-reconfigure virt-aa-hook",
+            ),
+        ),
+        (Mode::Standalone, _, _) => check(
+            State::Warn,
+            title,
             "standalone mode: hotplug, snapshot overlays, blockcommit into a backing file and backups are denied (no event tells us about them)",
             Some(if driver_live == Some(false) {
                 "virt-aa-hook grant GUEST PATH before each such operation, or switch libvirt's AppArmor driver on (security_driver = \"apparmor\" in qemu.conf) for helper mode"
@@ -713,14 +803,31 @@ mod tests {
 
     #[test]
     fn day2_operations_by_mode() {
+        const T: &str = "day-2 operations";
         assert_eq!(
-            day2_check(Mode::Libvirt, true, Some(true)).state,
+            day2_check(T, Mode::Libvirt, true, true, Some(true)).state,
             State::Pass
         );
-        let c = day2_check(Mode::Libvirt, false, Some(true));
+        let c = day2_check(T, Mode::Libvirt, false, false, Some(true));
         assert_eq!(c.state, State::Warn);
         assert!(c.detail.contains("deny w"), "{}", c.detail);
-        let c = day2_check(Mode::Standalone, false, Some(false));
+        assert!(
+            c.hint
+                .as_deref()
+                .unwrap()
+                .contains("remove `helper_mode = false`")
+        );
+        // Wanted by the config (the default) but not installed: no advice to remove a line
+        // that is not there.
+        let c = day2_check(T, Mode::Libvirt, false, true, Some(true));
+        assert_eq!(c.state, State::Warn);
+        assert!(!c.hint.as_deref().unwrap().contains("remove"));
+        assert!(c.hint.as_deref().unwrap().contains("dpkg-reconfigure"));
+        // Installed while the config says no: the postinst has not applied it yet.
+        let c = day2_check(T, Mode::Libvirt, true, false, Some(true));
+        assert_eq!(c.state, State::Warn);
+        assert!(c.detail.contains("helper_mode = false"), "{}", c.detail);
+        let c = day2_check(T, Mode::Standalone, false, true, Some(false));
         assert_eq!(c.state, State::Warn);
         assert!(c.hint.as_deref().unwrap().contains("security_driver"));
         assert!(c.hint.as_deref().unwrap().contains("grant"));
@@ -762,7 +869,7 @@ mod tests {
             root: root.into(),
             ..Default::default()
         };
-        let c = hook_check(&cfg);
+        let c = hook_check(&cfg, "hook installed");
         assert_eq!(c.state, State::Fail, "{c:?}");
         assert!(c.detail.contains("plain copy"), "{c:?}");
     }

@@ -187,10 +187,7 @@ fn scan(text: &str) -> Result<Spans> {
 fn start_tag(qname: &str, attrs: &[(String, String)], empty: bool) -> String {
     let mut s = format!("<{qname}");
     for (k, v) in attrs {
-        s.push_str(&format!(
-            " {k}=\"{}\"",
-            quick_xml::escape::escape(v.as_str())
-        ));
+        s.push_str(&format!(" {k}=\"{}\"", virt_aa_hook::xml::escape(v)));
     }
     s.push_str(if empty { "/>" } else { ">" });
     s
@@ -202,7 +199,7 @@ fn start_tag(qname: &str, attrs: &[(String, String)], empty: bool) -> String {
 pub fn edit_definition(xml: &str, emulator: &str, original: Option<&str>) -> Result<String> {
     let sp = scan(xml)?;
     let mut edits: Vec<(Range<usize>, String)> = Vec::new();
-    let emu_text = quick_xml::escape::partial_escape(emulator).into_owned();
+    let emu_text = virt_aa_hook::xml::escape(emulator);
     match &sp.emulator {
         Some((r, false)) => edits.push((r.clone(), emu_text)),
         Some((r, true)) => edits.push((r.clone(), format!("<emulator>{emu_text}</emulator>"))),

@@ -18,6 +18,7 @@ use virt_aa_hook::generate;
 use virt_aa_hook::guests::{self, GuestDef};
 use virt_aa_hook::host::Host;
 use virt_aa_hook::hostlog;
+use virt_aa_hook::layout;
 use virt_aa_hook::localrules::{self, Applied};
 use virt_aa_hook::owner::Source;
 
@@ -89,7 +90,7 @@ fn bug_report(host: &Host, g: &GuestDef, gen_: &Generated, rec: &Record) -> Stri
     let libvirt = first_line("libvirtd", &["--version"]).unwrap_or_else(|| "?".into());
     let path = rec.name.as_deref().unwrap_or("");
     let element = explain::element_writing(&g.domain.root, path)
-        .map(explain::element_xml)
+        .map(virt_aa_hook::xml::element_xml)
         .unwrap_or_else(|| "(derived from the definition; see the rules below)\n".into());
     let mut s = String::new();
     s.push_str(&format!(
@@ -164,8 +165,8 @@ pub fn run(
         if !defs.iter().any(|g| g.is(k)) && uuid::Uuid::parse_str(k).is_err() {
             bail!(
                 "no guest {k:?} in {} or {}",
-                guests::CONFIG_DIR,
-                guests::STATUS_DIR
+                layout::QEMU_CONFIG_DIR,
+                layout::QEMU_STATUS_DIR
             );
         }
     }
@@ -208,9 +209,11 @@ pub fn run(
     let dirs = data_dirs(&cfg);
     let host_root = host.derive_options().host_root;
     let kind = |p: &str| FileKind::of(&host_root.join(p.trim_start_matches('/')));
+    let policy = virt_aa_hook::paths::HostPolicy::new(&cfg);
     let site = Site {
         data_dirs: &dirs,
         kind: &kind,
+        policy: &policy,
     };
     let mut failed = false;
     for u in order {
@@ -228,8 +231,8 @@ pub fn run(
             ),
             None => println!(
                 "\nguest {u} (unknown: no definition in {} or {}): {} record(s)",
-                guests::CONFIG_DIR,
-                guests::STATUS_DIR,
+                layout::QEMU_CONFIG_DIR,
+                layout::QEMU_STATUS_DIR,
                 recs.len()
             ),
         }
@@ -348,7 +351,7 @@ mod tests {
             probe_backing: false,
             ..Config::default()
         };
-        let etc = cfg.rooted(Path::new(guests::CONFIG_DIR));
+        let etc = cfg.rooted(Path::new(layout::QEMU_CONFIG_DIR));
         std::fs::create_dir_all(&etc).unwrap();
         for (name, u) in [("web", WEB), ("db", DB)] {
             std::fs::write(

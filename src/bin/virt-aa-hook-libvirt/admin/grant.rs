@@ -19,10 +19,12 @@
 //! local file is theirs.
 
 use anyhow::{Result, bail};
+use std::sync::Arc;
 use virt_aa_hook::autogrant::{self, Asker, FileKind};
 use virt_aa_hook::config::Config;
 use virt_aa_hook::guests;
 use virt_aa_hook::host::Host;
+use virt_aa_hook::layout;
 use virt_aa_hook::localrules::{self, Applied};
 use virt_aa_hook::paths;
 use virt_aa_hook::rules::{Perms, RuleSet, Scope};
@@ -34,6 +36,7 @@ pub type Others<'a> = &'a [(String, virt_aa_hook::explain::Claims)];
 /// resolved (symlinks), then goes through [`autogrant::check`] (`device`: the `--device` flag)
 /// and must not be, or with `tree` contain, a file another guest's rules match.
 pub fn rules_for(
+    policy: &Arc<paths::HostPolicy>,
     paths: &[String],
     read_only: bool,
     tree: bool,
@@ -42,7 +45,7 @@ pub fn rules_for(
 ) -> Result<Vec<String>, String> {
     let perms = if read_only { Perms::R } else { Perms::RWK };
     let scope = if tree { Scope::Tree } else { Scope::File };
-    let mut rs = RuleSet::new();
+    let mut rs = RuleSet::with_policy(policy.clone());
     let mut resolver = paths::Resolver::new();
     for p in paths {
         paths::validate(p).map_err(|e| e.to_string())?;
@@ -61,8 +64,14 @@ pub fn rules_for(
                 ));
             }
         }
-        autogrant::check(&r, perms, FileKind::Missing, Asker::Grant { device })
-            .map_err(|e| e.to_string())?;
+        autogrant::check(
+            policy,
+            &r,
+            perms,
+            FileKind::Missing,
+            Asker::Grant { device },
+        )
+        .map_err(|e| e.to_string())?;
         rs.grant_resolved("path granted by the admin", &resolved, perms, scope)
             .map_err(|e| e.to_string())?;
     }
@@ -87,8 +96,8 @@ pub fn run(
     let Some(g) = defs.iter().find(|g| g.is(guest)) else {
         bail!(
             "no guest named {guest:?} in libvirt's files ({} and {})",
-            guests::CONFIG_DIR,
-            guests::STATUS_DIR
+            layout::QEMU_CONFIG_DIR,
+            layout::QEMU_STATUS_DIR
         );
     };
     let host = Host::new(cfg.clone());
@@ -102,7 +111,8 @@ pub fn run(
             )
         })
         .collect();
-    let rules = match rules_for(paths, read_only, tree, device, &others) {
+    let policy = Arc::new(paths::HostPolicy::new(cfg));
+    let rules = match rules_for(&policy, paths, read_only, tree, device, &others) {
         Ok(r) => r,
         Err(e) => bail!("{}: not granted: {e}", g.domain.name),
     };
@@ -124,6 +134,17 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`super::rules_for`] under the default configuration's host policy.
+    fn rules_for(
+        p: &[String],
+        ro: bool,
+        t: bool,
+        d: bool,
+        o: Others,
+    ) -> Result<Vec<String>, String> {
+        super::rules_for(&Arc::new(paths::HostPolicy::default()), p, ro, t, d, o)
+    }
     use virt_aa_hook::domain::Domain;
     use virt_aa_hook::explain::Claims;
 

@@ -21,13 +21,6 @@ const METADATA_ELEMENT: i32 = 2;
 /// Prefix libvirt writes our element with.
 const KEY: &str = "vah";
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('"', "&quot;")
-        .replace('>', "&gt;")
-}
-
 /// The new `<guest …/>` element for `set_metadata`: the old element's attributes (without
 /// namespace declarations) with `mode` set. Pure, tested.
 pub fn new_element(old: Option<&str>, mode: Enforcement) -> Result<String> {
@@ -48,7 +41,7 @@ pub fn new_element(old: Option<&str>, mode: Enforcement) -> Result<String> {
     attrs.insert(0, ("mode".into(), word.into()));
     let body: String = attrs
         .iter()
-        .map(|(k, v)| format!(" {k}=\"{}\"", esc(v)))
+        .map(|(k, v)| format!(" {k}=\"{}\"", virt_aa_hook::xml::escape(v)))
         .collect();
     Ok(format!("<guest{body}/>"))
 }

@@ -44,8 +44,9 @@ vah_clean_state() {
   export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 }
 
-# vah_install: install the Debian package that tests/aavm/suite.sh built on the host from
-# target/release (the VM has no network: its dependencies are already on the host's root).
+# vah_install [INSTALL-ARGS...]: install the Debian package that tests/aavm/suite.sh built on the
+# host from target/release (the VM has no network: its dependencies are already in the root), with
+# install.sh's further arguments (e.g. --no-helper-mode).
 vah_install() {
   local deb
   deb=$(ls target/debian/aavm/virt-aa-hook_*.deb 2>/dev/null | head -n1)
@@ -53,15 +54,17 @@ vah_install() {
     echo "target/debian/aavm/virt-aa-hook_*.deb missing: run 'cargo deb --no-build -o target/debian/aavm/' on the host" >&2
     return 1
   fi
-  install/install.sh --deb "$deb" >/tmp/vah-install.log 2>&1 || { sed 's/^/    install: /' /tmp/vah-install.log; return 1; }
+  install/install.sh --deb "$deb" "$@" >/tmp/vah-install.log 2>&1 || { sed 's/^/    install: /' /tmp/vah-install.log; return 1; }
 }
 
-# vah_libvirtd DRIVER: qemu.conf for this VM (security_driver DRIVER, no virtlogd), then
-# libvirtd -d and wait until it answers. Load the AppArmor profiles BEFORE calling this.
+# vah_libvirtd DRIVER: qemu.conf for this VM (security_driver DRIVER, no virtlogd, and the lines
+# in $VAH_QEMU_CONF), then libvirtd -d and wait until it answers. Load the AppArmor profiles
+# BEFORE calling this.
 vah_libvirtd() {
   cat >/etc/libvirt/qemu.conf <<CONF
 security_driver = "$1"
 stdio_handler = "file"
+${VAH_QEMU_CONF:-}
 CONF
   mkdir -p /run/libvirt /var/lib/libvirt/images
   /usr/sbin/libvirtd -d || return 1
