@@ -7,6 +7,7 @@ use crate::domain::Domain;
 use crate::paths;
 use crate::rules::{GrantError, Perms, RuleLine, RuleSet, Scope};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// First line of a `.files` we wrote.
 pub const FILES_MARKER: &str = "# virt-aa-hook helper mode: files libvirt named at relabel";
@@ -80,8 +81,10 @@ impl Subtrees {
 /// These files are libvirt's own choice (snapshot overlays, copy destinations, blockcommit
 /// targets), not read from an image header, so [`crate::reach`]'s backing-file policy does not
 /// apply to them; the host policy does. The chain in the XML of the same call is judged as at
-/// start (see `crate::reach`, "Block jobs").
+/// start (see `crate::reach`, "Block jobs"). `policy` is the host policy in force (the hook's
+/// derivation options'), so a moved `state_dir` is refused here as in the main profile.
 pub fn render_extras(
+    policy: &Arc<paths::HostPolicy>,
     extras: &[String],
     must_grant: Option<&str>,
     main: Option<&RuleSet>,
@@ -94,7 +97,7 @@ pub fn render_extras(
     let mut resolver = paths::Resolver::new();
     for raw in extras {
         let (base, scope) = subtrees.split(raw);
-        let mut rs = RuleSet::new();
+        let mut rs = RuleSet::with_policy(policy.clone());
         match rs.grant(
             &mut resolver,
             "file named by libvirt",
@@ -141,8 +144,8 @@ pub enum ArgvRules {
 
 /// Issue 20's property for one helper argument vector; test support shared by the unit
 /// property test and the `helper_args` fuzz target (tests/fuzz), not an API. `argv` goes
-/// through [`plan`] and, when it names a file, through [`render_extras`] with `subtrees`, once
-/// as the file of this call and once as an earlier extra. Then every line of the `.files` is a
+/// through [`plan`] and, when it names a file, through [`render_extras`] with `subtrees` (under
+/// the default configuration's host policy), once as the file of this call and once as an earlier extra. Then every line of the `.files` is a
 /// comment or a rule, and every rule's pattern is either the escaped resolved path of the whole
 /// string (one literal) or `<dir>/`, `<dir>/**` for a `dir` in `allowed` (escaped resolved
 /// directories); a file refused as the file of this call is dropped without a rule as an
@@ -158,9 +161,10 @@ pub fn check_extras_argv(
     };
     let raw = f.path;
     let extras = [raw.clone()];
-    let (earlier, _) = render_extras(&extras, None, None, subtrees)
+    let policy = Arc::new(paths::HostPolicy::default());
+    let (earlier, _) = render_extras(&policy, &extras, None, None, subtrees)
         .map_err(|e| format!("{raw:?}: an earlier extra file fails the call: {e}"))?;
-    let Ok((text, _)) = render_extras(&extras, Some(&raw), None, subtrees) else {
+    let Ok((text, _)) = render_extras(&policy, &extras, Some(&raw), None, subtrees) else {
         return match earlier.lines().find(|l| !l.starts_with('#')) {
             Some(l) => Err(format!("{raw:?} is refused, yet dropped it gives {l:?}")),
             None => Ok(ArgvRules::Refused),
@@ -239,6 +243,16 @@ mod tests {
     use std::path::Path;
 
     const P: &str = "libvirt-1b4e28ba-2fa1-11d2-883f-0016d3cca427";
+
+    /// [`super::render_extras`] under the default configuration's host policy.
+    fn render_extras(
+        e: &[String],
+        must: Option<&str>,
+        main: Option<&RuleSet>,
+        st: &Subtrees,
+    ) -> Result<(String, Vec<String>), GrantError> {
+        super::render_extras(&Arc::new(paths::HostPolicy::default()), e, must, main, st)
+    }
 
     /// A guest with id 3 named `hp`, and a root whose per-domain directory exists.
     fn subtree_guest() -> (tempfile::TempDir, Config, Domain, PathBuf) {
@@ -385,6 +399,21 @@ mod tests {
         let (root, _) =
             render_extras(&["/{,**}".to_string()], Some("/{,**}"), None, &none).unwrap();
         assert!(root.contains("\"/\\{\\,\\*\\*\\}\" rwk,"), "{root}");
+    }
+
+    #[test]
+    fn the_configured_host_policy_applies_to_extra_files() {
+        // A moved state_dir is refused under the configuration that moved it, not by default.
+        let cfg = Config {
+            state_dir: "/srv/vah-state".into(),
+            ..Config::default()
+        };
+        let raw = "/srv/vah-state/x.img";
+        let extras = [raw.to_string()];
+        let none = Subtrees::none();
+        let moved = Arc::new(paths::HostPolicy::new(&cfg));
+        assert!(super::render_extras(&moved, &extras, Some(raw), None, &none).is_err());
+        assert!(render_extras(&extras, Some(raw), None, &none).is_ok());
     }
 
     /// Property over generated `-F`/`-f` strings (glob characters, `{,**}` tails, quotes,

@@ -359,6 +359,7 @@ impl Helper {
                 source: Box::new(source),
             })?;
         let (files_text, w) = render_extras(
+            &opts.policy,
             &extras,
             file.map(|f| f.path.as_str()),
             Some(&g.derived.rules),
