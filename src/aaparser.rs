@@ -183,27 +183,33 @@ impl Parser {
     }
 }
 
+/// Test support: an executable `#!/bin/sh` script at `path` (a stand-in `apparmor_parser`).
+/// Written by a short-lived `sh`, never through a descriptor of this multi-threaded test
+/// process: a sibling test forking meanwhile would inherit it and exec would fail with ETXTBSY
+/// (seen in CI).
+#[cfg(test)]
+pub(crate) fn write_script(path: &Path, script: &str) {
+    let mut w = Command::new("/bin/sh")
+        .args(["-c", "cat >\"$1\" && chmod 755 \"$1\"", "sh"])
+        .arg(path)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut w.stdin.take().unwrap(),
+        format!("#!/bin/sh\n{script}\n").as_bytes(),
+    )
+    .unwrap();
+    assert!(w.wait().unwrap().success());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn fake(dir: &Path, script: &str) -> Parser {
-        // Written by a short-lived `sh`, never through a descriptor of this multi-threaded test
-        // process: a sibling test forking meanwhile would inherit it and exec would fail with
-        // ETXTBSY (seen in CI).
         let p = dir.join("fake_parser");
-        let mut w = Command::new("/bin/sh")
-            .args(["-c", "cat >\"$1\" && chmod 755 \"$1\"", "sh"])
-            .arg(&p)
-            .stdin(Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::io::Write::write_all(
-            &mut w.stdin.take().unwrap(),
-            format!("#!/bin/sh\n{script}\n").as_bytes(),
-        )
-        .unwrap();
-        assert!(w.wait().unwrap().success());
+        write_script(&p, script);
         Parser {
             binary: p,
             include_dirs: vec![],

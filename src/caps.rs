@@ -5,8 +5,11 @@
 //! admin binary) writes this file; the hook only reads it and, when it is missing or stale,
 //! starts a refresh that is fully detached from libvirt's pipes.
 
+use crate::apparmorfs::Kernel;
+use crate::layout;
 use crate::store;
 use serde::{Deserialize, Serialize};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -35,13 +38,13 @@ pub struct Caps {
     /// [`crate::mode::choose`] trusts `secmodels` only while they still hold. Missing in caches
     /// written before it existed, which are then never trusted for the mode.
     #[serde(default)]
-    pub host_key: Option<crate::mode::HostKey>,
+    pub host_key: Option<HostKey>,
 }
 
 impl Caps {
     /// Whether libvirt's AppArmor security driver is active.
     pub fn apparmor_driver(&self) -> bool {
-        self.secmodels.iter().any(|m| m == "apparmor")
+        apparmor_driver_in(&self.secmodels)
     }
 
     /// Age of the data.
@@ -54,8 +57,18 @@ impl Caps {
     }
 
     /// Whether a refresh is due: older than `max_age`, or written under other host facts.
-    pub fn needs_refresh(&self, max_age: Duration, now: &crate::mode::HostKey) -> bool {
-        self.age() > max_age || self.host_key.as_ref() != Some(now)
+    pub fn needs_refresh(&self, max_age: Duration, now: &HostKey) -> bool {
+        self.age() > max_age || self.outdated(now).is_some()
+    }
+
+    /// Whether the cache still describes this host (`None`), else what changed since it was
+    /// written: the one test of "is the capability cache still valid" ([`crate::mode::choose`]
+    /// trusts its answer only then; [`Caps::needs_refresh`] refreshes it otherwise).
+    pub fn outdated(&self, now: &HostKey) -> Option<String> {
+        match &self.host_key {
+            None => Some("the cache predates host keys".to_string()),
+            Some(k) => k.changed_since(now),
+        }
     }
 
     /// Read the cache; `None` when missing, unreadable or of another format version.
@@ -73,6 +86,12 @@ impl Caps {
         let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
         store::write_atomic(path, &json)
     }
+}
+
+/// Whether libvirt's AppArmor security driver is active, from the security models libvirt
+/// reports (`<host><secmodel><model>`): the one test, for the cache and for a live answer.
+pub fn apparmor_driver_in(secmodels: &[String]) -> bool {
+    secmodels.iter().any(|m| m == "apparmor")
 }
 
 /// Start `<admin binary> caps --background` fully detached: new session, all standard
@@ -106,6 +125,95 @@ pub fn admin_binary() -> PathBuf {
         .ok()
         .and_then(|p| p.parent().map(|d| d.join(crate::layout::ADMIN_BINARY_NAME)))
         .unwrap_or_else(|| PathBuf::from(crate::layout::ADMIN_BINARY))
+}
+
+/// The libvirt daemons that run QEMU guests: monolithic `libvirtd`, modular `virtqemud`.
+/// Their AppArmor profiles are named after them (or after their path, in old policies) and their
+/// pid files are `/run/<name>.pid`.
+pub const DAEMONS: &[&str] = &["libvirtd", "virtqemud"];
+
+/// The host facts libvirt's answer about its security drivers depends on. Equal keys: the
+/// cached answer still holds. Each field is cheap to read (a handful of system calls per event).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostKey {
+    /// `/proc/sys/kernel/random/boot_id`: a reboot may switch AppArmor on or off.
+    pub boot_id: String,
+    /// Whether the kernel's AppArmor is enabled and reachable now.
+    pub apparmor: bool,
+    /// `qemu.conf`'s identity (`size:mtime_ns:inode`, empty when absent): an edit of
+    /// `security_driver` only takes effect at the daemon's next start, but that start is then
+    /// seen by `daemons`; an edit alone makes us re-ask too, which is cheap.
+    pub qemu_conf: String,
+    /// Running daemons as `name:pid:starttime` (from `/run/<name>.pid` and `/proc/<pid>/stat`):
+    /// a restarted daemon may have read another configuration.
+    pub daemons: Vec<String>,
+}
+
+impl HostKey {
+    /// Read the facts now, under `root` (`/` in production).
+    pub fn current(root: &Path) -> HostKey {
+        let kernel = Kernel {
+            root: root.to_path_buf(),
+        };
+        HostKey {
+            boot_id: std::fs::read_to_string(root.join("proc/sys/kernel/random/boot_id"))
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default(),
+            apparmor: kernel.enabled(),
+            qemu_conf: file_identity(&root.join(layout::QEMU_CONF.trim_start_matches('/'))),
+            daemons: DAEMONS
+                .iter()
+                .filter_map(|d| daemon_instance(root, d))
+                .collect(),
+        }
+    }
+
+    /// What differs from `now`, for the log (`None` when nothing does).
+    pub fn changed_since(&self, now: &HostKey) -> Option<String> {
+        let mut what = Vec::new();
+        if self.boot_id != now.boot_id {
+            what.push("the host rebooted");
+        }
+        if self.apparmor != now.apparmor {
+            what.push(if now.apparmor {
+                "the kernel's AppArmor is now enabled"
+            } else {
+                "the kernel's AppArmor is now off"
+            });
+        }
+        if self.qemu_conf != now.qemu_conf {
+            what.push("qemu.conf changed");
+        }
+        if self.daemons != now.daemons {
+            what.push("the libvirt daemon restarted");
+        }
+        (!what.is_empty()).then(|| what.join(", "))
+    }
+}
+
+/// `size:mtime_ns:inode` of a file, empty when it does not exist.
+fn file_identity(p: &Path) -> String {
+    match std::fs::metadata(p) {
+        Ok(m) => format!(
+            "{}:{}:{}",
+            m.len(),
+            m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
+            m.ino()
+        ),
+        Err(_) => String::new(),
+    }
+}
+
+/// `name:pid:starttime` of a running daemon, from its pid file; `None` when it is not running.
+fn daemon_instance(root: &Path, name: &str) -> Option<String> {
+    let pid = std::fs::read_to_string(root.join(format!("run/{name}.pid"))).ok()?;
+    let pid: u32 = pid.trim().parse().ok()?;
+    let stat = std::fs::read_to_string(root.join(format!("proc/{pid}/stat"))).ok()?;
+    // Field 22 (starttime) counts from after the command name, which may contain spaces and
+    // parentheses: split after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let start = rest.split_whitespace().nth(19)?;
+    Some(format!("{name}:{pid}:{start}"))
 }
 
 #[cfg(test)]

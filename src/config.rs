@@ -10,6 +10,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use thiserror::Error;
 
+/// Directories trusted for images on every host (libvirt's default storage pool), besides the
+/// directories of each guest's own disks ([`crate::reach`]). `image_dirs` replaces this list.
+pub const DEFAULT_IMAGE_DIRS: &[&str] = &["/var/lib/libvirt/images"];
+
 /// Where the configuration is read from unless `VIRT_AA_HOOK_CONFIG` says otherwise.
 pub const DEFAULT_CONFIG: &str = "/etc/libvirt/virt-aa-hook.conf";
 /// Config files larger than this are refused (it is a handful of lines).
@@ -84,7 +88,7 @@ pub struct Config {
     /// Answer libvirt's AppArmor driver in place of `virt-aa-helper` (README "Helper mode").
     /// The package's postinst applies it (its grep reads the same `helper_mode = false` line):
     /// after changing it run `dpkg-reconfigure virt-aa-hook`. Whether helper mode is in force
-    /// is whether the link is there ([`crate::helper::installed`]); `doctor` reports a config
+    /// is whether the link is there ([`crate::host::helper_installed`]); `doctor` reports a config
     /// that disagrees with it.
     pub helper_mode: bool,
     /// Also send each event to journald as a structured record (`journalctl -t virt-aa-hook`)
@@ -114,10 +118,7 @@ impl Default for Config {
             fail_on_started: false,
             caps_max_age: 24 * 3600,
             probe_backing: true,
-            image_dirs: crate::reach::DEFAULT_IMAGE_DIRS
-                .iter()
-                .map(PathBuf::from)
-                .collect(),
+            image_dirs: DEFAULT_IMAGE_DIRS.iter().map(PathBuf::from).collect(),
             allow_opt_out: true,
             connect: "qemu:///system".into(),
             emulator_dir: crate::layout::EMULATOR_DIR.into(),

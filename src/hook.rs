@@ -21,18 +21,15 @@
 //! The hook never writes to stdout (libvirt parses it as XML for migrate/restore) and never
 //! calls libvirt.
 
-use crate::apparmorfs::Kernel;
-use crate::caps::{self, Caps};
 use crate::config::Config;
-use crate::derive;
 use crate::domain::Domain;
-use crate::lifecycle::{InstallRequest, LifecycleError, Profiles, Report};
-use crate::log::{Level, Log};
-use crate::mode::{self, HostKey};
+use crate::host::{self, Host};
+use crate::lifecycle::{InstallRequest, LifecycleError, Report};
+use crate::log::{Level, elapsed_ms};
 use crate::profile::Mode;
 use crate::store::GuestLock;
 use std::io::Read;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// What the event asks of us.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,16 +86,6 @@ pub fn action_for(op: &str, sub: &str) -> Action {
     }
 }
 
-/// The hook's environment: configuration, kernel view, log, cached capabilities and the host
-/// facts the cache is checked against.
-pub struct Hook {
-    pub cfg: Config,
-    pub kernel: Kernel,
-    pub log: Log,
-    pub caps: Option<Caps>,
-    pub host_key: HostKey,
-}
-
 /// Result of one event: exit status and, on failure, the one line for libvirt's error.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Outcome {
@@ -121,38 +108,41 @@ impl Outcome {
     }
 }
 
-impl Hook {
-    /// Set up from a configuration (reads the capability cache and the host key, nothing else).
-    pub fn new(cfg: Config) -> Hook {
-        let kernel = Kernel::from_config(&cfg);
-        let log = Log::new(cfg.rooted(&cfg.log_file));
-        let caps = Caps::load(&cfg.caps_path());
-        let host_key = HostKey::current(&cfg.root);
-        Hook {
-            cfg,
-            kernel,
-            log,
-            caps,
-            host_key,
-        }
-    }
+/// One event being answered: the host, what was asked, and when it started (for durations).
+struct Event<'a> {
+    host: &'a Host,
+    /// `op/sub` (and the release reason) for logs and journald.
+    event: String,
+    action: Action,
+    t0: Instant,
+}
 
-    /// Which mode applies on this host, and why (see [`crate::mode`]).
-    pub fn mode(&self) -> (Mode, String) {
-        let c = mode::choose(&self.cfg, self.caps.as_ref(), &self.host_key);
-        (c.mode, c.why)
+/// Run one event. `args` are the hook's arguments after the program name.
+pub fn run(host: &Host, args: &[String], stdin: &mut dyn Read) -> Outcome {
+    let ev = Event::new(host, args);
+    host.maybe_refresh_caps();
+    let dname = args.first().map(String::as_str).unwrap_or("-");
+    let dom = match ev.read_domain(dname, stdin) {
+        Ok(d) => d,
+        Err(out) => return out,
+    };
+    let who = format!("[{} {}] {}", dom.name, dom.uuid.hyphenated(), ev.event);
+    let (mode, _) = host.mode();
+    if let Some(reason) = host.skip_reason(&dom) {
+        return ev.skip(&dom, &who, &reason);
     }
+    let _lock = match ev.lock(&dom, &who, mode) {
+        Ok(l) => l,
+        Err(out) => return out,
+    };
+    let result = ev.act(&dom, mode);
+    ev.finish(&dom, &who, mode, result)
+}
 
-    /// The profile owner for this configuration.
-    pub fn profiles(&self) -> Profiles<'_> {
-        Profiles::new(&self.cfg)
-    }
-
-    /// Run one event. `args` are the hook's arguments after the program name.
-    pub fn run(&self, args: &[String], stdin: &mut dyn Read) -> Outcome {
-        let t0 = Instant::now();
+impl<'a> Event<'a> {
+    fn new(host: &'a Host, args: &[String]) -> Event<'a> {
         let get = |i: usize| args.get(i).map(String::as_str).unwrap_or("-");
-        let (dname, op, sub) = (get(0), get(1), get(2));
+        let (op, sub) = (get(1), get(2));
         // libvirt ≥ 10.5 passes the shut-off reason as the release hook's 4th argument (one
         // argv element that may hold spaces: "from snapshot"); logged quoted, so it stays one
         // token and a control character cannot split the log line. Otherwise it is "-".
@@ -162,68 +152,65 @@ impl Hook {
             }
             _ => format!("{op}/{sub}"),
         };
-        let action = action_for(op, sub);
-        let never_fail = action.never_fails();
-        self.maybe_refresh_caps();
-
-        let mut xml = Vec::new();
-        let read = stdin
-            .take(crate::xml::MAX_XML_BYTES as u64 + 1)
-            .read_to_end(&mut xml);
-        let dom = match read {
-            Err(e) => Err(format!("cannot read domain XML on stdin: {e}")),
-            Ok(_) => Domain::parse(&xml).map_err(|e| e.to_string()),
-        };
-        let dom = match dom {
-            Ok(d) => d,
-            Err(e) => {
-                let msg = format!("[{dname}] {event}: invalid domain XML: {e}");
-                self.journal(None, &event, action, "failed", Level::Error, &msg, t0);
-                if never_fail {
-                    self.log.line(Level::Error, &msg);
-                    return Outcome::ok();
-                }
-                self.log.line(Level::Error, &msg);
-                return Outcome::fail(format!("virt-aa-hook: {e}"));
-            }
-        };
-        let who = format!("[{} {}] {event}", dom.name, dom.uuid.hyphenated());
-        let (mode, _) = self.mode();
-
-        if let Some(reason) = self.skip_reason(&dom) {
-            // A stale file of ours would make libvirt reload it instead of generating its own.
-            let mut note = String::new();
-            if matches!(action, Action::Install { .. } | Action::Remove) {
-                if let Ok(true) = self.profiles().remove_if_ours(&dom.profile_name()) {
-                    note = "; removed our old profile file".into();
-                }
-            }
-            let msg = format!("{who}: skipped: {reason}{note} ({})", ms(t0));
-            self.log.line(Level::Info, &msg);
-            self.journal(Some(&dom), &event, action, "skipped", Level::Info, &msg, t0);
-            return Outcome::ok();
+        Event {
+            host,
+            event,
+            action: action_for(op, sub),
+            t0: Instant::now(),
         }
+    }
 
-        let lock = GuestLock::acquire(
-            &self.cfg.rooted(&self.cfg.state_dir).join("locks"),
-            &dom.uuid.hyphenated().to_string(),
-            Duration::from_secs(self.cfg.lock_timeout),
-        );
-        let _lock = match lock {
-            Ok(l) => l,
-            Err(e) => {
-                let msg = format!("{who} mode={mode}: {e}");
-                self.log.line(Level::Error, &msg);
-                self.journal(Some(&dom), &event, action, "failed", Level::Error, &msg, t0);
-                return if never_fail {
-                    Outcome::ok()
-                } else {
-                    Outcome::fail(format!("virt-aa-hook: {e}"))
-                };
-            }
+    /// The domain XML on stdin; on failure, the outcome to return.
+    fn read_domain(&self, dname: &str, stdin: &mut dyn Read) -> Result<Domain, Outcome> {
+        let dom = match host::read_xml(stdin) {
+            Err(e) => Err(format!("cannot read domain XML on stdin: {e}")),
+            Ok(xml) => Domain::parse(&xml).map_err(|e| e.to_string()),
         };
+        dom.map_err(|e| {
+            let msg = format!("[{dname}] {}: invalid domain XML: {e}", self.event);
+            self.journal(None, "failed", Level::Error, &msg);
+            self.host.log.line(Level::Error, &msg);
+            self.failed(format!("virt-aa-hook: {e}"), !self.action.never_fails())
+        })
+    }
 
-        let result = match action {
+    /// A guest we leave alone. A stale file of ours would make libvirt reload it instead of
+    /// generating its own, so it goes.
+    fn skip(&self, dom: &Domain, who: &str, reason: &str) -> Outcome {
+        let mut note = String::new();
+        if matches!(self.action, Action::Install { .. } | Action::Remove) {
+            if let Ok(true) = self.host.profiles().remove_if_ours(&dom.profile_name()) {
+                note = "; removed our old profile file".into();
+            }
+        }
+        let msg = format!("{who}: skipped: {reason}{note} ({})", elapsed_ms(self.t0));
+        self.host.log.line(Level::Info, &msg);
+        self.journal(Some(dom), "skipped", Level::Info, &msg);
+        Outcome::ok()
+    }
+
+    /// The guest's lock; on failure, the outcome to return.
+    fn lock(&self, dom: &Domain, who: &str, mode: Mode) -> Result<GuestLock, Outcome> {
+        let uuid = dom.uuid.hyphenated().to_string();
+        self.host.profiles().lock(&uuid).map_err(|e| {
+            let msg = format!("{who} mode={mode}: {e}");
+            self.host.log.line(Level::Error, &msg);
+            self.journal(Some(dom), "failed", Level::Error, &msg);
+            self.failed(format!("virt-aa-hook: {e}"), !self.action.never_fails())
+        })
+    }
+
+    /// The lifecycle operation the event asks for.
+    fn act(&self, dom: &Domain, mode: Mode) -> Result<Report, LifecycleError> {
+        let opts = self.host.derive_options();
+        let req = |load| InstallRequest {
+            domain: dom,
+            mode,
+            load,
+            derive: &opts,
+        };
+        let profiles = self.host.profiles();
+        match self.action {
             // Helper mode: libvirt's AppArmor driver runs our helper (GenSecurityLabel, right
             // after this event) which writes and loads the profile; compiling here too would
             // double the cost of a start for nothing. But the definition is generated and
@@ -234,204 +221,30 @@ impl Hook {
                 load_in_libvirt_mode: false,
             }
             | Action::Check
-                if mode == Mode::Libvirt && crate::helper::installed(&self.cfg) =>
+                if mode == Mode::Libvirt && self.host.helper_installed() =>
             {
-                self.validate(&dom, mode).map(|mut r| {
+                profiles.validate(&req(false)).map(|mut r| {
                     r.text.push_str(
                         "; helper mode: libvirt's AppArmor driver has our helper write and load it",
                     );
                     r
                 })
             }
-            Action::Check => self.check(&dom, mode),
+            Action::Check => profiles.check(&req(false)),
             Action::Install {
                 load_in_libvirt_mode,
-            } => {
-                let load = mode == Mode::Standalone || load_in_libvirt_mode;
-                self.install(&dom, mode, load)
-            }
-            Action::Ensure => self.install(&dom, mode, true),
-            Action::Verify => self.verify(&dom),
-            Action::Remove => self.remove(&dom, mode),
+            } => profiles.install(&req(mode == Mode::Standalone || load_in_libvirt_mode)),
+            Action::Ensure => profiles.install(&req(true)),
+            Action::Verify => self.verify(dom),
+            Action::Remove => profiles.remove(&dom.profile_name(), mode == Mode::Standalone),
             Action::LogOnly => Ok(Report::text("nothing to do")),
-        };
-        match result {
-            Ok(r) => {
-                for w in &r.warnings {
-                    self.log.line(Level::Warn, &format!("{who}: {w}"));
-                }
-                if let Some(emu) = &dom.emulator {
-                    if let Some(c) = &self.caps {
-                        if !c.emulators.is_empty()
-                            && !c.emulators.contains(emu)
-                            && !crate::layout::is_wrapper_path(emu)
-                            && matches!(action, Action::Install { .. })
-                        {
-                            self.log.line(
-                                Level::Warn,
-                                &format!("{who}: emulator {emu} is not one libvirt reports"),
-                            );
-                        }
-                    }
-                }
-                let msg = format!("{who} mode={mode}: {} ({})", r.text, ms(t0));
-                self.log.line(Level::Info, &msg);
-                self.journal(Some(&dom), &event, action, "ok", Level::Info, &msg, t0);
-                Outcome::ok()
-            }
-            Err(e) => {
-                let level = Level::Error;
-                let msg = format!("{who} mode={mode}: FAILED: {e} ({})", ms(t0));
-                self.log.line(level, &msg);
-                self.journal(Some(&dom), &event, action, "failed", level, &msg, t0);
-                let fatal = match action {
-                    Action::Verify => self.cfg.fail_on_started,
-                    _ => !never_fail,
-                };
-                if fatal {
-                    Outcome::fail(format!("virt-aa-hook: {e}"))
-                } else {
-                    if action == Action::Ensure {
-                        eprintln!("virt-aa-hook: {e} (guest left running)");
-                    }
-                    Outcome::ok()
-                }
-            }
         }
     }
 
-    /// The structured twin of a log line, for journald (see [`crate::journal`]): guest name
-    /// and UUID, event, action, result and duration as fields. Off with `journal = false`.
-    #[allow(clippy::too_many_arguments)]
-    fn journal(
-        &self,
-        dom: Option<&Domain>,
-        event: &str,
-        action: Action,
-        result: &str,
-        level: Level,
-        msg: &str,
-        t0: Instant,
-    ) {
-        if !self.cfg.journal {
-            return;
-        }
-        let socket = self
-            .cfg
-            .rooted(std::path::Path::new(crate::layout::JOURNAL_SOCKET));
-        let dur = format!("{:.1}", t0.elapsed().as_secs_f64() * 1000.0);
-        let (name, uuid) = dom
-            .map(|d| (d.name.clone(), d.uuid.hyphenated().to_string()))
-            .unwrap_or_default();
-        crate::journal::send(
-            &socket,
-            &[
-                ("MESSAGE", &crate::log::one_line(msg)),
-                ("PRIORITY", crate::journal::priority(level)),
-                ("SYSLOG_IDENTIFIER", crate::journal::IDENTIFIER),
-                ("VAH_GUEST_NAME", &name),
-                ("VAH_GUEST_UUID", &uuid),
-                ("VAH_EVENT", event),
-                ("VAH_ACTION", action.word()),
-                ("VAH_RESULT", result),
-                ("VAH_DURATION_MS", &dur),
-            ],
-        );
-    }
-
-    /// Start a detached refresh of the capability cache when it is missing, old, or written
-    /// under other host facts (a reboot, a qemu.conf edit, a daemon restart).
-    fn maybe_refresh_caps(&self) {
-        let stale = match &self.caps {
-            None => true,
-            Some(c) => c.needs_refresh(Duration::from_secs(self.cfg.caps_max_age), &self.host_key),
-        };
-        if !stale {
-            return;
-        }
-        let admin = caps::admin_binary();
-        if admin.exists() {
-            let cfg = std::env::var_os("VIRT_AA_HOOK_CONFIG").map(std::path::PathBuf::from);
-            let _ = caps::spawn_detached_refresh(&admin, cfg.as_deref());
-        }
-    }
-
-    /// Guests we must not touch.
-    pub fn skip_reason(&self, dom: &Domain) -> Option<String> {
-        if !dom.is_qemu() {
-            return Some(format!("not a QEMU guest (type='{}')", dom.virt_type));
-        }
-        if self.cfg.allow_opt_out && dom.settings.opt_out {
-            return Some("opted out in its metadata (manage=\"no\")".into());
-        }
-        for s in &dom.seclabels {
-            let aa_or_all = s.model.is_none() || s.model.as_deref() == Some("apparmor");
-            if s.kind.as_deref() == Some("none") && aa_or_all {
-                return Some("<seclabel type='none'>".into());
-            }
-            if s.model.as_deref() == Some("apparmor") && s.kind.as_deref() == Some("static") {
-                let ours = s.label.as_deref() == Some(dom.profile_name().as_str());
-                if !ours {
-                    return Some(format!(
-                        "static AppArmor label {:?} is not ours",
-                        s.label.as_deref().unwrap_or("")
-                    ));
-                }
-            }
-        }
-        None
-    }
-
-    /// Derivation options from config and capability cache.
-    pub fn derive_options(&self) -> derive::Options {
-        derive::Options {
-            probe_backing: self.cfg.probe_backing,
-            firmware: self
-                .caps
-                .as_ref()
-                .map(|c| c.firmware.clone())
-                .unwrap_or_default(),
-            image_dirs: self.cfg.image_dirs.clone(),
-            libvirt_root: self.cfg.root.clone(),
-            emulator_dir: self.cfg.emulator_dir.clone(),
-            policy: std::sync::Arc::new(crate::paths::HostPolicy::new(&self.cfg)),
-            ..Default::default()
-        }
-    }
-
-    fn install(&self, dom: &Domain, mode: Mode, load: bool) -> Result<Report, LifecycleError> {
-        let opts = self.derive_options();
-        self.profiles().install(&InstallRequest {
-            domain: dom,
-            mode,
-            load,
-            derive: &opts,
-        })
-    }
-
-    fn validate(&self, dom: &Domain, mode: Mode) -> Result<Report, LifecycleError> {
-        let opts = self.derive_options();
-        self.profiles().validate(&InstallRequest {
-            domain: dom,
-            mode,
-            load: false,
-            derive: &opts,
-        })
-    }
-
-    fn check(&self, dom: &Domain, mode: Mode) -> Result<Report, LifecycleError> {
-        let opts = self.derive_options();
-        self.profiles().check(&InstallRequest {
-            domain: dom,
-            mode,
-            load: false,
-            derive: &opts,
-        })
-    }
-
+    /// `started`: the profile is in place and loaded, and QEMU runs under it.
     fn verify(&self, dom: &Domain) -> Result<Report, LifecycleError> {
         let name = dom.profile_name();
-        let text = match self.profiles().verify(&name)? {
+        let text = match self.host.profiles().verify(&name)? {
             Some(m) => {
                 let q = self.qemu_label(dom);
                 if q.contains("NOT in its profile") {
@@ -447,21 +260,14 @@ impl Hook {
         Ok(Report::text(text))
     }
 
-    /// What QEMU really runs under (`/proc/<pid>/attr/current`; the pid from libvirt's pid file
-    /// `/run/libvirt/qemu/<name>.pid`, which QEMU has written by `started`): a profile that is
-    /// loaded does not prove QEMU is in it (standalone mode needs the wrapper).
+    /// What QEMU really runs under ([`host::qemu_process`]): a profile that is loaded
+    /// does not prove QEMU is in it (standalone mode needs the wrapper).
     fn qemu_label(&self, dom: &Domain) -> String {
-        let pidfile = self
-            .cfg
-            .rooted(std::path::Path::new(crate::layout::QEMU_STATUS_DIR))
-            .join(format!("{}.pid", dom.name));
-        let pid = std::fs::read_to_string(&pidfile)
-            .ok()
-            .and_then(|s| s.trim().parse::<u32>().ok());
-        let Some(pid) = pid else {
+        let Some((pid, label)) = host::qemu_process(&self.host.cfg, &self.host.kernel, &dom.name)
+        else {
             return "; QEMU's pid unknown".into();
         };
-        match self.kernel.process_label(pid) {
+        match label {
             Some(l) if l.starts_with(&dom.profile_name()) => {
                 format!("; QEMU (pid {pid}) runs confined: {l}")
             }
@@ -470,14 +276,97 @@ impl Hook {
         }
     }
 
-    fn remove(&self, dom: &Domain, mode: Mode) -> Result<Report, LifecycleError> {
-        self.profiles()
-            .remove(&dom.profile_name(), mode == Mode::Standalone)
+    /// Log the result and turn it into the exit status.
+    fn finish(
+        &self,
+        dom: &Domain,
+        who: &str,
+        mode: Mode,
+        result: Result<Report, LifecycleError>,
+    ) -> Outcome {
+        let log = &self.host.log;
+        match result {
+            Ok(r) => {
+                for w in &r.warnings {
+                    log.line(Level::Warn, &format!("{who}: {w}"));
+                }
+                if self.foreign_emulator(dom) {
+                    let emu = dom.emulator.as_deref().unwrap_or_default();
+                    log.line(
+                        Level::Warn,
+                        &format!("{who}: emulator {emu} is not one libvirt reports"),
+                    );
+                }
+                let msg = format!("{who} mode={mode}: {} ({})", r.text, elapsed_ms(self.t0));
+                log.line(Level::Info, &msg);
+                self.journal(Some(dom), "ok", Level::Info, &msg);
+                Outcome::ok()
+            }
+            Err(e) => {
+                let msg = format!("{who} mode={mode}: FAILED: {e} ({})", elapsed_ms(self.t0));
+                log.line(Level::Error, &msg);
+                self.journal(Some(dom), "failed", Level::Error, &msg);
+                let fatal = match self.action {
+                    Action::Verify => self.host.cfg.fail_on_started,
+                    _ => !self.action.never_fails(),
+                };
+                if !fatal && self.action == Action::Ensure {
+                    eprintln!("virt-aa-hook: {e} (guest left running)");
+                }
+                self.failed(format!("virt-aa-hook: {e}"), fatal)
+            }
+        }
     }
-}
 
-fn ms(t0: Instant) -> String {
-    format!("{:.1} ms", t0.elapsed().as_secs_f64() * 1000.0)
+    /// An install for an emulator the capability cache does not list (and not our wrapper).
+    fn foreign_emulator(&self, dom: &Domain) -> bool {
+        let (Some(emu), Some(c)) = (&dom.emulator, &self.host.caps) else {
+            return false;
+        };
+        !c.emulators.is_empty()
+            && !c.emulators.contains(emu)
+            && !crate::layout::is_wrapper_path(emu)
+            && matches!(self.action, Action::Install { .. })
+    }
+
+    /// The outcome of a failure: reported to libvirt when `fatal`, else exit 0.
+    fn failed(&self, line: String, fatal: bool) -> Outcome {
+        if fatal {
+            Outcome::fail(line)
+        } else {
+            Outcome::ok()
+        }
+    }
+
+    /// The structured twin of a log line, for journald (see [`crate::journal`]): guest name
+    /// and UUID, event, action, result and duration as fields. Off with `journal = false`.
+    fn journal(&self, dom: Option<&Domain>, result: &str, level: Level, msg: &str) {
+        if !self.host.cfg.journal {
+            return;
+        }
+        let socket = self
+            .host
+            .cfg
+            .rooted(std::path::Path::new(crate::layout::JOURNAL_SOCKET));
+        let dur = format!("{:.1}", self.t0.elapsed().as_secs_f64() * 1000.0);
+        let (name, uuid) = dom
+            .map(|d| (d.name.clone(), d.uuid.hyphenated().to_string()))
+            .unwrap_or_default();
+        crate::journal::send(
+            &socket,
+            &[
+                ("MESSAGE", &crate::log::one_line(msg)),
+                ("PRIORITY", crate::journal::priority(level)),
+                ("SYSLOG_IDENTIFIER", crate::journal::IDENTIFIER),
+                ("VAH_GUEST_NAME", &name),
+                ("VAH_GUEST_UUID", &uuid),
+                ("VAH_EVENT", &self.event),
+                ("VAH_ACTION", self.action.word()),
+                ("VAH_RESULT", result),
+                ("VAH_DURATION_MS", &dur),
+            ],
+        );
+    }
 }
 
 /// Entry point for the binary: read stdin, run, print the failure line, return the exit code.
@@ -498,8 +387,7 @@ pub fn main(args: &[String]) -> i32 {
             };
         }
     };
-    let hook = Hook::new(cfg);
-    let out = hook.run(args, &mut std::io::stdin().lock());
+    let out = run(&Host::new(cfg), args, &mut std::io::stdin().lock());
     if let Some(e) = &out.stderr {
         eprintln!("{}", crate::log::one_line(e));
     }

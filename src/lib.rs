@@ -10,14 +10,24 @@
 //!   line), [`paths`] (resolve through one `Resolver` per derivation, escape, the host policy
 //!   `HostPolicy` built from the config in force), [`backing`] (image headers: `header`, `vmdk`;
 //!   the chain walk: `chain`, one `probe_chain`), [`reach`] (which header-named backing files a
-//!   guest may be granted; whose writable disk a file is);
+//!   guest may be granted; whose writable disk a file is), [`distrust`] (its verdicts, which
+//!   `paths`'s errors carry);
 //! - **render:** [`profile`] (template, our marker line), [`generate`] (the pure pipeline);
-//! - **own a guest's profile:** [`lifecycle`] (install = write if changed + compile + load,
-//!   verify, remove, "is this file ours") — the hook, the helper, `gc` and `status` go through it;
+//! - **own a guest's profile:** [`lifecycle`], the only code that stages, compiles, commits,
+//!   loads, unloads and removes (`install.rs`: a domain's profile, write if changed + compile +
+//!   load, and the checks that write nothing; `pair.rs`: helper mode's main profile + `.files`
+//!   in one transaction; `kernel.rs`: load, reload, verify, unload, remove; "is this file ours";
+//!   the guest's lock) — the hook, the helper, `gc`, `status`, `complain`/`enforce` and
+//!   `explain --apply`/`grant` go through it;
+//! - **the environment:** [`host`] (`Host`: configuration, kernel view, log, capability cache
+//!   and host key; the mode, derivation options (with the host policy in force), guests we
+//!   skip, whether helper mode is installed, QEMU's pid and label, the capped XML read) — below
+//!   both entry points and the admin commands;
 //! - **host facts:** [`layout`] (every installed path, and the host paths of libvirt, AppArmor,
 //!   auditd and journald we read by name), [`mode`] (libvirt vs standalone mode, daemon
-//!   confinement, when the capability cache still holds), [`caps`] (the cache), [`config`] (the
-//!   TOML file), [`apparmorfs`] (kernel state);
+//!   confinement), [`caps`] (the cache, its host key and whether it still holds, whether
+//!   libvirt's AppArmor driver is active), [`config`] (the TOML file), [`apparmorfs`] (kernel
+//!   state);
 //! - **act:** [`store`] (atomic files, locks), [`aaparser`] (apparmor_parser with timeouts),
 //!   [`links`] (the emulator wrapper links the package makes),
 //!   [`log`] (the admin's log);
@@ -26,13 +36,18 @@
 //!   rule and the merge into the local file, `report` collapse and render), [`owner`] (whose
 //!   file is this: every guest's rules, glob-aware),
 //!   [`autogrant`] (may a rule we write on someone's behalf reach this path: the allow-list),
-//!   [`localrules`] (merge it into the local file), [`hostlog`]
+//!   [`localrules`] (merge it into the local file; the reload is the lifecycle's), [`hostlog`]
 //!   (read the host's logs), [`guests`] (guests from libvirt's files), [`journal`]
 //!   (structured records for journald);
-//! - **entry points:** [`hook`] (libvirt events), [`helper`] (libvirt's AppArmor driver, in
-//!   place of virt-aa-helper), [`wrapper`] (emulator wrapper); the binaries in
-//!   `src/main.rs` (no libvirt linked) and `src/bin/virt-aa-hook-libvirt/` (`main.rs` + `admin/`)
-//!   (commands that talk to libvirt).
+//! - **entry points** (thin adapters: an event or a call → lifecycle operations on a `Host`):
+//!   [`hook`] (libvirt events; `Event`'s small steps), [`helper`] (libvirt's AppArmor driver, in
+//!   place of virt-aa-helper: `args.rs` the command line, `extras.rs` the files libvirt names and
+//!   their `.files` rules, `delegate.rs` guests handed to libvirt's own helper), [`wrapper`]
+//!   (emulator wrapper); the binaries in `src/main.rs` (no libvirt linked) and
+//!   `src/bin/virt-aa-hook-libvirt/` (`main.rs` + `admin/`) (commands that talk to libvirt).
+//!
+//! No import cycles: no entry point imports another, nothing below the entry points imports
+//! one, and `host` is imported by the entry points and the binaries only.
 
 pub mod aaparser;
 pub mod apparmorfs;
@@ -42,12 +57,14 @@ pub mod caps;
 pub mod config;
 pub mod denial;
 pub mod derive;
+pub mod distrust;
 pub mod domain;
 pub mod explain;
 pub mod generate;
 pub mod guests;
 pub mod helper;
 pub mod hook;
+pub mod host;
 pub mod hostlog;
 pub mod journal;
 pub mod layout;

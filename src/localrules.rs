@@ -6,11 +6,9 @@
 //! profile meanwhile. The file is replaced atomically, and if the profile then fails to
 //! compile or load, the previous file is put back: old or new, never a broken guest profile.
 
-use crate::aaparser::Parser;
 use crate::config::Config;
 use crate::explain;
-use crate::store::{self, GuestLock};
-use std::time::Duration;
+use crate::store;
 use thiserror::Error;
 use uuid::Uuid;
 
@@ -37,25 +35,18 @@ pub enum Applied {
     Written(String),
 }
 
-/// Merge `rules` into the guest's local file and reload its profile (`apparmor_parser -r`),
-/// or only compile-check it when it is not loaded (kernel without AppArmor, guest not running).
-pub fn apply(
-    cfg: &Config,
-    parser: Option<&Parser>,
-    uuid: &Uuid,
-    rules: &[String],
-) -> Result<Applied, ApplyError> {
+/// Merge `rules` into the guest's local file and have the lifecycle reload its profile
+/// ([`crate::lifecycle::Profiles::reload`]: `apparmor_parser -r`, or only a compile check when
+/// it is not loaded: kernel without AppArmor, guest not running).
+pub fn apply(cfg: &Config, uuid: &Uuid, rules: &[String]) -> Result<Applied, ApplyError> {
     let profile = crate::domain::profile_name(uuid);
     let io = |err| ApplyError::Io {
         profile: profile.clone(),
         err,
     };
-    let _lock = GuestLock::acquire(
-        &cfg.rooted(&cfg.state_dir).join("locks"),
-        &uuid.hyphenated().to_string(),
-        Duration::from_secs(cfg.lock_timeout),
-    )
-    .map_err(io)?;
+    let _lock = crate::lifecycle::Profiles::new(cfg)
+        .lock(&uuid.hyphenated().to_string())
+        .map_err(io)?;
     let local = cfg.local_path(&profile);
     let old = store::read_capped(&local).map_err(io)?;
     let old_text = old
@@ -69,24 +60,23 @@ pub fn apply(
         std::fs::create_dir_all(dir).map_err(io)?;
     }
     store::write_atomic(&local, new.as_bytes()).map_err(io)?;
-    let kernel = crate::apparmorfs::Kernel {
-        root: cfg.root.clone(),
-    };
-    let main = cfg.profile_path(&profile);
-    let result = match parser {
-        None => Ok("not checked: apparmor_parser not found".to_string()),
-        Some(_) if !main.exists() => Ok(format!(
+    let profiles = crate::lifecycle::Profiles::new(cfg);
+    let main = profiles.path(&profile);
+    let result = if profiles.parser().is_err() {
+        Ok("not checked: apparmor_parser not found".to_string())
+    } else if !main.exists() {
+        Ok(format!(
             "{} does not exist yet: the rules apply when the guest starts",
             main.display()
-        )),
-        Some(p) if kernel.enabled() && kernel.profile_mode(&profile).is_some() => p
-            .replace(&main, false)
-            .map(|_| format!("reloaded {profile}"))
-            .map_err(|e| e.to_string()),
-        Some(p) => p
-            .check(&main)
-            .map(|_| format!("compile ok, {profile} not loaded: the rules apply when it is"))
-            .map_err(|e| e.to_string()),
+        ))
+    } else {
+        match profiles.reload(&profile) {
+            Ok(true) => Ok(format!("reloaded {profile}")),
+            Ok(false) => Ok(format!(
+                "compile ok, {profile} not loaded: the rules apply when it is"
+            )),
+            Err(e) => Err(e.to_string()),
+        }
     };
     match result {
         Ok(how) => Ok(Applied::Written(how)),

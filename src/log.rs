@@ -125,6 +125,12 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
+/// The time since `t0` as the log shows it (`38.0 ms`): the hook's, the helper's and the
+/// admin's reload lines all end with it.
+pub fn elapsed_ms(t0: std::time::Instant) -> String {
+    format!("{:.1} ms", t0.elapsed().as_secs_f64() * 1000.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,11 +14,10 @@
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use virt_aa_hook::config::Config;
 use virt_aa_hook::generate::GenerateError;
-use virt_aa_hook::hook::Hook;
+use virt_aa_hook::host::{self, Host};
 use virt_aa_hook::profile::Mode;
 use virt_aa_hook::{helper, wrapper};
 
@@ -154,30 +153,24 @@ fn cmd_generate(
     no_probe: bool,
     file: Option<PathBuf>,
 ) -> Result<i32> {
-    let mut xml = Vec::new();
-    let limit = virt_aa_hook::xml::MAX_XML_BYTES as u64 + 1;
-    match &file {
-        Some(f) => {
-            fs_err::File::open(f)?.take(limit).read_to_end(&mut xml)?;
-        }
-        None => {
-            std::io::stdin().lock().take(limit).read_to_end(&mut xml)?;
-        }
-    }
+    let xml = match &file {
+        Some(f) => host::read_xml(&mut fs_err::File::open(f)?)?,
+        None => host::read_xml(&mut std::io::stdin().lock())?,
+    };
     let cfg = Config::load()?;
-    let hook = Hook::new(cfg);
+    let host = Host::new(cfg);
     let mode = match mode {
         Some(ModeArg::Libvirt) => Mode::Libvirt,
         Some(ModeArg::Standalone) => Mode::Standalone,
-        None => hook.mode().0,
+        None => host.mode().0,
     };
-    let mut opts = hook.derive_options();
+    let mut opts = host.derive_options();
     opts.probe_backing = opts.probe_backing && !no_probe;
     let dom = virt_aa_hook::domain::Domain::parse(&xml).map_err(GenerateError::from)?;
     // The hook's own rendering (same template fallback, same warnings): what is printed is
     // exactly what would be installed.
     let mut warnings = Vec::new();
-    let g = hook.profiles().render(dom, mode, &opts, &mut warnings)?;
+    let g = host.profiles().render(dom, mode, &opts, &mut warnings)?;
     for w in &warnings {
         eprintln!("warning: {w}");
     }

@@ -15,14 +15,9 @@ use crate::caps::Caps;
 use crate::config::{Config, ModeSetting};
 use crate::layout;
 use crate::profile::Mode;
-use serde::{Deserialize, Serialize};
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-/// The libvirt daemons that run QEMU guests: monolithic `libvirtd`, modular `virtqemud`.
-/// Their AppArmor profiles are named after them (or after their path, in old policies) and their
-/// pid files are `/run/<name>.pid`.
-pub const DAEMONS: &[&str] = &["libvirtd", "virtqemud"];
+pub use crate::caps::{DAEMONS, HostKey};
 
 /// Whether a loaded AppArmor profile name is a libvirt daemon's (`libvirtd`,
 /// `/usr/sbin/libvirtd`, `virtqemud`, ...).
@@ -38,90 +33,6 @@ pub fn daemon_profile(kernel: &Kernel) -> Option<(String, crate::apparmorfs::Loa
         .loaded()
         .into_iter()
         .find(|(n, _)| is_daemon_profile(n))
-}
-
-/// The host facts libvirt's answer about its security drivers depends on. Equal keys: the
-/// cached answer still holds. Each field is cheap to read (a handful of system calls per event).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HostKey {
-    /// `/proc/sys/kernel/random/boot_id`: a reboot may switch AppArmor on or off.
-    pub boot_id: String,
-    /// Whether the kernel's AppArmor is enabled and reachable now.
-    pub apparmor: bool,
-    /// `qemu.conf`'s identity (`size:mtime_ns:inode`, empty when absent): an edit of
-    /// `security_driver` only takes effect at the daemon's next start, but that start is then
-    /// seen by `daemons`; an edit alone makes us re-ask too, which is cheap.
-    pub qemu_conf: String,
-    /// Running daemons as `name:pid:starttime` (from `/run/<name>.pid` and `/proc/<pid>/stat`):
-    /// a restarted daemon may have read another configuration.
-    pub daemons: Vec<String>,
-}
-
-impl HostKey {
-    /// Read the facts now, under `root` (`/` in production).
-    pub fn current(root: &Path) -> HostKey {
-        let kernel = Kernel {
-            root: root.to_path_buf(),
-        };
-        HostKey {
-            boot_id: std::fs::read_to_string(root.join("proc/sys/kernel/random/boot_id"))
-                .map(|s| s.trim().to_string())
-                .unwrap_or_default(),
-            apparmor: kernel.enabled(),
-            qemu_conf: file_identity(&root.join(layout::QEMU_CONF.trim_start_matches('/'))),
-            daemons: DAEMONS
-                .iter()
-                .filter_map(|d| daemon_instance(root, d))
-                .collect(),
-        }
-    }
-
-    /// What differs from `now`, for the log (`None` when nothing does).
-    pub fn changed_since(&self, now: &HostKey) -> Option<String> {
-        let mut what = Vec::new();
-        if self.boot_id != now.boot_id {
-            what.push("the host rebooted");
-        }
-        if self.apparmor != now.apparmor {
-            what.push(if now.apparmor {
-                "the kernel's AppArmor is now enabled"
-            } else {
-                "the kernel's AppArmor is now off"
-            });
-        }
-        if self.qemu_conf != now.qemu_conf {
-            what.push("qemu.conf changed");
-        }
-        if self.daemons != now.daemons {
-            what.push("the libvirt daemon restarted");
-        }
-        (!what.is_empty()).then(|| what.join(", "))
-    }
-}
-
-/// `size:mtime_ns:inode` of a file, empty when it does not exist.
-fn file_identity(p: &Path) -> String {
-    match std::fs::metadata(p) {
-        Ok(m) => format!(
-            "{}:{}:{}",
-            m.len(),
-            m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
-            m.ino()
-        ),
-        Err(_) => String::new(),
-    }
-}
-
-/// `name:pid:starttime` of a running daemon, from its pid file; `None` when it is not running.
-fn daemon_instance(root: &Path, name: &str) -> Option<String> {
-    let pid = std::fs::read_to_string(root.join(format!("run/{name}.pid"))).ok()?;
-    let pid: u32 = pid.trim().parse().ok()?;
-    let stat = std::fs::read_to_string(root.join(format!("proc/{pid}/stat"))).ok()?;
-    // Field 22 (starttime) counts from after the command name, which may contain spaces and
-    // parentheses: split after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let start = rest.split_whitespace().nth(19)?;
-    Some(format!("{name}:{pid}:{start}"))
 }
 
 /// The mode and why, and whether the capability cache was trusted for it.
@@ -157,11 +68,7 @@ pub fn choose(cfg: &Config, caps: Option<&Caps>, now: &HostKey) -> Choice {
             cache_outdated: false,
         };
     };
-    let changed = match &c.host_key {
-        None => Some("the cache predates host keys".to_string()),
-        Some(k) => k.changed_since(now),
-    };
-    match changed {
+    match c.outdated(now) {
         None if c.apparmor_driver() => Choice {
             mode: Mode::Libvirt,
             why: "libvirt reports secmodel apparmor".into(),

@@ -31,7 +31,7 @@ pub enum PathError {
     Refused { path: String, perms: String },
     /// A backing file named by an image header that [`crate::reach::judge`] refuses.
     #[error("{0}")]
-    Unreachable(Box<crate::reach::Refused>),
+    Unreachable(Box<crate::distrust::Refused>),
     #[error(
         "{path} contains the host system path {inside} and cannot be granted {perms} recursively"
     )]

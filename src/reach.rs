@@ -36,15 +36,12 @@
 
 use crate::paths;
 use std::collections::HashMap;
-use std::fmt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use thiserror::Error;
 use uuid::Uuid;
 
-/// Directories trusted for images on every host (libvirt's default storage pool), besides the
-/// directories of each guest's own disks. `image_dirs` in the configuration replaces this list.
-pub const DEFAULT_IMAGE_DIRS: &[&str] = &["/var/lib/libvirt/images"];
+/// The configuration's default `image_dirs` (owned there: the configuration's default).
+pub use crate::config::DEFAULT_IMAGE_DIRS;
 
 /// libvirt's persistent definitions and live status files (host paths, rooted for tests).
 const LIBVIRT_XML_DIRS: &[&str] = &[
@@ -59,53 +56,7 @@ pub struct FileId {
     pub ino: u64,
 }
 
-/// What a candidate path is on the host, as far as the policy cares.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FileKind {
-    Regular,
-    BlockDevice,
-    CharDevice,
-    Fifo,
-    Socket,
-    Directory,
-    /// Nothing there (yet): QEMU will fail to open it; only its place is judged.
-    Missing,
-}
-
-impl FileKind {
-    /// The kind of a file from its (not followed) metadata.
-    pub fn of(t: std::fs::FileType) -> FileKind {
-        if t.is_file() {
-            FileKind::Regular
-        } else if t.is_dir() {
-            FileKind::Directory
-        } else if t.is_block_device() {
-            FileKind::BlockDevice
-        } else if t.is_char_device() {
-            FileKind::CharDevice
-        } else if t.is_fifo() {
-            FileKind::Fifo
-        } else {
-            // Sockets, and a symlink (a resolved path holds none; one swapped in since counts
-            // as "not a regular file").
-            FileKind::Socket
-        }
-    }
-}
-
-impl fmt::Display for FileKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            FileKind::Regular => "regular file",
-            FileKind::BlockDevice => "block device",
-            FileKind::CharDevice => "character device",
-            FileKind::Fifo => "FIFO",
-            FileKind::Socket => "socket or other special file",
-            FileKind::Directory => "directory",
-            FileKind::Missing => "missing file",
-        })
-    }
-}
+pub use crate::distrust::{Distrust, FileKind, Refused};
 
 /// A backing file to judge: its resolved path (as [`crate::paths::Resolver`] returns it) and
 /// what is there.
@@ -258,19 +209,6 @@ impl TrustedDirs {
     }
 }
 
-/// Why a header-named file is not granted.
-#[derive(Clone, Debug, PartialEq, Eq, Error)]
-pub enum Distrust {
-    #[error("another guest's writable disk (guest '{guest}', disk '{disk}')")]
-    OtherGuestsDisk { guest: String, disk: String },
-    #[error("a {0}, not a regular file")]
-    NotRegular(FileKind),
-    #[error(
-        "outside the directories trusted for images (the guest's own disk directories and image_dirs: {dirs})"
-    )]
-    Untrusted { dirs: String },
-}
-
 /// The policy: may a file named by an image header (not by the definition) be granted to guest
 /// `this`? Pure: the caller gathers the facts.
 pub fn judge(
@@ -310,18 +248,6 @@ pub fn judge(
         });
     }
     Ok(())
-}
-
-/// A refused backing file, ready for the guest's one-line error: which file, what named it,
-/// why.
-#[derive(Clone, Debug, PartialEq, Eq, Error)]
-#[error("{what} {file} (named by {named_by}) is {why}")]
-pub struct Refused {
-    /// `backing file`, `data file` or `extent`.
-    pub what: &'static str,
-    pub file: String,
-    pub named_by: String,
-    pub why: Distrust,
 }
 
 /// One guest's name, UUID and writable disks `(target dev, path)`, from a definition or status

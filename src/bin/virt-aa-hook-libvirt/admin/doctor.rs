@@ -10,7 +10,7 @@ use virt_aa_hook::aaparser::Parser;
 use virt_aa_hook::apparmorfs::{Kernel, Status as KStatus};
 use virt_aa_hook::caps::Caps;
 use virt_aa_hook::config::Config;
-use virt_aa_hook::hook::Hook;
+use virt_aa_hook::host::Host;
 use virt_aa_hook::layout::{self, LIBEXEC_DIR};
 use virt_aa_hook::profile::{self, Mode};
 
@@ -461,7 +461,7 @@ struct Facts<'a> {
     uri: &'a str,
     /// What libvirt said over one read-only connection, or why it said nothing.
     libvirt: Result<LibvirtFacts, LvError>,
-    /// The mode that applies and why ([`Hook::mode`]).
+    /// The mode that applies and why ([`Host::mode`]).
     mode: Mode,
     mode_why: String,
 }
@@ -470,7 +470,7 @@ impl<'a> Facts<'a> {
     fn gather(cfg: &'a Config, lv: &'a Libvirt) -> Facts<'a> {
         let kernel = Kernel::from_config(cfg);
         let kstatus = kernel.status();
-        let (mode, mode_why) = Hook::new(cfg.clone()).mode();
+        let (mode, mode_why) = Host::new(cfg.clone()).mode();
         Facts {
             cfg,
             kernel,
@@ -507,7 +507,7 @@ impl<'a> Facts<'a> {
     /// Whether libvirt's AppArmor driver is live (None: libvirt did not answer).
     fn driver_live(&self) -> Option<bool> {
         self.live_models()
-            .map(|m| m.iter().any(|x| x == "apparmor"))
+            .map(virt_aa_hook::caps::apparmor_driver_in)
     }
 
     /// `not checked (<why libvirt did not answer>)`.
@@ -541,7 +541,7 @@ const CHECKS: &[(&str, CheckFn)] = &[
         day2_check(
             title,
             f.mode,
-            virt_aa_hook::helper::installed(f.cfg),
+            virt_aa_hook::host::helper_installed(f.cfg),
             f.cfg.helper_mode,
             f.driver_live(),
         )
@@ -614,7 +614,7 @@ fn daemon_check(f: &Facts, title: &str) -> Check {
 fn secmodels_check(f: &Facts, title: &str) -> Check {
     match f.facts() {
         Some(l) => {
-            let driver = l.secmodels.iter().any(|m| m == "apparmor");
+            let driver = virt_aa_hook::caps::apparmor_driver_in(&l.secmodels);
             let detail = format!(
                 "{}; libvirt AppArmor driver: {}",
                 l.secmodels.join(", "),

@@ -462,7 +462,7 @@ pub fn run(cfg: &Config, lv: &Libvirt, targets: Targets, enroll: bool) -> Result
         }
     }
     if enroll {
-        let (mode, why) = virt_aa_hook::hook::Hook::new(cfg.clone()).mode();
+        let (mode, why) = virt_aa_hook::host::Host::new(cfg.clone()).mode();
         if mode == virt_aa_hook::profile::Mode::Libvirt {
             eprintln!(
                 "note: this host uses libvirt mode ({why}): libvirt's AppArmor driver applies the \

@@ -16,7 +16,7 @@ use virt_aa_hook::denial::{self, Record};
 use virt_aa_hook::explain::{self, Claims, Finding, Site, Verdict};
 use virt_aa_hook::generate;
 use virt_aa_hook::guests::{self, GuestDef};
-use virt_aa_hook::hook::Hook;
+use virt_aa_hook::host::Host;
 use virt_aa_hook::hostlog;
 use virt_aa_hook::layout;
 use virt_aa_hook::localrules::{self, Applied};
@@ -31,12 +31,12 @@ pub struct Generated {
 
 /// Generate one guest's rules and read its `.files` and local file (rooted in the config's
 /// prefix), so [`Claims`] hold every rule its profile really has.
-pub fn generate_for(hook: &Hook, g: &GuestDef) -> Generated {
-    let mode = hook.mode().0;
-    let opts = hook.derive_options();
+pub fn generate_for(host: &Host, g: &GuestDef) -> Generated {
+    let mode = host.mode().0;
+    let opts = host.derive_options();
     let settings = generate::Settings {
         mode,
-        default_enforcement: hook.cfg.enforcement,
+        default_enforcement: host.cfg.enforcement,
         template: virt_aa_hook::profile::DEFAULT_TEMPLATE,
         derive: &opts,
     };
@@ -52,8 +52,8 @@ pub fn generate_for(hook: &Hook, g: &GuestDef) -> Generated {
     };
     let profile = g.domain.profile_name();
     for (path, source) in [
-        (hook.cfg.files_path(&profile), Source::HelperFiles),
-        (hook.cfg.local_path(&profile), Source::Local),
+        (host.cfg.files_path(&profile), Source::HelperFiles),
+        (host.cfg.local_path(&profile), Source::Local),
     ] {
         if let Ok(Some(b)) = virt_aa_hook::store::read_capped(&path) {
             out.claims.add_text(&String::from_utf8_lossy(&b), source);
@@ -80,8 +80,8 @@ fn first_line(cmd: &str, args: &[&str]) -> Option<String> {
 }
 
 /// The bug report text for a generator gap.
-fn bug_report(hook: &Hook, g: &GuestDef, gen_: &Generated, rec: &Record) -> String {
-    let parser = virt_aa_hook::aaparser::Parser::from_config(&hook.cfg)
+fn bug_report(host: &Host, g: &GuestDef, gen_: &Generated, rec: &Record) -> String {
+    let parser = virt_aa_hook::aaparser::Parser::from_config(&host.cfg)
         .ok()
         .and_then(|p| p.version());
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
@@ -97,7 +97,7 @@ fn bug_report(hook: &Hook, g: &GuestDef, gen_: &Generated, rec: &Record) -> Stri
         "--- virt-aa-hook bug report: generator gap ---\nvirt-aa-hook {} | {} | kernel {kernel} | {libvirt} | mode {}\n",
         env!("CARGO_PKG_VERSION"),
         parser.unwrap_or_else(|| "apparmor_parser ?".into()),
-        hook.mode().0
+        host.mode().0
     ));
     s.push_str(&format!(
         "record: apparmor={:?} operation={:?} profile={:?} name={path:?} requested_mask={:?}\nelement:\n",
@@ -124,7 +124,7 @@ pub fn run(
     log: Option<PathBuf>,
 ) -> Result<i32> {
     let cfg = cfg.clone();
-    let hook = Hook::new(cfg.clone());
+    let host = Host::new(cfg.clone());
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
@@ -205,9 +205,9 @@ pub fn run(
         println!("no AppArmor denials of libvirt guests");
         return Ok(0);
     }
-    let generated: Vec<Generated> = defs.iter().map(|g| generate_for(&hook, g)).collect();
+    let generated: Vec<Generated> = defs.iter().map(|g| generate_for(&host, g)).collect();
     let dirs = data_dirs(&cfg);
-    let host_root = hook.derive_options().host_root;
+    let host_root = host.derive_options().host_root;
     let kind = |p: &str| FileKind::of(&host_root.join(p.trim_start_matches('/')));
     let policy = virt_aa_hook::paths::HostPolicy::new(&cfg);
     let site = Site {
@@ -264,7 +264,7 @@ pub fn run(
             }
             let report = match (&verdict, me) {
                 (Verdict::GeneratorGap { .. }, Some(i)) => {
-                    Some(bug_report(&hook, &defs[i], &generated[i], &record))
+                    Some(bug_report(&host, &defs[i], &generated[i], &record))
                 }
                 _ => None,
             };
@@ -296,8 +296,7 @@ pub fn run(
                  with it would inherit the rules"
             );
         } else if apply && !to_apply.is_empty() {
-            let parser = virt_aa_hook::aaparser::Parser::from_config(&hook.cfg).ok();
-            match localrules::apply(&cfg, parser.as_ref(), &u, &to_apply) {
+            match localrules::apply(&cfg, &u, &to_apply) {
                 Ok(Applied::Unchanged) => {
                     println!("apply: {} already has these rules", local.display())
                 }

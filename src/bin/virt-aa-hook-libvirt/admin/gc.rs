@@ -13,13 +13,11 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 use virt::error::ErrorNumber;
-use virt_aa_hook::apparmorfs::Kernel;
 use virt_aa_hook::config::Config;
-use virt_aa_hook::lifecycle::{self, Profiles};
+use virt_aa_hook::lifecycle::{self, LifecycleError, Profiles};
 use virt_aa_hook::log::{Level, Log};
 #[cfg(test)]
 use virt_aa_hook::profile::MARKER;
-use virt_aa_hook::store::{self, GuestLock};
 
 /// How long `gc` waits for a hook event of the same guest before leaving its file alone.
 pub const LOCK_WAIT: Duration = Duration::from_secs(5);
@@ -151,9 +149,8 @@ pub fn run(cfg: &Config, lv: &Libvirt, dry_run: bool) -> Result<i32> {
     let defined: HashSet<String> = guests.iter().map(|g| g.uuid.clone()).collect();
     let dir = cfg.rooted(&cfg.profile_dir);
     let decisions = decide(&defined, &scan(&dir)?);
-    let kernel = Kernel::from_config(cfg);
+    let profiles = Profiles::new(cfg);
     let log = Log::new(cfg.rooted(&cfg.log_file));
-    let lock_dir = cfg.rooted(&cfg.state_dir).join("locks");
     let (mut removed, mut not_ours, mut of_defined, mut errors) = (0, 0, 0, 0);
     let mut failed: HashSet<String> = HashSet::new();
     let verb = if dry_run { "would remove" } else { "removed" };
@@ -180,7 +177,8 @@ pub fn run(cfg: &Config, lv: &Libvirt, dry_run: bool) -> Result<i32> {
                 } else if dry_run {
                     println!("{verb:<16} {}", path.display());
                 } else {
-                    match store::remove_if_exists(&path) {
+                    let name = format!("{}{}", virt_aa_hook::domain::PROFILE_PREFIX, d.uuid);
+                    match profiles.remove_companion(&name) {
                         Ok(_) => println!("{verb:<16} {}", path.display()),
                         Err(e) => {
                             errors += 1;
@@ -193,7 +191,7 @@ pub fn run(cfg: &Config, lv: &Libvirt, dry_run: bool) -> Result<i32> {
                 removed += 1;
                 println!("{verb:<16} {}", path.display());
             }
-            Verdict::Remove => match remove_one(cfg, &lv, &kernel, &lock_dir, &path, &d.uuid) {
+            Verdict::Remove => match remove_one(&profiles, &lv, &d.uuid) {
                 Ok(Some(note)) => {
                     removed += 1;
                     println!("{verb:<16} {}{note}", path.display());
@@ -232,35 +230,25 @@ pub fn run(cfg: &Config, lv: &Libvirt, dry_run: bool) -> Result<i32> {
     Ok(i32::from(errors > 0))
 }
 
-/// Remove one stale profile: lock, re-check with libvirt, unload if loaded, delete.
-/// `Ok(None)`: the guest exists again, nothing done.
-fn remove_one(
-    cfg: &Config,
-    lv: &Libvirt,
-    kernel: &Kernel,
-    lock_dir: &Path,
-    path: &Path,
-    uuid: &str,
-) -> Result<Option<String>> {
-    let _lock = GuestLock::acquire(lock_dir, uuid, LOCK_WAIT)?;
+/// Remove one stale profile: lock, re-check with libvirt, then the lifecycle's removal of a
+/// stale profile (unload if loaded, delete; only if ours). `Ok(None)`: the guest exists again,
+/// nothing done.
+fn remove_one(profiles: &Profiles, lv: &Libvirt, uuid: &str) -> Result<Option<String>> {
+    let _lock = profiles.lock_for(uuid, LOCK_WAIT)?;
     match still_unknown(lv, uuid) {
         Ok(true) => {}
         Ok(false) => return Ok(None),
         Err(e) => bail!("{e}"),
     }
-    if !lifecycle::is_ours(path) {
-        bail!("no longer ours (changed since the scan)");
-    }
     let name = format!("{}{uuid}", virt_aa_hook::domain::PROFILE_PREFIX);
-    let mut note = String::new();
-    if kernel.enabled() && kernel.profile_mode(&name).is_some() {
-        Profiles::new(cfg)
-            .unload(&name, path)
-            .context("cannot unload it; file kept")?;
-        note = " (unloaded)".into();
+    match profiles.remove_stale(&name) {
+        Ok(None) => bail!("no longer ours (changed since the scan)"),
+        Ok(Some(unloaded)) => Ok(Some(if unloaded { " (unloaded)" } else { "" }.into())),
+        Err(e @ LifecycleError::Parser { .. }) => {
+            Err(anyhow::Error::new(e).context("cannot unload it; file kept"))
+        }
+        Err(e) => Err(e.into()),
     }
-    store::remove_if_exists(path)?;
-    Ok(Some(note))
 }
 
 #[cfg(test)]

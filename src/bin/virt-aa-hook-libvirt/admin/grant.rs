@@ -20,11 +20,10 @@
 
 use anyhow::{Result, bail};
 use std::sync::Arc;
-use virt_aa_hook::aaparser::Parser;
 use virt_aa_hook::autogrant::{self, Asker, FileKind};
 use virt_aa_hook::config::Config;
 use virt_aa_hook::guests;
-use virt_aa_hook::hook::Hook;
+use virt_aa_hook::host::Host;
 use virt_aa_hook::layout;
 use virt_aa_hook::localrules::{self, Applied};
 use virt_aa_hook::paths;
@@ -101,14 +100,14 @@ pub fn run(
             layout::QEMU_STATUS_DIR
         );
     };
-    let hook = Hook::new(cfg.clone());
+    let host = Host::new(cfg.clone());
     let others: Vec<(String, virt_aa_hook::explain::Claims)> = defs
         .iter()
         .filter(|o| o.domain.uuid != g.domain.uuid)
         .map(|o| {
             (
                 o.domain.name.clone(),
-                super::explain::generate_for(&hook, o).claims,
+                super::explain::generate_for(&host, o).claims,
             )
         })
         .collect();
@@ -117,9 +116,8 @@ pub fn run(
         Ok(r) => r,
         Err(e) => bail!("{}: not granted: {e}", g.domain.name),
     };
-    let parser = Parser::from_config(cfg).ok();
     let local = cfg.local_path(&g.domain.profile_name());
-    match localrules::apply(cfg, parser.as_ref(), &g.domain.uuid, &rules)? {
+    match localrules::apply(cfg, &g.domain.uuid, &rules)? {
         Applied::Unchanged => {
             println!("{}: {} already grants this", g.domain.name, local.display())
         }

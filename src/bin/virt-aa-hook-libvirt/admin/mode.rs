@@ -4,13 +4,17 @@
 //!
 //! The change goes to the persistent definition and, for a running guest, to the live one, so
 //! the mode holds across restarts. Our other attributes (`manage`, `original-emulator`) are kept.
-//! The reload runs the hook's own `start` install in-process on the live definition: the same
-//! generation, compile check and atomic write as at a guest start, logged the same way.
+//! The reload is the lifecycle's install ([`virt_aa_hook::lifecycle::Profiles::install`]) on the
+//! live definition, under the guest's lock: the same generation, compile and atomic write as at
+//! a guest start, logged in the hook's log.
 
 use super::conn::Libvirt;
 use anyhow::{Result, anyhow};
 use virt_aa_hook::config::Config;
-use virt_aa_hook::domain::{Enforcement, METADATA_NS};
+use virt_aa_hook::domain::{Domain, Enforcement, METADATA_NS};
+use virt_aa_hook::host::Host;
+use virt_aa_hook::lifecycle::InstallRequest;
+use virt_aa_hook::log::Level;
 
 /// libvirt's `VIR_DOMAIN_METADATA_ELEMENT`.
 const METADATA_ELEMENT: i32 = 2;
@@ -95,21 +99,58 @@ pub fn run(cfg: &Config, lv: &Libvirt, key: &str, mode: Enforcement) -> Result<i
         println!("{name}: mode={word} set; applies at its next start");
         return Ok(0);
     };
-    // Regenerate and reload now, exactly as the hook's `start` event does.
-    let hook = virt_aa_hook::hook::Hook::new(cfg.clone());
-    let args = [name.clone(), "start".into(), "begin".into(), "-".into()];
-    let out = hook.run(&args, &mut xml.as_bytes());
-    if out.code != 0 {
-        return Err(anyhow!(
-            "{name}: mode={word} set, but the profile was not reloaded: {}",
-            out.stderr.unwrap_or_default()
-        ));
-    }
+    // Regenerate and reload now: the lifecycle's install, as at a guest's start.
+    let text = reload(cfg, &word, &xml)
+        .map_err(|e| anyhow!("{name}: mode={word} set, but the profile was not reloaded: {e}"))?;
     println!(
-        "{name}: mode={word} set; profile regenerated and reloaded (see {})",
+        "{name}: mode={word} set; {text} (see {})",
         cfg.rooted(&cfg.log_file).display()
     );
     Ok(0)
+}
+
+/// Regenerate, write if changed and (re)load a running guest's profile from its live
+/// definition, under the guest's lock, and log it like a hook event. The text for the admin.
+fn reload(cfg: &Config, word: &str, xml: &str) -> Result<String> {
+    let t0 = std::time::Instant::now();
+    let host = Host::new(cfg.clone());
+    let dom = Domain::parse(xml.as_bytes()).map_err(|e| anyhow!("invalid domain XML: {e}"))?;
+    let who = format!("[{} {}] {word}", dom.name, dom.uuid.hyphenated());
+    if let Some(reason) = host.skip_reason(&dom) {
+        host.log
+            .line(Level::Info, &format!("{who}: skipped: {reason}"));
+        return Ok(format!("its profile is not ours to reload ({reason})"));
+    }
+    let (mode, _) = host.mode();
+    let profiles = host.profiles();
+    let _lock = profiles.lock(&dom.uuid.hyphenated().to_string())?;
+    let opts = host.derive_options();
+    let result = profiles.install(&InstallRequest {
+        domain: &dom,
+        mode,
+        load: true,
+        derive: &opts,
+    });
+    let ms = virt_aa_hook::log::elapsed_ms(t0);
+    match result {
+        Ok(r) => {
+            for w in &r.warnings {
+                host.log.line(Level::Warn, &format!("{who}: {w}"));
+            }
+            host.log.line(
+                Level::Info,
+                &format!("{who} mode={mode}: {} ({ms})", r.text),
+            );
+            Ok("profile regenerated and reloaded".into())
+        }
+        Err(e) => {
+            host.log.line(
+                Level::Error,
+                &format!("{who} mode={mode}: FAILED: {e} ({ms})"),
+            );
+            Err(e.into())
+        }
+    }
 }
 
 #[cfg(test)]

@@ -211,13 +211,8 @@ pub fn add_runtime(cfg: &Config, rows: &mut [Row]) {
         .ok()
         .map(|(_, text)| denials_by_guest(&virt_aa_hook::hostlog::guest_records(&text, boot).0));
     for r in rows {
-        let pidfile = cfg
-            .rooted(Path::new(virt_aa_hook::layout::QEMU_STATUS_DIR))
-            .join(format!("{}.pid", r.name));
-        r.qemu_label = std::fs::read_to_string(pidfile)
-            .ok()
-            .and_then(|p| p.trim().parse::<u32>().ok())
-            .and_then(|pid| kernel.process_label(pid));
+        r.qemu_label =
+            virt_aa_hook::host::qemu_process(cfg, &kernel, &r.name).and_then(|(_, label)| label);
         r.denials_since_boot = counts
             .as_ref()
             .map(|c| c.get(&r.uuid).copied().unwrap_or(0));
