@@ -52,11 +52,11 @@ qemu-img create -q -f qcow2 $D/base.qcow2 16M
 qemu-img create -q -f qcow2 -F qcow2 -b $D/base.qcow2 $D/top.qcow2
 qemu-img create -q -f qcow2 $D/hotplug.qcow2 16M
 echo shared >$D/share/file
-DEVS="<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='$D/top.qcow2'/><target dev='vda' bus='virtio'/></disk>
+DEVS="$(disk_xml "$D/top.qcow2")
     <filesystem type='mount' accessmode='passthrough'><source dir='$D/share'/><target dir='share'/></filesystem>
     <serial type='file'><source path='$D/serial.out'/><log file='$D/serial-chardev.log'/><target port='0'/></serial>"
 # <bios useserial='yes'/>: SeaBIOS prints to the serial port, so the chardev log gets content.
-vah_guest_xml $G $U "$DEVS" | sed "s|<boot dev='hd'/>|<boot dev='hd'/><bios useserial='yes'/>|" >/tmp/$G.xml
+guest_xml $G $U "$DEVS" | sed "s|<boot dev='hd'/>|<boot dev='hd'/><bios useserial='yes'/>|" >/tmp/$G.xml
 if out=$($VIRSH define /tmp/$G.xml 2>&1); then ok "virsh define"; else fail "virsh define: $out"; fi
 
 echo "  --   setup done after $SECONDS s"

@@ -32,8 +32,8 @@ mkdir -p $D
 qemu-img create -q -f qcow2 $D/disk.qcow2 16M
 qemu-img create -q -f qcow2 $D/other.qcow2 16M
 chown libvirt-qemu: $D/other.qcow2   # QEMU's user may open it: only AppArmor stands in the way
-DISK="<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='$D/disk.qcow2'/><target dev='vda' bus='virtio'/></disk>"
-vah_guest_xml $G1 $U1 "$DISK" >/tmp/$G1.xml
+DISK="$(disk_xml "$D/disk.qcow2")"
+guest_xml $G1 $U1 "$DISK" >/tmp/$G1.xml
 if out=$($VIRSH define /tmp/$G1.xml 2>&1); then ok "virsh define $G1"; else fail "virsh define $G1: $out"; fi
 if out=$(virt-aa-hook enroll $G1 2>&1); then ok "virt-aa-hook enroll $G1"; else fail "virt-aa-hook enroll $G1: $out"; fi
 check "$G1's emulator is now the wrapper" bash -c "$VIRSH dumpxml --inactive $G1 | grep -qF '<emulator>$WRAP</emulator>'"
@@ -58,7 +58,7 @@ if [ -z "$bad" ]; then ok "no other denials for $P1"; else fail "other denials f
 
 # --- a guest on the wrapper whose profile the hook does not write (manage="no"): must not start
 META="<metadata><vah:guest xmlns:vah=\"http://virt-aa-hook.dev/xmlns/domain/1\" manage=\"no\"/></metadata>"
-vah_guest_xml $G2 $U2 "" "$META" "$WRAP" >/tmp/$G2.xml
+METADATA=$META EMULATOR=$WRAP guest_xml $G2 $U2 "" >/tmp/$G2.xml
 if out=$($VIRSH define /tmp/$G2.xml 2>&1); then ok "virsh define $G2 (wrapper as emulator, manage=\"no\")"; else fail "virsh define $G2: $out"; fi
 out=$($VIRSH start $G2 2>&1); rc=$?
 if [ $rc -ne 0 ] && [[ $out == *"virt-aa-hook wrapper: cannot confine QEMU as $P2"*"refusing to start it unconfined"* ]]; then

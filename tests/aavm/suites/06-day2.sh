@@ -47,11 +47,11 @@ chain() { # fresh top -> mid -> base chain
   chown libvirt-qemu: $D/other-guest.qcow2   # only AppArmor may refuse it
 }
 chain
-DEVS="<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='$D/top.qcow2'/><target dev='vda' bus='virtio'/></disk>
+DEVS="$(disk_xml "$D/top.qcow2")
     <controller type='scsi' model='virtio-scsi'/>
     <controller type='virtio-serial'/>"
-vah_guest_xml $G $U "$DEVS" >/tmp/$G.xml
-vah_guest_xml $GB $UB "" >/tmp/$GB.xml
+guest_xml $G $U "$DEVS" >/tmp/$G.xml
+guest_xml $GB $UB "" >/tmp/$GB.xml
 
 ndenied() { denials $P | wc -l; }
 # op NAME CMD...: run CMD; ok when it succeeds with no new DENIED line for $P. In standalone mode

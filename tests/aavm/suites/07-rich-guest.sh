@@ -51,7 +51,7 @@ cat >/tmp/$G.xml <<XML
   <features><acpi/><smm state='on'/></features>
   <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='$D/disk.qcow2'/><target dev='vda' bus='virtio'/></disk>
+    $(disk_xml "$D/disk.qcow2")
     <disk type='file' device='cdrom'><driver name='qemu' type='raw'/><source file='$D/cd.iso'/><target dev='sda' bus='sata'/><readonly/></disk>
     <interface type='user'><model type='virtio'/></interface>
     <serial type='pty'><log file='$D/serial.log' append='off'/><target port='0'/></serial>

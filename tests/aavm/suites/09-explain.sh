@@ -35,10 +35,9 @@ mkdir -p "$D/site data"
 for g in a b c; do qemu-img create -q -f qcow2 $D/$g.qcow2 16M; done
 for f in "$SITE" "$NEIGH" "$CSITE"; do qemu-img create -q -f raw "$f" 1M; done
 chown -R libvirt-qemu: $D   # QEMU's user may open everything: only AppArmor decides
-disk() { echo "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='$1'/><target dev='vda' bus='virtio'/></disk>"; }
-vah_guest_xml $GA $UA "$(disk $D/a.qcow2)" >/tmp/$GA.xml
-vah_guest_xml $GB $UB "$(disk $D/b.qcow2)" >/tmp/$GB.xml
-vah_guest_xml $GC $UC "$(disk $D/c.qcow2)" >/tmp/$GC.xml
+guest_xml $GA $UA "$(disk_xml $D/a.qcow2)" >/tmp/$GA.xml
+guest_xml $GB $UB "$(disk_xml $D/b.qcow2)" >/tmp/$GB.xml
+guest_xml $GC $UC "$(disk_xml $D/c.qcow2)" >/tmp/$GC.xml
 for g in $GA $GB $GC; do
   if out=$($VIRSH define /tmp/$g.xml 2>&1); then ok "virsh define $g"; else fail "virsh define $g: $out"; fi
 done

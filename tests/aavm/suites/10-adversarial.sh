@@ -49,13 +49,12 @@ echo "host secret" >$D/h/secret
 echo "host secret" >$D/g/secret
 # QEMU's user may open all of these: only AppArmor stands in the way.
 chown libvirt-qemu: $IMG/vah-adv-*.qcow2 /opt/vah-adv/elsewhere.qcow2 $D/a/*.qcow2 $D/h/secret $D/g/secret
-disk() { echo "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='$1'/><target dev='${2:-vda}' bus='virtio'/>${3:-}</disk>"; }
-vah_guest_xml $GA $UA "$(disk $D/a/a.qcow2)
+guest_xml $GA $UA "$(disk_xml $D/a/a.qcow2)
     <controller type='virtio-serial'/>
     <serial type='file'><source path='$D/h/{,**}'/><target port='0'/></serial>" >/tmp/$GA.xml
-vah_guest_xml $GV $UV "$(disk $IMG/vah-adv-victim.qcow2)" >/tmp/$GV.xml
-vah_guest_xml $GS $US "$(disk $D/a/s.qcow2)" >/tmp/$GS.xml
-vah_guest_xml $GE $UE "$(disk $D/a/etc-top.qcow2)" >/tmp/$GE.xml
+guest_xml $GV $UV "$(disk_xml $IMG/vah-adv-victim.qcow2)" >/tmp/$GV.xml
+guest_xml $GS $US "$(disk_xml $D/a/s.qcow2)" >/tmp/$GS.xml
+guest_xml $GE $UE "$(disk_xml $D/a/etc-top.qcow2)" >/tmp/$GE.xml
 
 # start_refused MODE GUEST REASON-PATTERN WHAT: the start fails, virsh's error carries our reason,
 # no QEMU runs, no profile of the guest stays loaded.

@@ -1,7 +1,9 @@
 # Helpers for the virt-aa-hook suites that run INSIDE an aavm VM (tests/aavm/suites/NN-*.sh).
 # Source after tests/lib/common.sh, with cwd = the repo. Everything written here lands in the
 # VM's RAM overlay and is thrown away at power-off.
-VIRSH="virsh -c qemu:///system"
+# VIRSH, wait_libvirt, guest_xml, disk_xml: shared with the end-to-end suites.
+# shellcheck source=tests/lib/guest.sh
+. tests/lib/guest.sh
 VAH_LOG=/var/log/libvirt/virt-aa-hook.log
 PROFILES=/sys/kernel/security/apparmor/profiles
 
@@ -68,28 +70,7 @@ ${VAH_QEMU_CONF:-}
 CONF
   mkdir -p /run/libvirt /var/lib/libvirt/images
   /usr/sbin/libvirtd -d || return 1
-  wait_for 300 "libvirtd to answer '$VIRSH version'" $VIRSH version
-}
-
-# vah_guest_xml NAME UUID DEVICES-XML [METADATA-XML] [EMULATOR]: a small TCG guest.
-vah_guest_xml() {
-  cat <<XML
-<domain type='qemu'>
-  <name>$1</name>
-  <uuid>$2</uuid>
-  ${4:-}
-  <memory unit='MiB'>64</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
-  <features><acpi/></features>
-  <devices>
-    <emulator>${5:-/usr/bin/qemu-system-x86_64}</emulator>
-    $3
-    <video><model type='none'/></video>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-XML
+  wait_libvirt 300
 }
 
 # denials [PROFILE]: the apparmor="DENIED" lines of dmesg, optionally only PROFILE's.
