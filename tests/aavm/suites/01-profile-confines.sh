@@ -16,7 +16,7 @@ A=/srv/vah/a; B=/srv/vah/b
 SECRET=/home/vah-secret
 
 vah_clean_state
-if vah_install; then ok "install the package (install.sh --deb)"; else fail "install the package (install.sh --deb)"; finish; exit 1; fi
+vah_install_or_stop
 check "the hook's own profile is loaded" grep -q '^virt-aa-hook (enforce)$' "$PROFILES"
 
 mkdir -p $A $B /home

@@ -17,12 +17,9 @@ vah_clean_state
 # Audit every write of the hook's log by the hook's OWN profile: an apparmor="AUDIT" line with
 # profile="virt-aa-hook" proves the hook ran there (not in libvirtd's profile, not unconfined).
 echo '  audit /var/log/libvirt/virt-aa-hook.log w,' >/etc/apparmor.d/local/usr.lib.libvirt.virt-aa-hook
-for p in usr.sbin.libvirtd usr.lib.libvirt.virt-aa-helper; do
-  if out=$(apparmor_parser -r /etc/apparmor.d/$p 2>&1); then ok "apparmor_parser -r $p"; else fail "apparmor_parser -r $p: $out"; fi
-done
-if vah_install; then ok "install the package (install.sh --deb)"; else fail "install the package (install.sh --deb)"; finish; exit 1; fi
-if out=$(apparmor_parser -r /etc/apparmor.d/usr.lib.libvirt.virt-aa-hook 2>&1); then ok "apparmor_parser -r usr.lib.libvirt.virt-aa-hook"
-else fail "apparmor_parser -r usr.lib.libvirt.virt-aa-hook: $out"; fi
+vah_reload usr.sbin.libvirtd usr.lib.libvirt.virt-aa-helper
+vah_install_or_stop
+vah_reload usr.lib.libvirt.virt-aa-hook
 expect_eq "hook entry is a symlink to the binary" /usr/lib/libvirt/virt-aa-hook "$(readlink /etc/libvirt/hooks/qemu)"
 for p in libvirtd virt-aa-hook; do expect_eq "profile $p loaded" enforce "$(loaded_mode $p)"; done
 

@@ -16,10 +16,8 @@ D=/srv/vah/sa
 
 vah_clean_state
 # libvirtd confined as on a stock Debian host; with security_driver = "none" it labels nothing.
-for p in usr.sbin.libvirtd usr.lib.libvirt.virt-aa-helper; do
-  if out=$(apparmor_parser -r /etc/apparmor.d/$p 2>&1); then ok "apparmor_parser -r $p"; else fail "apparmor_parser -r $p: $out"; fi
-done
-if vah_install; then ok "install the package (install.sh --deb)"; else fail "install the package (install.sh --deb)"; finish; exit 1; fi
+vah_reload usr.sbin.libvirtd usr.lib.libvirt.virt-aa-helper
+vah_install_or_stop
 check "wrapper $WRAP is a hard link of the binary" test "$WRAP" -ef /usr/lib/libvirt/virt-aa-hook
 if vah_libvirtd none; then ok "libvirtd -d (security_driver = \"none\") answers ($SECONDS s)"; else fail "libvirtd -d answers"; finish; exit 1; fi
 expect_eq "libvirtd runs confined" "libvirtd (enforce)" "$(tr -d '\0' </proc/$(pidof libvirtd)/attr/current)"

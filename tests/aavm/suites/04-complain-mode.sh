@@ -14,7 +14,7 @@ GE=vah-enforce;  UE=aaaaaaaa-aa04-4000-8000-00000000000e; PE=libvirt-$UE
 D=/srv/vah/cm
 
 vah_clean_state
-if vah_install; then ok "install the package (install.sh --deb)"; else fail "install the package (install.sh --deb)"; finish; exit 1; fi
+vah_install_or_stop
 echo 'mode = "standalone"' >>/etc/libvirt/virt-aa-hook.conf
 if vah_libvirtd none; then ok "libvirtd -d (security_driver = \"none\") answers ($SECONDS s)"; else fail "libvirtd -d answers"; finish; exit 1; fi
 

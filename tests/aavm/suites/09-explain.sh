@@ -27,7 +27,7 @@ CSITE=$D/c-site.img
 LOCAL_A=/etc/apparmor.d/local/libvirt/$PA
 
 vah_clean_state
-if vah_install; then ok "install/install.sh --no-build"; else fail "install/install.sh --no-build"; finish; exit 1; fi
+vah_install_or_stop
 echo 'mode = "standalone"' >>/etc/libvirt/virt-aa-hook.conf
 if vah_libvirtd none; then ok "libvirtd -d (security_driver = \"none\") answers ($SECONDS s)"; else fail "libvirtd -d answers"; finish; exit 1; fi
 

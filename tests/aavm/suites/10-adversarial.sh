@@ -27,12 +27,9 @@ GS=vah-adv-s; US=aaaaaaaa-aa10-4000-8000-00000000000c
 GE=vah-adv-e; UE=aaaaaaaa-aa10-4000-8000-00000000000e
 
 vah_clean_state
-for p in usr.sbin.libvirtd usr.lib.libvirt.virt-aa-helper; do
-  if out=$(apparmor_parser -r /etc/apparmor.d/$p 2>&1); then ok "apparmor_parser -r $p"; else fail "apparmor_parser -r $p: $out"; fi
-done
-if vah_install; then ok "install the package (install.sh --deb)"; else fail "install the package"; finish; exit 1; fi
-if out=$(apparmor_parser -r /etc/apparmor.d/usr.lib.libvirt.virt-aa-hook 2>&1); then ok "apparmor_parser -r usr.lib.libvirt.virt-aa-hook"
-else fail "apparmor_parser -r usr.lib.libvirt.virt-aa-hook: $out"; fi
+vah_reload usr.sbin.libvirtd usr.lib.libvirt.virt-aa-helper
+vah_install_or_stop
+vah_reload usr.lib.libvirt.virt-aa-hook
 # (a compile under TCG on a loaded host can take tens of seconds)
 echo 'parser_timeout = 300' >>/etc/libvirt/virt-aa-hook.conf
 

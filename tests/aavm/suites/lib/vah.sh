@@ -59,6 +59,20 @@ vah_install() {
   install/install.sh --deb "$deb" "$@" >/tmp/vah-install.log 2>&1 || { sed 's/^/    install: /' /tmp/vah-install.log; return 1; }
 }
 
+# vah_install_or_stop [INSTALL-ARGS...]: vah_install, with an ok line; a suite cannot go on
+# without the package.
+vah_install_or_stop() {
+  if vah_install "$@"; then ok "install the package (install.sh --deb)"; else fail "install the package (install.sh --deb)"; finish; exit 1; fi
+}
+
+# vah_reload PROFILE...: apparmor_parser -r /etc/apparmor.d/PROFILE, an ok or FAIL line each.
+vah_reload() {
+  local p out
+  for p in "$@"; do
+    if out=$(apparmor_parser -r "/etc/apparmor.d/$p" 2>&1); then ok "apparmor_parser -r $p"; else fail "apparmor_parser -r $p: $out"; fi
+  done
+}
+
 # vah_libvirtd DRIVER: qemu.conf for this VM (security_driver DRIVER, no virtlogd, and the lines
 # in $VAH_QEMU_CONF), then libvirtd -d and wait until it answers. Load the AppArmor profiles
 # BEFORE calling this.
