@@ -32,10 +32,7 @@ if out=$(timeout 300 virt-aa-hook enroll $GC $GE 2>&1); then ok "virt-aa-hook en
 check "enroll kept mode=\"complain\" in $GC's metadata" bash -c "$VIRSH dumpxml --inactive $GC | grep -q 'mode=.complain.'"
 
 echo "  --   setup done after $SECONDS s"
-for g in $GC $GE; do
-  t0=$SECONDS
-  if out=$($VIRSH start $g 2>&1); then ok "virsh start $g ($((SECONDS - t0)) s)"; else fail "virsh start $g: $out"; fi
-done
+vah_start $GC $GE
 expect_eq "$PC loaded in complain mode" complain "$(loaded_mode $PC)"
 expect_eq "$PE loaded in enforce mode" enforce "$(loaded_mode $PE)"
 check "$GC's profile file has flags=(attach_disconnected complain)" grep -q "^profile $PC flags=(attach_disconnected[, ]*complain)" /etc/apparmor.d/libvirt/$PC

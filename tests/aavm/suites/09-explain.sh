@@ -49,10 +49,7 @@ qmp() {
 }
 
 echo "  --   setup done after $SECONDS s"
-for g in $GA $GB; do
-  t0=$SECONDS
-  if out=$($VIRSH start $g 2>&1); then ok "virsh start $g ($((SECONDS - t0)) s)"; else fail "virsh start $g: $out"; fi
-done
+vah_start $GA $GB
 expect_eq "$PA loaded in enforce mode" enforce "$(loaded_mode $PA)"
 
 # --- A: a site-specific file
@@ -165,8 +162,7 @@ G=$GC
 if out=$(timeout 120 virt-aa-hook complain $GC 2>&1); then ok "virt-aa-hook complain $GC: $out"; else fail "complain $GC: $out"; fi
 check "$GC's metadata says mode=complain" bash -c "$VIRSH dumpxml --inactive $GC | grep -q 'mode=.complain.'"
 check "$GC's metadata kept original-emulator" bash -c "$VIRSH dumpxml --inactive $GC | grep -q 'original-emulator='"
-t0=$SECONDS
-if out=$($VIRSH start $GC 2>&1); then ok "virsh start $GC ($((SECONDS - t0)) s)"; else fail "virsh start $GC: $out"; fi
+vah_start $GC
 expect_eq "$PC loaded in complain mode" complain "$(loaded_mode $PC)"
 out=$(qmp c1 $CSITE auto)
 if [[ $out != *error* ]]; then ok "C (complain): opening its site file works"; else fail "C (complain): opening its site file works: $out"; fi

@@ -87,6 +87,15 @@ CONF
   wait_libvirt 300
 }
 
+# vah_start GUEST...: virsh start each, an ok line with the seconds it took or a FAIL line.
+vah_start() {
+  local g t0 out
+  for g in "$@"; do
+    t0=$SECONDS
+    if out=$($VIRSH start "$g" 2>&1); then ok "virsh start $g ($((SECONDS - t0)) s)"; else fail "virsh start $g: $out"; fi
+  done
+}
+
 # denials [PROFILE]: the apparmor="DENIED" lines of dmesg, optionally only PROFILE's.
 denials() {
   if [ $# -gt 0 ]; then dmesg | grep 'apparmor="DENIED"' | grep -F "profile=\"$1\""
