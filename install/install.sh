@@ -11,7 +11,8 @@
 #                                        distributions, packagers): no maintainer scripts run
 #
 # What goes where, and every install/upgrade/remove step, is the package's: the file list is
-# [package.metadata.deb] in Cargo.toml, the steps are install/debian/{postinst,prerm,postrm}.
+# [package.metadata.deb] in Cargo.toml, the steps are install/debian/{postinst,prerm,postrm} and
+# the maint-functions.sh that postinst and prerm source.
 # dpkg keeps an admin's edits to the files in /etc (the new version lands as .dpkg-dist).
 set -Eeuo pipefail
 

@@ -71,15 +71,18 @@ fn shipped_apparmor_profiles_compile_and_confine_their_children() {
         ]
     );
     let cargo = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
-    let postinst = std::fs::read_to_string(root.join("install/debian/postinst")).unwrap();
-    let prerm = std::fs::read_to_string(root.join("install/debian/prerm")).unwrap();
+    // postinst and prerm load and unload through the functions they source; postrm (purge)
+    // keeps its own list.
+    let functions =
+        std::fs::read_to_string(root.join("install/debian/maint-functions.sh")).unwrap();
+    let postrm = std::fs::read_to_string(root.join("install/debian/postrm")).unwrap();
     for (p, name) in profiles.iter().zip(&names) {
         compile_file(p, Some(&dir)).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(
             cargo.contains(&format!("\"install/apparmor/{name}\", \"etc/apparmor.d/\"")),
             "{name} is not in Cargo.toml's assets"
         );
-        for (script, text) in [("postinst", &postinst), ("prerm", &prerm)] {
+        for (script, text) in [("maint-functions.sh", &functions), ("postrm", &postrm)] {
             let line = text
                 .lines()
                 .find(|l| l.starts_with("PROFILES="))

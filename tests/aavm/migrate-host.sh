@@ -116,7 +116,7 @@ mark() { wc -l <$VAH_LOG 2>/dev/null || echo 0; }
 
 if [ "$ME" = a ]; then
   qemu-img create -q -f qcow2 "$IMG" 16M
-  vah_guest_xml $G $U "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='$IMG'/><target dev='vda' bus='virtio'/></disk>" >/tmp/$G.xml
+  guest_xml $G $U "$(disk_xml "$IMG")" >/tmp/$G.xml
   $VIRSH define /tmp/$G.xml >/dev/null || bail "virsh define"
   out=$($VIRSH start $G 2>&1) || bail "virsh start: $out"
   pid=$(cat /run/libvirt/qemu/$G.pid)

@@ -32,7 +32,7 @@ mkdir -p $D
 qemu-img create -q -f qcow2 $D/base.qcow2 16M
 qemu-img create -q -f qcow2 -F qcow2 -b $D/base.qcow2 $D/top.qcow2
 qemu-img create -q -f qcow2 $D/hot.qcow2 16M
-vah_guest_xml $G $U "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='$D/top.qcow2'/><target dev='vda' bus='virtio'/></disk>
+guest_xml $G $U "$(disk_xml "$D/top.qcow2")
     <controller type='scsi' model='virtio-scsi'/>" >/tmp/$G.xml
 $VIRSH define /tmp/$G.xml >/dev/null || { fail "define $G"; finish; exit 1; }
 

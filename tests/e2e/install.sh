@@ -58,7 +58,7 @@ echo "== scripts"
 check "install.sh: bash -n" bash -n "$INST"
 if command -v shellcheck >/dev/null 2>&1 || apt-get install -y -qq shellcheck >/dev/null 2>&1; then
   check "install.sh: shellcheck clean" shellcheck "$INST"
-  check "maintainer scripts (install/debian): shellcheck clean" shellcheck install/debian/postinst install/debian/prerm install/debian/postrm
+  check "maintainer scripts (install/debian): shellcheck clean" shellcheck -x install/debian/postinst install/debian/prerm install/debian/postrm install/debian/maint-functions.sh
   check "tests/e2e/install.sh, tests/pkg/*.sh: shellcheck clean" shellcheck -x tests/e2e/install.sh tests/pkg/run.sh tests/pkg/root.sh
 fi
 check "install.sh --help exits 0" "$INST" --help

@@ -1,15 +1,12 @@
 # Shared helpers for the end-to-end suites (source after tests/lib/common.sh).
-VIRSH="virsh -c qemu:///system"
+# VIRSH, LIBVIRT_WAIT, wait_libvirt, guest_xml, disk_xml: shared with the aavm VM suites.
+# shellcheck source=tests/lib/guest.sh
+. "$ROOT/tests/lib/guest.sh"
 BIN_DIR=${VAH_BIN_DIR:-$ROOT/target/release}
 STARTED_DAEMONS=()
 # The daemons start from here, not from systemd (LimitCORE=infinity there): raise the core-size
 # limit libvirt >= 10 hands on to QEMU (why, and when root cannot: tests/run.sh).
 ulimit -c unlimited 2>/dev/null || true
-
-# How long libvirtd may take to answer. Generous on purpose: a daemon that (re)probes QEMU's
-# capabilities on a loaded 2-core machine takes tens of seconds (see the /dev/kvm preflight in
-# tests/run.sh for the case where it re-probes at every lookup).
-LIBVIRT_WAIT=${LIBVIRT_WAIT:-300}
 
 # Start virtlogd and libvirtd unless they already run; remember what we started. Every suite
 # calls it, so that none depends on a daemon that an earlier suite left running.
@@ -31,9 +28,6 @@ stop_daemons() {
   STARTED_DAEMONS=()
 }
 
-# wait_libvirt [SECONDS]: until the daemon answers.
-wait_libvirt() { wait_for "${1:-$LIBVIRT_WAIT}" "libvirtd to answer '$VIRSH version'" $VIRSH version; }
-
 # Restart libvirtd (SIGTERM, wait until it has exited, then start) while guests run.
 restart_libvirtd() {
   local pid; pid=$(pgrep -x libvirtd)
@@ -48,28 +42,6 @@ restart_libvirtd() {
 # reload_hooks: make libvirtd see a changed /etc/libvirt/hooks. libvirt scans the hooks when
 # the daemon starts (and on SIGHUP, but nothing shows when that rescan is done): restart it.
 reload_hooks() { restart_libvirtd; }
-
-# A minimal TCG guest: NAME UUID DISK-XML [EXTRA-DEVICES-XML]
-guest_xml() {
-  cat <<XML
-<domain type='qemu'>
-  <name>$1</name>
-  <uuid>$2</uuid>
-  <memory unit='MiB'>64</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
-  <features><acpi/></features>
-  <devices>
-    <emulator>${EMULATOR:-/usr/bin/qemu-system-x86_64}</emulator>
-    $3
-    ${4:-}
-
-    <video><model type='none'/></video>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-XML
-}
 
 # remove_guest NAME: destroy and undefine, ignoring errors.
 remove_guest() {

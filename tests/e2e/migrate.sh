@@ -126,7 +126,7 @@ LIVE=(--live --persistent --undefinesource --verbose)
 
 # --- shared storage: one directory both hosts see at the same path ---------------------------
 qemu-img create -q -f qcow2 "$SHARED/$G1.qcow2" 16M
-guest_xml $G1 $U1 "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='$SHARED/$G1.qcow2'/><target dev='vda' bus='virtio'/></disk>" >"$TH_DIR/$G1.xml"
+guest_xml $G1 $U1 "$(disk_xml "$SHARED/$G1.qcow2")" >"$TH_DIR/$G1.xml"
 vsh a define "$TH_DIR/$G1.xml" >/dev/null
 if vsh a start $G1 >"$TH_DIR/start.out" 2>&1; then ok "$G1 starts on a"; else fail "$G1 starts on a: $(cat "$TH_DIR/start.out")"; fi
 check "a has the profile of $G1" test -f "$(profile a $U1)"
@@ -205,7 +205,7 @@ migrate "after the refusal, $where->$other" $G1 $U1 $where $other "${LIVE[@]}" -
 # --- no shared storage: --copy-storage-all ------------------------------------------------------
 IMG=/var/lib/libvirt/images/$G2.qcow2
 on a qemu-img create -q -f qcow2 "$IMG" 16M
-guest_xml $G2 $U2 "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='$IMG'/><target dev='vda' bus='virtio'/></disk>" >"$TH_DIR/$G2.xml"
+guest_xml $G2 $U2 "$(disk_xml "$IMG")" >"$TH_DIR/$G2.xml"
 vsh a define "$TH_DIR/$G2.xml" >/dev/null
 if vsh a start $G2 >"$TH_DIR/start.out" 2>&1; then ok "$G2 starts on a"; else fail "$G2 starts on a: $(cat "$TH_DIR/start.out")"; fi
 # libvirt pre-creates the destination image only inside a storage pool: without the image on b

@@ -16,7 +16,7 @@ A=/srv/vah/a; B=/srv/vah/b
 SECRET=/home/vah-secret
 
 vah_clean_state
-if vah_install; then ok "install the package (install.sh --deb)"; else fail "install the package (install.sh --deb)"; finish; exit 1; fi
+vah_install_or_stop
 check "the hook's own profile is loaded" grep -q '^virt-aa-hook (enforce)$' "$PROFILES"
 
 mkdir -p $A $B /home
@@ -25,11 +25,10 @@ qemu-img create -q -f qcow2 -F qcow2 -b $A/base.qcow2 $A/top.qcow2
 qemu-img create -q -f qcow2 $B/disk.qcow2 16M
 echo secret >$SECRET
 
-disk() { echo "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='$1'/><target dev='vda' bus='virtio'/></disk>"; }
 # A's XML names only the top image: the hook finds the backing file by reading the header.
 for g in a b; do
   if [ $g = a ]; then u=$UA src=$A/top.qcow2; else u=$UB src=$B/disk.qcow2; fi
-  vah_guest_xml vah-$g $u "$(disk $src)" | sed "s/<domain type='qemu'>/<domain type='qemu' id='$((RANDOM % 90 + 10))'>/" >/tmp/vah-$g.xml
+  guest_xml vah-$g $u "$(disk_xml $src)" | sed "s/<domain type='qemu'>/<domain type='qemu' id='$((RANDOM % 90 + 10))'>/" >/tmp/vah-$g.xml
   if /usr/sbin/virt-aa-hook generate --profile --mode standalone /tmp/vah-$g.xml >/etc/apparmor.d/libvirt/libvirt-$u 2>/tmp/vah-gen-$g.err; then
     ok "generate --profile for guest $g"
   else

@@ -17,12 +17,9 @@ vah_clean_state
 # Audit every write of the hook's log by the hook's OWN profile: an apparmor="AUDIT" line with
 # profile="virt-aa-hook" proves the hook ran there (not in libvirtd's profile, not unconfined).
 echo '  audit /var/log/libvirt/virt-aa-hook.log w,' >/etc/apparmor.d/local/usr.lib.libvirt.virt-aa-hook
-for p in usr.sbin.libvirtd usr.lib.libvirt.virt-aa-helper; do
-  if out=$(apparmor_parser -r /etc/apparmor.d/$p 2>&1); then ok "apparmor_parser -r $p"; else fail "apparmor_parser -r $p: $out"; fi
-done
-if vah_install; then ok "install the package (install.sh --deb)"; else fail "install the package (install.sh --deb)"; finish; exit 1; fi
-if out=$(apparmor_parser -r /etc/apparmor.d/usr.lib.libvirt.virt-aa-hook 2>&1); then ok "apparmor_parser -r usr.lib.libvirt.virt-aa-hook"
-else fail "apparmor_parser -r usr.lib.libvirt.virt-aa-hook: $out"; fi
+vah_reload usr.sbin.libvirtd usr.lib.libvirt.virt-aa-helper
+vah_install_or_stop
+vah_reload usr.lib.libvirt.virt-aa-hook
 expect_eq "hook entry is a symlink to the binary" /usr/lib/libvirt/virt-aa-hook "$(readlink /etc/libvirt/hooks/qemu)"
 for p in libvirtd virt-aa-hook; do expect_eq "profile $p loaded" enforce "$(loaded_mode $p)"; done
 
@@ -52,11 +49,11 @@ qemu-img create -q -f qcow2 $D/base.qcow2 16M
 qemu-img create -q -f qcow2 -F qcow2 -b $D/base.qcow2 $D/top.qcow2
 qemu-img create -q -f qcow2 $D/hotplug.qcow2 16M
 echo shared >$D/share/file
-DEVS="<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='$D/top.qcow2'/><target dev='vda' bus='virtio'/></disk>
+DEVS="$(disk_xml "$D/top.qcow2")
     <filesystem type='mount' accessmode='passthrough'><source dir='$D/share'/><target dir='share'/></filesystem>
     <serial type='file'><source path='$D/serial.out'/><log file='$D/serial-chardev.log'/><target port='0'/></serial>"
 # <bios useserial='yes'/>: SeaBIOS prints to the serial port, so the chardev log gets content.
-vah_guest_xml $G $U "$DEVS" | sed "s|<boot dev='hd'/>|<boot dev='hd'/><bios useserial='yes'/>|" >/tmp/$G.xml
+guest_xml $G $U "$DEVS" | sed "s|<boot dev='hd'/>|<boot dev='hd'/><bios useserial='yes'/>|" >/tmp/$G.xml
 if out=$($VIRSH define /tmp/$G.xml 2>&1); then ok "virsh define"; else fail "virsh define: $out"; fi
 
 echo "  --   setup done after $SECONDS s"

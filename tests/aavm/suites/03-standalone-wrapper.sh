@@ -16,10 +16,8 @@ D=/srv/vah/sa
 
 vah_clean_state
 # libvirtd confined as on a stock Debian host; with security_driver = "none" it labels nothing.
-for p in usr.sbin.libvirtd usr.lib.libvirt.virt-aa-helper; do
-  if out=$(apparmor_parser -r /etc/apparmor.d/$p 2>&1); then ok "apparmor_parser -r $p"; else fail "apparmor_parser -r $p: $out"; fi
-done
-if vah_install; then ok "install the package (install.sh --deb)"; else fail "install the package (install.sh --deb)"; finish; exit 1; fi
+vah_reload usr.sbin.libvirtd usr.lib.libvirt.virt-aa-helper
+vah_install_or_stop
 check "wrapper $WRAP is a hard link of the binary" test "$WRAP" -ef /usr/lib/libvirt/virt-aa-hook
 if vah_libvirtd none; then ok "libvirtd -d (security_driver = \"none\") answers ($SECONDS s)"; else fail "libvirtd -d answers"; finish; exit 1; fi
 expect_eq "libvirtd runs confined" "libvirtd (enforce)" "$(tr -d '\0' </proc/$(pidof libvirtd)/attr/current)"
@@ -32,8 +30,8 @@ mkdir -p $D
 qemu-img create -q -f qcow2 $D/disk.qcow2 16M
 qemu-img create -q -f qcow2 $D/other.qcow2 16M
 chown libvirt-qemu: $D/other.qcow2   # QEMU's user may open it: only AppArmor stands in the way
-DISK="<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='$D/disk.qcow2'/><target dev='vda' bus='virtio'/></disk>"
-vah_guest_xml $G1 $U1 "$DISK" >/tmp/$G1.xml
+DISK="$(disk_xml "$D/disk.qcow2")"
+guest_xml $G1 $U1 "$DISK" >/tmp/$G1.xml
 if out=$($VIRSH define /tmp/$G1.xml 2>&1); then ok "virsh define $G1"; else fail "virsh define $G1: $out"; fi
 if out=$(virt-aa-hook enroll $G1 2>&1); then ok "virt-aa-hook enroll $G1"; else fail "virt-aa-hook enroll $G1: $out"; fi
 check "$G1's emulator is now the wrapper" bash -c "$VIRSH dumpxml --inactive $G1 | grep -qF '<emulator>$WRAP</emulator>'"
@@ -58,7 +56,7 @@ if [ -z "$bad" ]; then ok "no other denials for $P1"; else fail "other denials f
 
 # --- a guest on the wrapper whose profile the hook does not write (manage="no"): must not start
 META="<metadata><vah:guest xmlns:vah=\"http://virt-aa-hook.dev/xmlns/domain/1\" manage=\"no\"/></metadata>"
-vah_guest_xml $G2 $U2 "" "$META" "$WRAP" >/tmp/$G2.xml
+METADATA=$META EMULATOR=$WRAP guest_xml $G2 $U2 "" >/tmp/$G2.xml
 if out=$($VIRSH define /tmp/$G2.xml 2>&1); then ok "virsh define $G2 (wrapper as emulator, manage=\"no\")"; else fail "virsh define $G2: $out"; fi
 out=$($VIRSH start $G2 2>&1); rc=$?
 if [ $rc -ne 0 ] && [[ $out == *"virt-aa-hook wrapper: cannot confine QEMU as $P2"*"refusing to start it unconfined"* ]]; then

@@ -14,7 +14,7 @@ GE=vah-enforce;  UE=aaaaaaaa-aa04-4000-8000-00000000000e; PE=libvirt-$UE
 D=/srv/vah/cm
 
 vah_clean_state
-if vah_install; then ok "install the package (install.sh --deb)"; else fail "install the package (install.sh --deb)"; finish; exit 1; fi
+vah_install_or_stop
 echo 'mode = "standalone"' >>/etc/libvirt/virt-aa-hook.conf
 if vah_libvirtd none; then ok "libvirtd -d (security_driver = \"none\") answers ($SECONDS s)"; else fail "libvirtd -d answers"; finish; exit 1; fi
 
@@ -22,10 +22,9 @@ mkdir -p $D
 for g in c e; do qemu-img create -q -f qcow2 $D/$g.qcow2 16M; done
 qemu-img create -q -f qcow2 $D/outside.qcow2 16M
 chown libvirt-qemu: $D/outside.qcow2   # QEMU's user may open it: only AppArmor decides
-disk() { echo "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='$1'/><target dev='vda' bus='virtio'/></disk>"; }
-vah_guest_xml $GC $UC "$(disk $D/c.qcow2)" \
+guest_xml $GC $UC "$(disk_xml $D/c.qcow2)" \
   '<metadata><vah:guest xmlns:vah="http://virt-aa-hook.dev/xmlns/domain/1" mode="complain"/></metadata>' >/tmp/$GC.xml
-vah_guest_xml $GE $UE "$(disk $D/e.qcow2)" >/tmp/$GE.xml
+guest_xml $GE $UE "$(disk_xml $D/e.qcow2)" >/tmp/$GE.xml
 for g in $GC $GE; do
   if out=$($VIRSH define /tmp/$g.xml 2>&1); then ok "virsh define $g"; else fail "virsh define $g: $out"; fi
 done
@@ -33,10 +32,7 @@ if out=$(timeout 300 virt-aa-hook enroll $GC $GE 2>&1); then ok "virt-aa-hook en
 check "enroll kept mode=\"complain\" in $GC's metadata" bash -c "$VIRSH dumpxml --inactive $GC | grep -q 'mode=.complain.'"
 
 echo "  --   setup done after $SECONDS s"
-for g in $GC $GE; do
-  t0=$SECONDS
-  if out=$($VIRSH start $g 2>&1); then ok "virsh start $g ($((SECONDS - t0)) s)"; else fail "virsh start $g: $out"; fi
-done
+vah_start $GC $GE
 expect_eq "$PC loaded in complain mode" complain "$(loaded_mode $PC)"
 expect_eq "$PE loaded in enforce mode" enforce "$(loaded_mode $PE)"
 check "$GC's profile file has flags=(attach_disconnected complain)" grep -q "^profile $PC flags=(attach_disconnected[, ]*complain)" /etc/apparmor.d/libvirt/$PC

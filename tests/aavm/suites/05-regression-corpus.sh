@@ -14,7 +14,7 @@ cd "${1:-$(dirname "$0")/../../..}" || exit 1
 . tests/aavm/suites/lib/vah.sh
 
 vah_clean_state
-if vah_install; then ok "install the package (install.sh --deb)"; else fail "install the package (install.sh --deb)"; finish; exit 1; fi
+vah_install_or_stop
 
 # The checks run in ONE confined shell per profile (a process per check is slow under TCG). It
 # reads "TAG<tab>OP<tab>PATH" lines on stdin (a pipe: not mediated) and opens PATH itself, no

@@ -21,16 +21,13 @@ ONLY=${2:-all}   # libvirt | standalone | all (a 2-CPU TCG VM under load needs ~
 declare -A RESULT
 
 vah_clean_state
-for p in usr.sbin.libvirtd usr.lib.libvirt.virt-aa-helper; do
-  if out=$(apparmor_parser -r /etc/apparmor.d/$p 2>&1); then ok "apparmor_parser -r $p"; else fail "apparmor_parser -r $p: $out"; fi
-done
-if vah_install; then ok "install/install.sh --no-build"; else fail "install/install.sh --no-build"; finish; exit 1; fi
+vah_reload usr.sbin.libvirtd usr.lib.libvirt.virt-aa-helper
+vah_install_or_stop
 sed 's/^/    install: /' /tmp/vah-install.log | grep -i helper
 # Under TCG on a loaded host one compile of a guest profile took up to 43 s: the default 60 s
 # parser timeout made relabels fail ("cannot update AppArmor profile").
 echo 'parser_timeout = 300' >>/etc/libvirt/virt-aa-hook.conf
-if out=$(apparmor_parser -r /etc/apparmor.d/usr.lib.libvirt.virt-aa-hook 2>&1); then ok "apparmor_parser -r usr.lib.libvirt.virt-aa-hook"
-else fail "apparmor_parser -r usr.lib.libvirt.virt-aa-hook: $out"; fi
+vah_reload usr.lib.libvirt.virt-aa-hook
 expect_eq "helper mode: $HELPER is a symlink to our binary" /usr/lib/libvirt/virt-aa-hook "$(readlink $HELPER)"
 check "helper mode: libvirt's helper diverted to $HELPER.distrib" test -x $HELPER.distrib
 check "dpkg-divert lists the diversion" bash -c "dpkg-divert --list $HELPER | grep -q virt-aa-hook"
@@ -47,11 +44,11 @@ chain() { # fresh top -> mid -> base chain
   chown libvirt-qemu: $D/other-guest.qcow2   # only AppArmor may refuse it
 }
 chain
-DEVS="<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='$D/top.qcow2'/><target dev='vda' bus='virtio'/></disk>
+DEVS="$(disk_xml "$D/top.qcow2")
     <controller type='scsi' model='virtio-scsi'/>
     <controller type='virtio-serial'/>"
-vah_guest_xml $G $U "$DEVS" >/tmp/$G.xml
-vah_guest_xml $GB $UB "" >/tmp/$GB.xml
+guest_xml $G $U "$DEVS" >/tmp/$G.xml
+guest_xml $GB $UB "" >/tmp/$GB.xml
 
 ndenied() { denials $P | wc -l; }
 # op NAME CMD...: run CMD; ok when it succeeds with no new DENIED line for $P. In standalone mode

@@ -25,11 +25,10 @@ echo "  --   $(. /etc/os-release; echo "$PRETTY_NAME"): $(dpkg-query -W -f '${Pa
 # The distribution's own profiles, as an AppArmor-enabled boot loads them.
 for p in usr.sbin.libvirtd usr.lib.libvirt.virt-aa-helper usr.bin.swtpm; do
   [ -e /etc/apparmor.d/$p ] || { echo "  --   (no /etc/apparmor.d/$p in this distribution)"; continue; }
-  if out=$(apparmor_parser -r /etc/apparmor.d/$p 2>&1); then ok "apparmor_parser -r $p"; else fail "apparmor_parser -r $p: $out"; fi
+  vah_reload "$p"
 done
-if vah_install; then ok "install/install.sh --no-build"; else fail "install/install.sh --no-build"; finish; exit 1; fi
-if out=$(apparmor_parser -r /etc/apparmor.d/usr.lib.libvirt.virt-aa-hook 2>&1); then ok "apparmor_parser -r usr.lib.libvirt.virt-aa-hook"
-else fail "apparmor_parser -r usr.lib.libvirt.virt-aa-hook: $out"; fi
+vah_install_or_stop
+vah_reload usr.lib.libvirt.virt-aa-hook
 
 mkdir -p $D
 qemu-img create -q -f qcow2 $D/disk.qcow2 64M
@@ -51,7 +50,7 @@ cat >/tmp/$G.xml <<XML
   <features><acpi/><smm state='on'/></features>
   <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='$D/disk.qcow2'/><target dev='vda' bus='virtio'/></disk>
+    $(disk_xml "$D/disk.qcow2")
     <disk type='file' device='cdrom'><driver name='qemu' type='raw'/><source file='$D/cd.iso'/><target dev='sda' bus='sata'/><readonly/></disk>
     <interface type='user'><model type='virtio'/></interface>
     <serial type='pty'><log file='$D/serial.log' append='off'/><target port='0'/></serial>

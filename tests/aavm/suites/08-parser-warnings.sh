@@ -12,7 +12,7 @@ cd "${1:-$(dirname "$0")/../../..}" || exit 1
 
 vah_clean_state
 echo "  --   $(apparmor_parser --version | head -n1)"
-if vah_install; then ok "install/install.sh --no-build"; else fail "install/install.sh --no-build"; finish; exit 1; fi
+vah_install_or_stop
 
 W=/tmp/vah-warn; mkdir -p $W
 # compile FILE: apparmor_parser -Q -K --warn=all; prints its messages (empty = clean).

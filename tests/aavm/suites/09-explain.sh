@@ -27,7 +27,7 @@ CSITE=$D/c-site.img
 LOCAL_A=/etc/apparmor.d/local/libvirt/$PA
 
 vah_clean_state
-if vah_install; then ok "install/install.sh --no-build"; else fail "install/install.sh --no-build"; finish; exit 1; fi
+vah_install_or_stop
 echo 'mode = "standalone"' >>/etc/libvirt/virt-aa-hook.conf
 if vah_libvirtd none; then ok "libvirtd -d (security_driver = \"none\") answers ($SECONDS s)"; else fail "libvirtd -d answers"; finish; exit 1; fi
 
@@ -35,10 +35,9 @@ mkdir -p "$D/site data"
 for g in a b c; do qemu-img create -q -f qcow2 $D/$g.qcow2 16M; done
 for f in "$SITE" "$NEIGH" "$CSITE"; do qemu-img create -q -f raw "$f" 1M; done
 chown -R libvirt-qemu: $D   # QEMU's user may open everything: only AppArmor decides
-disk() { echo "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='$1'/><target dev='vda' bus='virtio'/></disk>"; }
-vah_guest_xml $GA $UA "$(disk $D/a.qcow2)" >/tmp/$GA.xml
-vah_guest_xml $GB $UB "$(disk $D/b.qcow2)" >/tmp/$GB.xml
-vah_guest_xml $GC $UC "$(disk $D/c.qcow2)" >/tmp/$GC.xml
+guest_xml $GA $UA "$(disk_xml $D/a.qcow2)" >/tmp/$GA.xml
+guest_xml $GB $UB "$(disk_xml $D/b.qcow2)" >/tmp/$GB.xml
+guest_xml $GC $UC "$(disk_xml $D/c.qcow2)" >/tmp/$GC.xml
 for g in $GA $GB $GC; do
   if out=$($VIRSH define /tmp/$g.xml 2>&1); then ok "virsh define $g"; else fail "virsh define $g: $out"; fi
 done
@@ -50,10 +49,7 @@ qmp() {
 }
 
 echo "  --   setup done after $SECONDS s"
-for g in $GA $GB; do
-  t0=$SECONDS
-  if out=$($VIRSH start $g 2>&1); then ok "virsh start $g ($((SECONDS - t0)) s)"; else fail "virsh start $g: $out"; fi
-done
+vah_start $GA $GB
 expect_eq "$PA loaded in enforce mode" enforce "$(loaded_mode $PA)"
 
 # --- A: a site-specific file
@@ -166,8 +162,7 @@ G=$GC
 if out=$(timeout 120 virt-aa-hook complain $GC 2>&1); then ok "virt-aa-hook complain $GC: $out"; else fail "complain $GC: $out"; fi
 check "$GC's metadata says mode=complain" bash -c "$VIRSH dumpxml --inactive $GC | grep -q 'mode=.complain.'"
 check "$GC's metadata kept original-emulator" bash -c "$VIRSH dumpxml --inactive $GC | grep -q 'original-emulator='"
-t0=$SECONDS
-if out=$($VIRSH start $GC 2>&1); then ok "virsh start $GC ($((SECONDS - t0)) s)"; else fail "virsh start $GC: $out"; fi
+vah_start $GC
 expect_eq "$PC loaded in complain mode" complain "$(loaded_mode $PC)"
 out=$(qmp c1 $CSITE auto)
 if [[ $out != *error* ]]; then ok "C (complain): opening its site file works"; else fail "C (complain): opening its site file works: $out"; fi

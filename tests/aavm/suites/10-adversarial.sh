@@ -27,12 +27,9 @@ GS=vah-adv-s; US=aaaaaaaa-aa10-4000-8000-00000000000c
 GE=vah-adv-e; UE=aaaaaaaa-aa10-4000-8000-00000000000e
 
 vah_clean_state
-for p in usr.sbin.libvirtd usr.lib.libvirt.virt-aa-helper; do
-  if out=$(apparmor_parser -r /etc/apparmor.d/$p 2>&1); then ok "apparmor_parser -r $p"; else fail "apparmor_parser -r $p: $out"; fi
-done
-if vah_install; then ok "install the package (install.sh --deb)"; else fail "install the package"; finish; exit 1; fi
-if out=$(apparmor_parser -r /etc/apparmor.d/usr.lib.libvirt.virt-aa-hook 2>&1); then ok "apparmor_parser -r usr.lib.libvirt.virt-aa-hook"
-else fail "apparmor_parser -r usr.lib.libvirt.virt-aa-hook: $out"; fi
+vah_reload usr.sbin.libvirtd usr.lib.libvirt.virt-aa-helper
+vah_install_or_stop
+vah_reload usr.lib.libvirt.virt-aa-hook
 # (a compile under TCG on a loaded host can take tens of seconds)
 echo 'parser_timeout = 300' >>/etc/libvirt/virt-aa-hook.conf
 
@@ -49,13 +46,12 @@ echo "host secret" >$D/h/secret
 echo "host secret" >$D/g/secret
 # QEMU's user may open all of these: only AppArmor stands in the way.
 chown libvirt-qemu: $IMG/vah-adv-*.qcow2 /opt/vah-adv/elsewhere.qcow2 $D/a/*.qcow2 $D/h/secret $D/g/secret
-disk() { echo "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='$1'/><target dev='${2:-vda}' bus='virtio'/>${3:-}</disk>"; }
-vah_guest_xml $GA $UA "$(disk $D/a/a.qcow2)
+guest_xml $GA $UA "$(disk_xml $D/a/a.qcow2)
     <controller type='virtio-serial'/>
     <serial type='file'><source path='$D/h/{,**}'/><target port='0'/></serial>" >/tmp/$GA.xml
-vah_guest_xml $GV $UV "$(disk $IMG/vah-adv-victim.qcow2)" >/tmp/$GV.xml
-vah_guest_xml $GS $US "$(disk $D/a/s.qcow2)" >/tmp/$GS.xml
-vah_guest_xml $GE $UE "$(disk $D/a/etc-top.qcow2)" >/tmp/$GE.xml
+guest_xml $GV $UV "$(disk_xml $IMG/vah-adv-victim.qcow2)" >/tmp/$GV.xml
+guest_xml $GS $US "$(disk_xml $D/a/s.qcow2)" >/tmp/$GS.xml
+guest_xml $GE $UE "$(disk_xml $D/a/etc-top.qcow2)" >/tmp/$GE.xml
 
 # start_refused MODE GUEST REASON-PATTERN WHAT: the start fails, virsh's error carries our reason,
 # no QEMU runs, no profile of the guest stays loaded.

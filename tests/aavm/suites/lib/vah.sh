@@ -1,7 +1,9 @@
 # Helpers for the virt-aa-hook suites that run INSIDE an aavm VM (tests/aavm/suites/NN-*.sh).
 # Source after tests/lib/common.sh, with cwd = the repo. Everything written here lands in the
 # VM's RAM overlay and is thrown away at power-off.
-VIRSH="virsh -c qemu:///system"
+# VIRSH, wait_libvirt, guest_xml, disk_xml: shared with the end-to-end suites.
+# shellcheck source=tests/lib/guest.sh
+. tests/lib/guest.sh
 VAH_LOG=/var/log/libvirt/virt-aa-hook.log
 PROFILES=/sys/kernel/security/apparmor/profiles
 
@@ -57,6 +59,20 @@ vah_install() {
   install/install.sh --deb "$deb" "$@" >/tmp/vah-install.log 2>&1 || { sed 's/^/    install: /' /tmp/vah-install.log; return 1; }
 }
 
+# vah_install_or_stop [INSTALL-ARGS...]: vah_install, with an ok line; a suite cannot go on
+# without the package.
+vah_install_or_stop() {
+  if vah_install "$@"; then ok "install the package (install.sh --deb)"; else fail "install the package (install.sh --deb)"; finish; exit 1; fi
+}
+
+# vah_reload PROFILE...: apparmor_parser -r /etc/apparmor.d/PROFILE, an ok or FAIL line each.
+vah_reload() {
+  local p out
+  for p in "$@"; do
+    if out=$(apparmor_parser -r "/etc/apparmor.d/$p" 2>&1); then ok "apparmor_parser -r $p"; else fail "apparmor_parser -r $p: $out"; fi
+  done
+}
+
 # vah_libvirtd DRIVER: qemu.conf for this VM (security_driver DRIVER, no virtlogd, and the lines
 # in $VAH_QEMU_CONF), then libvirtd -d and wait until it answers. Load the AppArmor profiles
 # BEFORE calling this.
@@ -68,28 +84,16 @@ ${VAH_QEMU_CONF:-}
 CONF
   mkdir -p /run/libvirt /var/lib/libvirt/images
   /usr/sbin/libvirtd -d || return 1
-  wait_for 300 "libvirtd to answer '$VIRSH version'" $VIRSH version
+  wait_libvirt 300
 }
 
-# vah_guest_xml NAME UUID DEVICES-XML [METADATA-XML] [EMULATOR]: a small TCG guest.
-vah_guest_xml() {
-  cat <<XML
-<domain type='qemu'>
-  <name>$1</name>
-  <uuid>$2</uuid>
-  ${4:-}
-  <memory unit='MiB'>64</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
-  <features><acpi/></features>
-  <devices>
-    <emulator>${5:-/usr/bin/qemu-system-x86_64}</emulator>
-    $3
-    <video><model type='none'/></video>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-XML
+# vah_start GUEST...: virsh start each, an ok line with the seconds it took or a FAIL line.
+vah_start() {
+  local g t0 out
+  for g in "$@"; do
+    t0=$SECONDS
+    if out=$($VIRSH start "$g" 2>&1); then ok "virsh start $g ($((SECONDS - t0)) s)"; else fail "virsh start $g: $out"; fi
+  done
 }
 
 # denials [PROFILE]: the apparmor="DENIED" lines of dmesg, optionally only PROFILE's.
