@@ -5,6 +5,7 @@
 //! must be escaped or a hostile disk name (`/images/*`) would widen access. Both are done here,
 //! once, for every path that reaches a profile.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -47,7 +48,10 @@ pub fn validate(raw: &str) -> Result<(), PathError> {
     if raw.len() > MAX_PATH_BYTES {
         return Err(PathError::TooLong);
     }
-    if raw.chars().any(|c| c.is_control()) {
+    // Printable ASCII (every byte in 0x20..0x7f) has no control character; anything else is
+    // checked char by char (U+0080..U+009F are control characters too).
+    let plain_ascii = raw.bytes().all(|b| (0x20..0x7f).contains(&b));
+    if !plain_ascii && raw.chars().any(|c| c.is_control()) {
         return Err(PathError::ControlChar(raw.to_string()));
     }
     if !raw.starts_with('/') {
@@ -90,6 +94,9 @@ pub struct Resolver {
     final_types: HashMap<OsString, std::fs::FileType>,
     /// Whole answers by the raw string, for [`Resolver::resolve_repeated`].
     answers: HashMap<String, Result<PathBuf, PathError>>,
+    /// The member of `plain_dirs` the last walk started from (see [`Resolver::walk`]): a string
+    /// comparison instead of a hash for the next disk in the same directory.
+    last_dir: String,
 }
 
 impl Resolver {
@@ -124,20 +131,40 @@ impl Resolver {
     /// The walk itself, using (and filling) the directory and file-type memory.
     fn walk(&mut self, raw: &str) -> Result<PathBuf, PathError> {
         validate(raw)?;
-        let mut pending: Vec<OsString> = Path::new(raw)
-            .components()
-            .rev()
-            .filter_map(|c| match c {
-                Component::Normal(n) => Some(n.to_os_string()),
-                Component::ParentDir => Some("..".into()),
-                _ => None,
-            })
-            .collect();
-        let mut out = PathBuf::from("/");
+        let mut out = PathBuf::with_capacity(raw.len() + 1);
+        // Components still to walk, last first: borrowed from `raw`, owned only for the ones a
+        // symlink's target brings in.
+        let mut pending: Vec<Cow<'_, OsStr>> = Vec::new();
+        match raw.rsplit_once('/') {
+            // `<dir>/<name>` with `<dir>` a directory this resolver has seen (its entries are
+            // clean, and so are their ancestors, all seen too): the walk would find every
+            // component of `<dir>` in memory and go on from `<dir>` with `<name>`, so it starts
+            // there (a guest's disks mostly share a directory).
+            Some((dir, name))
+                if !dir.is_empty()
+                    && !matches!(name, "" | "." | "..")
+                    && (self.last_dir == dir || self.plain_dirs.contains(OsStr::new(dir))) =>
+            {
+                if self.last_dir != dir {
+                    self.last_dir.clear();
+                    self.last_dir.push_str(dir);
+                }
+                out.push(dir);
+                pending.push(Cow::Borrowed(OsStr::new(name)));
+            }
+            _ => {
+                out.push("/");
+                pending.extend(Path::new(raw).components().rev().filter_map(|c| match c {
+                    Component::Normal(n) => Some(Cow::Borrowed(n)),
+                    Component::ParentDir => Some(Cow::Borrowed(OsStr::new(".."))),
+                    _ => None,
+                }));
+            }
+        }
         let mut exists = true;
         let mut links = 0usize;
         while let Some(comp) = pending.pop() {
-            if comp == ".." {
+            if comp == OsStr::new("..") {
                 out.pop();
                 continue;
             }
@@ -176,8 +203,8 @@ impl Resolver {
                     }
                     for c in target.components().rev() {
                         match c {
-                            Component::Normal(n) => pending.push(n.to_os_string()),
-                            Component::ParentDir => pending.push("..".into()),
+                            Component::Normal(n) => pending.push(Cow::Owned(n.to_os_string())),
+                            Component::ParentDir => pending.push(Cow::Borrowed(OsStr::new(".."))),
                             _ => {}
                         }
                     }
@@ -210,6 +237,15 @@ pub fn resolve(raw: &str) -> Result<PathBuf, PathError> {
 /// itself: every pattern metacharacter (`* ? [ ] { } ^ , "`) gets a backslash; `\`, `@` and `#`
 /// are written as hex escapes.
 pub fn escape(p: &str) -> String {
+    // Most paths have nothing to escape: copy them whole.
+    if !p.bytes().any(|b| {
+        matches!(
+            b,
+            b'\\' | b'@' | b'#' | b'*' | b'?' | b'[' | b']' | b'{' | b'}' | b'^' | b',' | b'"'
+        )
+    }) {
+        return p.to_string();
+    }
     let mut s = String::with_capacity(p.len() + 8);
     for c in p.chars() {
         match c {
@@ -245,7 +281,10 @@ pub fn is_under(path: &Path, prefix: &str) -> bool {
     // component iteration, and this runs ~50 times per granted path.
     let p = path.as_os_str().as_bytes();
     let pre = prefix.trim_end_matches('/').as_bytes();
-    p.starts_with(pre) && (p.len() == pre.len() || p[pre.len()] == b'/' || pre.is_empty())
+    // The second byte first: most prefixes differ there, and it spares a `memcmp` call.
+    (pre.len() < 2 || p.get(1) == Some(&pre[1]))
+        && p.starts_with(pre)
+        && (p.len() == pre.len() || p[pre.len()] == b'/' || pre.is_empty())
 }
 
 /// Host locations a guest may never write (and, outside [`READ_ONLY_OK`], never read either),
@@ -409,6 +448,12 @@ impl HostPolicy {
 
 /// `/sys/devices/pci<domain>:<bus>/...`: the real location of PCI device files.
 fn is_pci_sysfs(path: &Path) -> bool {
+    // Components `sys` and `pci…` each follow a `/`: without both, no need to split the path.
+    let b = path.as_os_str().as_bytes();
+    let has = |n: &[u8]| b.windows(n.len()).any(|w| w == n);
+    if !has(b"/sys") || !has(b"/pci") {
+        return false;
+    }
     let mut it = path.components();
     matches!(
         (it.next(), it.next(), it.next(), it.next()),

@@ -250,16 +250,17 @@ impl RuleSet {
         }
         .map_err(err)?;
         let esc = paths::escape(s);
-        // "/" + "/**" must not become "//**"; a file rule for "/" itself stays "/".
-        let base = if s == "/" { String::new() } else { esc.clone() };
         match scope {
-            Scope::File => self.insert(esc, perms, Some(s.to_string()), device),
-            Scope::Tree => {
-                self.insert(format!("{base}/"), Perms::R, Some(format!("{s}/")), device);
-                self.insert(format!("{base}/**"), perms, Some(s.to_string()), device);
-            }
-            Scope::DirEntries => {
-                self.insert(format!("{base}/{{,*}}"), perms, Some(s.to_string()), device);
+            Scope::File => self.insert(esc, perms, Some(s), device),
+            Scope::Tree | Scope::DirEntries => {
+                // "/" + "/**" must not become "//**"; a file rule for "/" itself stays "/".
+                let base = if s == "/" { "" } else { esc.as_str() };
+                if let Scope::Tree = scope {
+                    self.insert(format!("{base}/"), Perms::R, Some(&format!("{s}/")), device);
+                    self.insert(format!("{base}/**"), perms, Some(s), device);
+                } else {
+                    self.insert(format!("{base}/{{,*}}"), perms, Some(s), device);
+                }
             }
         }
         Ok(())
@@ -270,20 +271,26 @@ impl RuleSet {
         self.insert(pattern.to_string(), perms, None, "");
     }
 
-    fn insert(&mut self, pattern: String, perms: Perms, literal: Option<String>, device: &str) {
-        if let Some(&i) = self.index.get(&pattern) {
-            let r = &mut self.rules[i];
-            r.perms = r.perms.with(perms);
-            return;
+    /// Merge `perms` into the rule for `pattern`, or add it (its literal and device are only
+    /// copied for a new rule: a thousand disks over one base image merge into one rule).
+    fn insert(&mut self, pattern: String, perms: Perms, literal: Option<&str>, device: &str) {
+        use std::collections::hash_map::Entry;
+        match self.index.entry(pattern) {
+            Entry::Occupied(e) => {
+                let r = &mut self.rules[*e.get()];
+                r.perms = r.perms.with(perms);
+            }
+            Entry::Vacant(v) => {
+                let pattern = v.key().clone();
+                v.insert(self.rules.len());
+                self.rules.push(Rule {
+                    pattern,
+                    perms,
+                    literal: literal.map(str::to_string),
+                    device: literal.map(|_| one_line(device)),
+                });
+            }
         }
-        self.index.insert(pattern.clone(), self.rules.len());
-        let device = literal.as_ref().map(|_| one_line(device));
-        self.rules.push(Rule {
-            pattern,
-            perms,
-            literal,
-            device,
-        });
     }
 
     /// The rules in first-granted order.
