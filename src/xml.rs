@@ -114,6 +114,9 @@ pub fn parse_str(text: &str) -> Result<Element, XmlError> {
     reader.config_mut().check_end_names = true;
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
+    // Attributes are gathered here, then copied into a vector of just their number: a guest
+    // with thousands of disks has tens of thousands of elements, most with one or two.
+    let mut attr_scratch: Vec<(String, String)> = Vec::new();
     loop {
         let pos = reader.buffer_position();
         let (ns, ev) = reader
@@ -127,7 +130,7 @@ pub fn parse_str(text: &str) -> Result<Element, XmlError> {
                 if stack.len() >= MAX_DEPTH {
                     return Err(XmlError::TooDeep);
                 }
-                let el = element_from_start(s, ns, pos)?;
+                let el = element_from_start(s, ns, pos, &mut attr_scratch)?;
                 if matches!(ev, Event::Empty(_)) {
                     close(&mut stack, &mut root, el);
                 } else {
@@ -186,13 +189,15 @@ fn element_from_start(
     s: &BytesStart<'_>,
     ns: ResolveResult<'_>,
     pos: u64,
+    scratch: &mut Vec<(String, String)>,
 ) -> Result<Element, XmlError> {
     let name = s.local_name().as_ref().to_string();
     let ns = match ns {
         ResolveResult::Bound(n) => Some(n.as_ref().to_string()),
         _ => None,
     };
-    let mut attrs = Vec::new();
+    scratch.clear();
+    let attrs = scratch;
     for a in s.attributes() {
         let a = a.map_err(|e| malformed(pos, e))?;
         let key = a.key.local_name().as_ref().to_string();
@@ -214,10 +219,13 @@ fn element_from_start(
             .into_owned();
         attrs.push((key, value));
     }
+    // Not `mem::take`: that would hand over the scratch vector's spare capacity.
+    let mut exact = Vec::with_capacity(attrs.len());
+    exact.append(attrs);
     Ok(Element {
         name,
         ns,
-        attrs,
+        attrs: exact,
         children: Vec::new(),
         text: String::new(),
     })
