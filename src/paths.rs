@@ -8,7 +8,9 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Component, Path, PathBuf};
 use thiserror::Error;
 
@@ -91,12 +93,70 @@ pub struct Resolver {
     /// The file type seen for each existing path [`Resolver::resolve`] returned: the prober must
     /// know it *before* it opens a file (see [`Resolver::seen_file_type`]), and this saves it a
     /// second `stat`.
-    final_types: HashMap<OsString, std::fs::FileType>,
+    final_types: HashMap<OsString, FileKind>,
     /// Whole answers by the raw string, for [`Resolver::resolve_repeated`].
     answers: HashMap<String, Result<PathBuf, PathError>>,
     /// The member of `plain_dirs` the last walk started from (see [`Resolver::walk`]): a string
     /// comparison instead of a hash for the next disk in the same directory.
     last_dir: String,
+    /// How many walks in a row started from `last_dir`.
+    last_dir_walks: u32,
+    /// An `O_PATH` descriptor of `last_dir`, opened once a third walk in a row starts there
+    /// (`Some(None)`: it could not be opened): a disk in that directory is then `lstat`ed by
+    /// its name in it, and the kernel does not walk the whole path again for each. (Images are
+    /// still opened by `backing::chain::open_image`, on their whole path.)
+    last_dir_fd: Option<Option<OwnedFd>>,
+}
+
+/// The type of file resolution saw at a path (its `S_IFMT` bits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileKind(libc::mode_t);
+
+impl FileKind {
+    pub fn is_dir(self) -> bool {
+        self.0 == libc::S_IFDIR
+    }
+    pub fn is_symlink(self) -> bool {
+        self.0 == libc::S_IFLNK
+    }
+    pub fn is_file(self) -> bool {
+        self.0 == libc::S_IFREG
+    }
+    pub fn is_block_device(self) -> bool {
+        self.0 == libc::S_IFBLK
+    }
+}
+
+impl From<std::fs::FileType> for FileKind {
+    fn from(t: std::fs::FileType) -> Self {
+        FileKind(if t.is_dir() {
+            libc::S_IFDIR
+        } else if t.is_symlink() {
+            libc::S_IFLNK
+        } else if t.is_file() {
+            libc::S_IFREG
+        } else if t.is_block_device() {
+            libc::S_IFBLK
+        } else if t.is_char_device() {
+            libc::S_IFCHR
+        } else if t.is_fifo() {
+            libc::S_IFIFO
+        } else if t.is_socket() {
+            libc::S_IFSOCK
+        } else {
+            0
+        })
+    }
+}
+
+/// `name` NUL-terminated in `buf`, if it fits and holds no NUL of its own.
+fn c_name<'b>(name: &[u8], buf: &'b mut [u8; 256]) -> Option<&'b std::ffi::CStr> {
+    if name.is_empty() || name.len() >= buf.len() || name.contains(&0) {
+        return None;
+    }
+    buf[..name.len()].copy_from_slice(name);
+    buf[name.len()] = 0;
+    std::ffi::CStr::from_bytes_with_nul(&buf[..=name.len()]).ok()
 }
 
 impl Resolver {
@@ -124,8 +184,40 @@ impl Resolver {
     }
 
     /// The file type seen at `resolved` (a path this resolver returned), if the path existed then.
-    pub fn seen_file_type(&self, resolved: &Path) -> Option<std::fs::FileType> {
+    pub fn seen_file_type(&self, resolved: &Path) -> Option<FileKind> {
         self.final_types.get(resolved.as_os_str()).copied()
+    }
+
+    /// `path`'s last component and the open descriptor of its directory, when that directory
+    /// is `last_dir` and its descriptor is open.
+    fn in_last_dir<'p>(&self, path: &'p Path) -> Option<(libc::c_int, &'p [u8])> {
+        let fd = self.last_dir_fd.as_ref()?.as_ref()?.as_raw_fd();
+        let name = path
+            .as_os_str()
+            .as_bytes()
+            .strip_prefix(self.last_dir.as_bytes())?
+            .strip_prefix(b"/")?;
+        (!name.contains(&b'/')).then_some((fd, name))
+    }
+
+    /// `lstat` of `path`, by name in `last_dir` when `path` is in it.
+    fn lstat(&self, path: &Path) -> std::io::Result<FileKind> {
+        let mut buf = [0u8; 256];
+        if let Some((fd, name)) = self.in_last_dir(path) {
+            if let Some(c) = c_name(name, &mut buf) {
+                let mut st: libc::stat = unsafe { std::mem::zeroed() };
+                // SAFETY: `fd` is an open descriptor owned by `self`, `c` is NUL-terminated and
+                // `st` is a valid, writable `stat`.
+                let r =
+                    unsafe { libc::fstatat(fd, c.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) };
+                return if r == 0 {
+                    Ok(FileKind(st.st_mode & libc::S_IFMT))
+                } else {
+                    Err(std::io::Error::last_os_error())
+                };
+            }
+        }
+        std::fs::symlink_metadata(path).map(|m| FileKind::from(m.file_type()))
     }
 
     /// The walk itself, using (and filling) the directory and file-type memory.
@@ -148,6 +240,12 @@ impl Resolver {
                 if self.last_dir != dir {
                     self.last_dir.clear();
                     self.last_dir.push_str(dir);
+                    self.last_dir_walks = 0;
+                    self.last_dir_fd = None;
+                }
+                self.last_dir_walks += 1;
+                if self.last_dir_walks >= 3 && self.last_dir_fd.is_none() {
+                    self.last_dir_fd = Some(open_dir_nofollow(dir));
                 }
                 out.push(dir);
                 pending.push(Cow::Borrowed(OsStr::new(name)));
@@ -176,16 +274,15 @@ impl Resolver {
             if intermediate && self.plain_dirs.contains(out.as_os_str()) {
                 continue;
             }
-            match std::fs::symlink_metadata(&out) {
+            match self.lstat(&out) {
                 Ok(m) if m.is_dir() => {
                     if intermediate {
                         self.plain_dirs.insert(out.as_os_str().to_os_string());
                     } else {
-                        self.final_types
-                            .insert(out.as_os_str().to_os_string(), m.file_type());
+                        self.final_types.insert(out.as_os_str().to_os_string(), m);
                     }
                 }
-                Ok(m) if m.file_type().is_symlink() => {
+                Ok(m) if m.is_symlink() => {
                     links += 1;
                     if links > MAX_SYMLINKS {
                         return Err(PathError::SymlinkLoop(raw.to_string()));
@@ -211,8 +308,7 @@ impl Resolver {
                 }
                 Ok(m) => {
                     if !intermediate {
-                        self.final_types
-                            .insert(out.as_os_str().to_os_string(), m.file_type());
+                        self.final_types.insert(out.as_os_str().to_os_string(), m);
                     }
                 }
                 Err(_) => exists = false,
@@ -223,6 +319,19 @@ impl Resolver {
         }
         Ok(out)
     }
+}
+
+/// An `O_PATH` descriptor of the directory `dir` (not following a symlink there), if it opens.
+fn open_dir_nofollow(dir: &str) -> Option<OwnedFd> {
+    let c = std::ffi::CString::new(dir).ok()?;
+    // SAFETY: `c` is NUL-terminated; the returned descriptor is new and owned by the `OwnedFd`.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Resolve a path the way the kernel will when QEMU opens it: symlinks in the existing part are
@@ -522,6 +631,45 @@ mod tests {
         // A new derivation's resolver trusts nothing from an earlier one.
         assert!(Resolver::new().seen_file_type(&got).is_none());
         assert_eq!(resolve(f.to_str().unwrap()).unwrap(), got);
+    }
+
+    #[test]
+    fn a_directory_walked_into_again_and_again_gives_the_same_answers() {
+        // From the third path in a row in one directory on, names are looked up in that
+        // directory's descriptor: the answers must not change.
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().canonicalize().unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let other = other.path().canonicalize().unwrap();
+        std::fs::write(other.join("target.img"), b"T").unwrap();
+        for i in 0..5 {
+            std::fs::write(dir.join(format!("f{i}.img")), format!("{i}")).unwrap();
+        }
+        std::os::unix::fs::symlink(other.join("target.img"), dir.join("link.img")).unwrap();
+        std::fs::create_dir(dir.join("sub")).unwrap();
+        let mut r = Resolver::new();
+        for round in 0..2 {
+            for i in 0..5 {
+                let p = dir.join(format!("f{i}.img"));
+                let got = r.resolve(p.to_str().unwrap()).unwrap();
+                assert_eq!(got, p, "round {round}");
+                assert!(r.seen_file_type(&got).unwrap().is_file());
+            }
+            let link = dir.join("link.img");
+            let got = r.resolve(link.to_str().unwrap()).unwrap();
+            assert_eq!(got, other.join("target.img"));
+            assert!(r.seen_file_type(&got).unwrap().is_file());
+            let sub = dir.join("sub");
+            let got = r.resolve(sub.to_str().unwrap()).unwrap();
+            assert!(r.seen_file_type(&got).unwrap().is_dir());
+            let gone = dir.join("gone.img");
+            assert_eq!(r.resolve(gone.to_str().unwrap()).unwrap(), gone);
+            assert!(r.seen_file_type(&gone).is_none());
+        }
+        assert!(
+            r.last_dir_fd.as_ref().is_some_and(|f| f.is_some()),
+            "the directory descriptor was used"
+        );
     }
 
     #[test]
