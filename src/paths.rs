@@ -165,6 +165,15 @@ impl Resolver {
         Self::default()
     }
 
+    /// A resolver that has seen nothing yet, with room to remember about `files` paths without
+    /// regrowing (a guest's disks: each regrowth rehashes every key).
+    pub fn with_capacity(files: usize) -> Self {
+        Resolver {
+            final_types: HashMap::with_capacity(files),
+            ..Self::default()
+        }
+    }
+
     /// [`resolve`] `raw`, using (and filling) this resolver's memory of directories and file
     /// types.
     pub fn resolve(&mut self, raw: &str) -> Result<PathBuf, PathError> {

@@ -198,6 +198,19 @@ impl RuleSet {
         }
     }
 
+    /// [`with_policy`](Self::with_policy) with room for about `rules` rules without regrowing.
+    pub fn with_policy_and_capacity(
+        policy: std::sync::Arc<paths::HostPolicy>,
+        rules: usize,
+    ) -> Self {
+        RuleSet {
+            rules: Vec::with_capacity(rules),
+            index: HashMap::with_capacity(rules),
+            notes: Vec::new(),
+            policy,
+        }
+    }
+
     /// Grant `perms` on a path taken from the domain XML (or derived from it). The path is
     /// validated, resolved (symlinks), checked against the host policy and escaped. `device`
     /// names the element for the error message, e.g. `disk 'vda'`.

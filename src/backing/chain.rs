@@ -88,6 +88,15 @@ pub struct HeaderCache {
     map: HashMap<OsString, Result<Header, String>>,
 }
 
+impl HeaderCache {
+    /// Room for about `images` headers without regrowing.
+    pub fn with_capacity(images: usize) -> Self {
+        HeaderCache {
+            map: HashMap::with_capacity(images),
+        }
+    }
+}
+
 /// What one probe works with: the derivation's resolver and header cache.
 struct Probe<'r> {
     resolver: &'r mut paths::Resolver,

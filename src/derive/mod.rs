@@ -133,20 +133,30 @@ pub fn libvirt_subtree_dirs(dom: &Domain, host_root: &std::path::Path) -> Vec<St
     v
 }
 
+/// About how many rules a guest has besides its disks' (the base block, emulator, firmware,
+/// channels): only sizes the rule set.
+const FIXED_RULES: usize = 64;
+
 /// Derive the rules for a domain. Fails only on input that must not start (a refused host
 /// path, a control character): the error names the element and the value.
 pub fn derive(dom: &Domain, opts: &Options) -> Result<Derived, GrantError> {
+    // Sized for the disks up front: a guest with thousands of them otherwise rehashes every
+    // path a dozen times as the maps grow.
+    let disks = dom
+        .root
+        .child("devices")
+        .map_or(0, |d| d.children_named("disk").count());
     let mut cx = Cx {
         dom,
         opts,
         out: Derived {
-            rules: RuleSet::with_policy(opts.policy.clone()),
+            rules: RuleSet::with_policy_and_capacity(opts.policy.clone(), FIXED_RULES + disks),
             warnings: Vec::new(),
         },
         needs_vfio: false,
         needs_gl: false,
-        resolver: paths::Resolver::new(),
-        headers: backing::HeaderCache::default(),
+        resolver: paths::Resolver::with_capacity(disks),
+        headers: backing::HeaderCache::with_capacity(disks),
         reach: None,
     };
     cx.base();
