@@ -138,9 +138,12 @@ pub fn parse_str(text: &str) -> Result<Element, XmlError> {
                 }
             }
             Event::End(_) => {
-                let el = stack
+                let mut el = stack
                     .pop()
                     .ok_or_else(|| malformed(pos, "unexpected end tag"))?;
+                // A `<disk>`'s three children in room for three, not four (the vector grows
+                // by doubling): thousands of disks, hundreds of KiB fewer to touch.
+                el.children.shrink_to_fit();
                 close(&mut stack, &mut root, el);
             }
             Event::Text(t) => {
