@@ -88,15 +88,6 @@ pub struct HeaderCache {
     map: HashMap<OsString, Result<Header, String>>,
 }
 
-impl HeaderCache {
-    /// Room for about `images` headers without regrowing.
-    pub fn with_capacity(images: usize) -> Self {
-        HeaderCache {
-            map: HashMap::with_capacity(images),
-        }
-    }
-}
-
 /// What one probe works with: the derivation's resolver and header cache.
 struct Probe<'r> {
     resolver: &'r mut paths::Resolver,
@@ -108,7 +99,13 @@ impl Probe<'_> {
         self.resolver.resolve_repeated(raw)
     }
 
-    fn read(&mut self, path: &Path) -> Result<Header, String> {
+    /// The header of `path`; `keep` it for later probes (a backing image, which the disks of
+    /// a guest share) or not (a disk's own image, read once: keeping a thousand of them cost a
+    /// copy and a map entry each).
+    fn read(&mut self, path: &Path, keep: bool) -> Result<Header, String> {
+        if !keep {
+            return read_header(path, self.resolver);
+        }
         if let Some(r) = self.headers.map.get(path.as_os_str()) {
             return r.clone();
         }
@@ -167,7 +164,7 @@ fn probe_chain_inner(
     let mut depth = 0usize;
 
     loop {
-        let header = match cache.read(&resolved) {
+        let header = match cache.read(&resolved, !at_top) {
             Ok(h) => h,
             Err(reason) => {
                 chain.warnings.push(format!(

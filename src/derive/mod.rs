@@ -156,7 +156,7 @@ pub fn derive(dom: &Domain, opts: &Options) -> Result<Derived, GrantError> {
         needs_vfio: false,
         needs_gl: false,
         resolver: paths::Resolver::with_capacity(disks),
-        headers: backing::HeaderCache::with_capacity(disks),
+        headers: backing::HeaderCache::default(),
         reach: None,
     };
     cx.base();
