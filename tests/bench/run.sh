@@ -68,7 +68,16 @@ ts.sort()
 print(f"{ts[len(ts)//2]*1000:.2f}")
 PY
 }
-maxrss_kb() { IN=$2 python3 - "$1" <<'PY'
+# maxrss_kb "CMD ARGS" FILE: peak RSS of the command itself. GNU time when installed: python's
+# RUSAGE_CHILDREN also counts the forked interpreter's own RSS (~14 MB) before the exec, which
+# hid both programs' real figures.
+maxrss_kb() {
+  if [ -x /usr/bin/time ]; then
+    # shellcheck disable=SC2086 # the command line is split on purpose
+    /usr/bin/time -f %M $1 <"$2" 2>&1 >/dev/null | tail -1
+    return
+  fi
+  IN=$2 python3 - "$1" <<'PY'
 import resource, subprocess, sys, os
 subprocess.run(sys.argv[1:] if len(sys.argv) > 2 else sys.argv[1].split(), stdin=open(os.environ["IN"], "rb"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
