@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 /// Formats QEMU knows that never have a backing file: the chain ends there without a warning.
@@ -414,31 +413,60 @@ const NOT_AN_IMAGE: &str = "not a regular file or block device";
 pub(crate) fn open_image(path: &Path) -> Result<File, String> {
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     use std::os::unix::ffi::OsStrExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    /// Set once `openat2` failed with `ENOSYS`/`EPERM` (an old kernel, a seccomp filter): those
+    /// do not change while the process runs, so later images go straight to the walk instead
+    /// of one failing system call each.
+    static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
     let cannot = |e: std::io::Error| format!("cannot open: {e}");
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| "cannot open: path contains a NUL byte".to_string())?;
-    let handle: OwnedFd = match openat2_path(&c) {
-        Ok(fd) => fd,
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {
-            open_path_walk(path).map_err(cannot)?
+    let bytes = path.as_os_str().as_bytes();
+    if bytes.contains(&0) {
+        return Err("cannot open: path contains a NUL byte".to_string());
+    }
+    let handle: OwnedFd = if NO_OPENAT2.load(Ordering::Relaxed) {
+        open_path_walk(path).map_err(cannot)?
+    } else {
+        // The path NUL-terminated on the stack when it fits (one image per disk is opened).
+        let mut stack = [0u8; 256];
+        let heap;
+        let c: &std::ffi::CStr = if bytes.len() < stack.len() {
+            stack[..bytes.len()].copy_from_slice(bytes);
+            std::ffi::CStr::from_bytes_with_nul(&stack[..=bytes.len()])
+                .map_err(|_| "cannot open: path contains a NUL byte".to_string())?
+        } else {
+            heap = std::ffi::CString::new(bytes)
+                .map_err(|_| "cannot open: path contains a NUL byte".to_string())?;
+            &heap
+        };
+        match openat2_path(c) {
+            Ok(fd) => fd,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {
+                NO_OPENAT2.store(true, Ordering::Relaxed);
+                open_path_walk(path).map_err(cannot)?
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err("cannot open: a symbolic link appeared on the path".to_string());
+            }
+            Err(e) => return Err(cannot(e)),
         }
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-            return Err("cannot open: a symbolic link appeared on the path".to_string());
-        }
-        Err(e) => return Err(cannot(e)),
     };
-    let meta = File::from(handle.try_clone().map_err(cannot)?)
-        .metadata()
-        .map_err(cannot)?;
-    let t = meta.file_type();
-    if !t.is_file() && !t.is_block_device() {
+    // `fstat` on the `O_PATH` descriptor itself (Linux >= 3.6): no duplicate to make and close.
+    // SAFETY: a zeroed `stat` is a valid value to be overwritten.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `handle` is an open descriptor we own; `st` is a valid, writable `stat`.
+    if unsafe { libc::fstat(handle.as_raw_fd(), &mut st) } != 0 {
+        return Err(cannot(std::io::Error::last_os_error()));
+    }
+    let kind = st.st_mode & libc::S_IFMT;
+    if kind != libc::S_IFREG && kind != libc::S_IFBLK {
         return Err(NOT_AN_IMAGE.to_string());
     }
-    let proc_path = format!("/proc/self/fd/{}\0", handle.as_raw_fd());
+    let mut proc_path = [0u8; 32];
+    let proc_path = proc_fd_path(handle.as_raw_fd(), &mut proc_path);
     // SAFETY: a NUL-terminated path; the returned descriptor is owned below.
     let fd = unsafe {
         libc::open(
-            proc_path.as_ptr().cast(),
+            proc_path.as_ptr(),
             libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC,
         )
     };
@@ -448,6 +476,28 @@ pub(crate) fn open_image(path: &Path) -> Result<File, String> {
     // SAFETY: `fd` is a fresh descriptor nobody else owns.
     let file = unsafe { File::from_raw_fd(fd) };
     Ok(file)
+}
+
+/// `/proc/self/fd/<fd>`, NUL-terminated in `buf` (written without `format!`: it runs once per
+/// disk).
+fn proc_fd_path(fd: std::os::fd::RawFd, buf: &mut [u8; 32]) -> &std::ffi::CStr {
+    const PREFIX: &[u8] = b"/proc/self/fd/";
+    buf[..PREFIX.len()].copy_from_slice(PREFIX);
+    let mut digits = [0u8; 10];
+    let mut n = fd.unsigned_abs();
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let end = PREFIX.len() + digits.len() - i;
+    buf[PREFIX.len()..end].copy_from_slice(&digits[i..]);
+    buf[end] = 0;
+    std::ffi::CStr::from_bytes_with_nul(&buf[..=end]).expect("digits hold no NUL")
 }
 
 /// `openat2(AT_FDCWD, path, O_PATH|O_NOFOLLOW|O_CLOEXEC, RESOLVE_NO_SYMLINKS)`.
@@ -518,6 +568,7 @@ fn open_path_walk(path: &Path) -> std::io::Result<std::os::fd::OwnedFd> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::FileTypeExt;
 
     /// Both ways of opening: only regular files (and block devices) are opened for reading, and
     /// no symlink on the path is followed, wherever it sits.
@@ -558,6 +609,18 @@ mod tests {
         assert!(kind("link/img").is_err());
         assert!(kind("real/img-link").unwrap().is_symlink());
         assert!(kind("real/fifo").unwrap().is_fifo());
+    }
+
+    #[test]
+    fn proc_fd_paths() {
+        let mut b = [0u8; 32];
+        assert_eq!(proc_fd_path(0, &mut b).to_bytes(), b"/proc/self/fd/0");
+        assert_eq!(proc_fd_path(7, &mut b).to_bytes(), b"/proc/self/fd/7");
+        assert_eq!(proc_fd_path(1024, &mut b).to_bytes(), b"/proc/self/fd/1024");
+        assert_eq!(
+            proc_fd_path(i32::MAX, &mut b).to_bytes(),
+            b"/proc/self/fd/2147483647"
+        );
     }
 
     #[test]
