@@ -9,10 +9,28 @@ use crate::rules::{GrantError, Perms, Scope};
 use crate::xml::Element;
 use std::path::{Path, PathBuf};
 
-/// What a header-named source is and which header named it, for the refusal message.
-pub(super) struct Named {
+/// What a header-named source is and which header named it, for the refusal message. The
+/// message itself is only written for a refusal ([`Named::by`]): a guest whose libvirt XML
+/// records a `<backingStore>` for each of a thousand disks would otherwise format a thousand.
+pub(super) struct Named<'n> {
     what: &'static str,
-    by: String,
+    /// The source whose image header named this one.
+    header_of: &'n Element,
+    /// That source's resolved file, if it has one.
+    local: Option<&'n Path>,
+    /// The element libvirt recorded the name in: `<backingStore>` or `<dataStore>`.
+    recorded_in: &'static str,
+}
+
+impl Named<'_> {
+    /// Which header named the source, for a refusal.
+    fn by(&self) -> String {
+        format!(
+            "the image header of {}, as libvirt recorded it in {}",
+            self_name(self.header_of, self.local),
+            self.recorded_in
+        )
+    }
 }
 
 /// How a storage source names its image in messages: as written in the XML, or resolved when
@@ -69,7 +87,7 @@ impl Cx<'_> {
         perms: Perms,
         fmt: Option<&str>,
         depth: usize,
-        named: Option<&Named>,
+        named: Option<&Named<'_>>,
     ) -> Result<(), GrantError> {
         if depth > self.opts.max_chain_depth {
             self.warn(format!(
@@ -89,7 +107,7 @@ impl Cx<'_> {
                 if let Some(f) = src.attr_nonempty(attr) {
                     local = self.grant_storage(label, f, perms, Scope::File)?;
                     if let (Some(n), Some(l)) = (named, &local) {
-                        self.judge_resolved(label, l, n.what, &n.by)?;
+                        self.judge_resolved(label, l, n.what, &|| n.by())?;
                     }
                 }
             }
@@ -102,7 +120,7 @@ impl Cx<'_> {
                 if let Some(p) = self.volume_path(src) {
                     local = self.grant_storage(label, &p, perms, Scope::File)?;
                     if let (Some(n), Some(l)) = (named, &local) {
-                        self.judge_resolved(label, l, n.what, &n.by)?;
+                        self.judge_resolved(label, l, n.what, &|| n.by())?;
                     }
                 } else {
                     self.warn(format!(
@@ -153,10 +171,9 @@ impl Cx<'_> {
             // stays the definer's: libvirt ≥ 10.10 takes it from the definition.)
             let ds_named = named.map(|_| Named {
                 what: "data file",
-                by: format!(
-                    "the image header of {}, as libvirt recorded it in <dataStore>",
-                    self_name(src, local.as_deref())
-                ),
+                header_of: src,
+                local: local.as_deref(),
+                recorded_in: "<dataStore>",
             });
             self.storage_source_from(label, ds, perms, dfmt, depth + 1, ds_named.as_ref())?;
         }
@@ -171,10 +188,9 @@ impl Cx<'_> {
                     // XML names no local file (a volume, a block device as written).
                     let bs_named = Named {
                         what: "backing file",
-                        by: format!(
-                            "the image header of {}, as libvirt recorded it in <backingStore>",
-                            self_name(src, local.as_deref())
-                        ),
+                        header_of: src,
+                        local: local.as_deref(),
+                        recorded_in: "<backingStore>",
                     };
                     self.storage_source_from(
                         label,
@@ -200,19 +216,18 @@ impl Cx<'_> {
                     }
                     // Granted first, then judged: a host system path keeps the host policy's
                     // own message; either refusal stops the guest.
-                    let top_named = top.display().to_string();
                     for ext in &chain.top_extents {
                         self.out
                             .rules
                             .grant_resolved(label, ext, perms, Scope::File)?;
-                        let by = format!("the VMDK descriptor {top_named}");
+                        let by = || format!("the VMDK descriptor {}", top.display());
                         self.judge_resolved(label, ext, "extent", &by)?;
                     }
                     for (link, parent) in chain.links.iter().zip(&chain.named_by) {
                         self.out
                             .rules
                             .grant_resolved(label, link, Perms::RK, Scope::File)?;
-                        let by = format!("the image header of {}", parent.display());
+                        let by = || format!("the image header of {}", parent.display());
                         self.judge_resolved(label, link, "backing file", &by)?;
                     }
                 }
@@ -222,13 +237,14 @@ impl Cx<'_> {
     }
     /// Judge a resolved file that an image header or descriptor named (`named_by` says which):
     /// an error naming the disk, the file and the reason unless [`reach::judge`] allows it.
-    /// Verdicts are kept per file: a thousand disks over one base judge it once.
+    /// Verdicts are kept per file: a thousand disks over one base judge it once. `named_by` is
+    /// only called for a refusal (a message per disk cost a `format!` each).
     pub(super) fn judge_resolved(
         &mut self,
         label: &str,
         resolved: &Path,
         what: &'static str,
-        named_by: &str,
+        named_by: &dyn Fn() -> String,
     ) -> Result<(), GrantError> {
         let this = self.dom.uuid;
         if self.reach.is_none() {
@@ -251,7 +267,7 @@ impl Cx<'_> {
             cause: PathError::Unreachable(Box::new(reach::Refused {
                 what,
                 file: crate::rules::one_line(&resolved.to_string_lossy()),
-                named_by: crate::rules::one_line(named_by),
+                named_by: crate::rules::one_line(&named_by()),
                 why,
             })),
         })
@@ -278,10 +294,17 @@ impl Cx<'_> {
                 named.extend(p);
             }
         }
-        for p in named {
-            let Some(parent) = Path::new(&p).parent().and_then(|d| d.to_str()) else {
+        // A guest's disks mostly share a directory: a parent written as the one before it has
+        // the same answer, already in `own`.
+        let mut last_parent: Option<&str> = None;
+        for p in &named {
+            let Some(parent) = Path::new(p).parent().and_then(|d| d.to_str()) else {
                 continue;
             };
+            if last_parent == Some(parent) {
+                continue;
+            }
+            last_parent = Some(parent);
             if let Ok(d) = self.resolver.resolve_repeated(parent) {
                 if !own.contains(&d) {
                     own.push(d);
