@@ -1,5 +1,6 @@
 //! qcow, qcow2 and QED headers: the backing name and format, as QEMU reads them.
 
+use super::field::{be32, be64, bytes_at, c_name, le32, le64, need};
 use super::vmdk::{is_vmdk_descriptor, parse_vmdk_descriptor, parse_vmdk_sparse};
 use super::{Header, HeaderError, ImageFormat, MAX_BACKING_NAME_BYTES};
 
@@ -53,93 +54,6 @@ pub fn parse_header(buf: &[u8]) -> Result<Header, HeaderError> {
             extents: Vec::new(),
             extents_cut: false,
         }),
-    }
-}
-
-/// Big-endian u32 at `at`; 0 if out of range (callers check lengths first).
-pub(super) fn be32(buf: &[u8], at: usize) -> u32 {
-    let mut b = [0u8; 4];
-    if let Some(s) = buf.get(at..at.saturating_add(4)) {
-        b.copy_from_slice(s);
-    }
-    u32::from_be_bytes(b)
-}
-
-/// Big-endian u64 at `at`; 0 if out of range (callers check lengths first).
-pub(super) fn be64(buf: &[u8], at: usize) -> u64 {
-    let mut b = [0u8; 8];
-    if let Some(s) = buf.get(at..at.saturating_add(8)) {
-        b.copy_from_slice(s);
-    }
-    u64::from_be_bytes(b)
-}
-
-/// Little-endian u32 at `at`; 0 if out of range (callers check lengths first).
-pub(super) fn le32(buf: &[u8], at: usize) -> u32 {
-    let mut b = [0u8; 4];
-    if let Some(s) = buf.get(at..at.saturating_add(4)) {
-        b.copy_from_slice(s);
-    }
-    u32::from_le_bytes(b)
-}
-
-/// Little-endian u64 at `at`; 0 if out of range (callers check lengths first).
-pub(super) fn le64(buf: &[u8], at: usize) -> u64 {
-    let mut b = [0u8; 8];
-    if let Some(s) = buf.get(at..at.saturating_add(8)) {
-        b.copy_from_slice(s);
-    }
-    u64::from_le_bytes(b)
-}
-
-/// Fail with `Truncated` unless the buffer holds the `need` bytes of a fixed header.
-pub(super) fn need(buf: &[u8], format: ImageFormat, need: usize) -> Result<(), HeaderError> {
-    if buf.len() < need {
-        return Err(HeaderError::Truncated {
-            format,
-            need,
-            have: buf.len(),
-        });
-    }
-    Ok(())
-}
-
-/// The `len` bytes at `start`, or `OutOfRange` (overflow-safe: both come from the image).
-pub(super) fn bytes_at<'a>(
-    buf: &'a [u8],
-    format: ImageFormat,
-    what: &'static str,
-    start: u64,
-    len: u64,
-) -> Result<&'a [u8], HeaderError> {
-    let end = start.saturating_add(len);
-    match (usize::try_from(start), usize::try_from(end)) {
-        (Ok(s), Ok(e)) if e <= buf.len() => Ok(&buf[s..e]),
-        _ => Err(HeaderError::OutOfRange {
-            format,
-            what,
-            start,
-            end,
-            have: buf.len(),
-        }),
-    }
-}
-
-/// A C string stored in a fixed-size field: QEMU and libvirt both stop at the first NUL, and an
-/// empty name means "none".
-pub(super) fn c_name(
-    bytes: &[u8],
-    format: ImageFormat,
-    what: &'static str,
-) -> Result<Option<String>, HeaderError> {
-    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-    let bytes = &bytes[..end];
-    if bytes.is_empty() {
-        return Ok(None);
-    }
-    match std::str::from_utf8(bytes) {
-        Ok(s) => Ok(Some(s.to_string())),
-        Err(_) => Err(HeaderError::NotUtf8 { format, what }),
     }
 }
 

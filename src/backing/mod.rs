@@ -19,11 +19,13 @@
 //!   stops the chain, never a panic or an error for the caller.
 //!
 //! The parts: `header` parses qcow, qcow2 and QED headers (pure, fuzzed), `vmdk` the VMDK
-//! sparse header, descriptor text and extent names, `chain` walks the chain on disk (what may
+//! sparse header, descriptor text and extent names, `field` the byte readers both use (so
+//! `vmdk` does not import `header`, which imports it), `chain` walks the chain on disk (what may
 //! be opened, how names are joined and resolved, loops, depth). The walk's tests run against
 //! images made by the real qemu-img and live with the integration tests (tests/backing.rs).
 
 mod chain;
+mod field;
 mod header;
 mod vmdk;
 

@@ -1,7 +1,7 @@
 //! VMDK: the sparse extent's embedded descriptor, the text descriptor's parent hint and the
 //! data extents it names, and which of those names we grant.
 
-use super::header::{c_name, le32, le64, need};
+use super::field::{c_name, le32, le64, need};
 use super::{Header, HeaderError, ImageFormat, MAX_BACKING_NAME_BYTES, MAX_HEADER_BYTES};
 
 /// Fixed part of a VMDK sparse-extent header we look at (magic to descriptorSize).
@@ -214,7 +214,13 @@ pub(super) fn extent_name_ok(descriptor_named: &str, name: &str) -> Result<(), &
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backing::parse_header;
+
+    /// What `header::parse_header` does with descriptor text (not imported: `header` imports
+    /// this module).
+    fn parse_header(buf: &[u8]) -> Result<Header, HeaderError> {
+        assert!(is_vmdk_descriptor(buf));
+        parse_vmdk_descriptor(buf)
+    }
 
     #[test]
     fn vmdk_extent_lines_as_qemu_reads_them() {
