@@ -461,14 +461,23 @@ pub(crate) fn open_image(path: &Path) -> Result<File, String> {
     if kind != libc::S_IFREG && kind != libc::S_IFBLK {
         return Err(NOT_AN_IMAGE.to_string());
     }
-    let mut proc_path = [0u8; 32];
-    let proc_path = proc_fd_path(handle.as_raw_fd(), &mut proc_path);
-    // SAFETY: a NUL-terminated path; the returned descriptor is owned below.
-    let fd = unsafe {
-        libc::open(
-            proc_path.as_ptr(),
-            libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC,
-        )
+    let reopen = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
+    let fd = match proc_fd_dir() {
+        // The descriptor's number in our own `/proc/<pid>/fd`, held open: the same magic link
+        // as `/proc/self/fd/<n>`, without looking up `self` and `fd` again for every image.
+        Some(dir) => {
+            let mut name = [0u8; 16];
+            let name = decimal(handle.as_raw_fd(), &mut name);
+            // SAFETY: a NUL-terminated name in a directory descriptor that stays open; the
+            // returned descriptor is owned below.
+            unsafe { libc::openat(dir, name.as_ptr(), reopen) }
+        }
+        None => {
+            let mut proc_path = [0u8; 32];
+            let proc_path = proc_fd_path(handle.as_raw_fd(), &mut proc_path);
+            // SAFETY: a NUL-terminated path; the returned descriptor is owned below.
+            unsafe { libc::open(proc_path.as_ptr(), reopen) }
+        }
     };
     if fd < 0 {
         return Err(cannot(std::io::Error::last_os_error()));
@@ -483,6 +492,15 @@ pub(crate) fn open_image(path: &Path) -> Result<File, String> {
 fn proc_fd_path(fd: std::os::fd::RawFd, buf: &mut [u8; 32]) -> &std::ffi::CStr {
     const PREFIX: &[u8] = b"/proc/self/fd/";
     buf[..PREFIX.len()].copy_from_slice(PREFIX);
+    let mut digits = [0u8; 16];
+    let digits = decimal(fd, &mut digits).to_bytes_with_nul();
+    buf[PREFIX.len()..PREFIX.len() + digits.len()].copy_from_slice(digits);
+    std::ffi::CStr::from_bytes_with_nul(&buf[..PREFIX.len() + digits.len()])
+        .expect("one NUL, at the end")
+}
+
+/// A descriptor number in decimal, NUL-terminated in `buf`.
+fn decimal(fd: std::os::fd::RawFd, buf: &mut [u8; 16]) -> &std::ffi::CStr {
     let mut digits = [0u8; 10];
     let mut n = fd.unsigned_abs();
     let mut i = digits.len();
@@ -494,10 +512,59 @@ fn proc_fd_path(fd: std::os::fd::RawFd, buf: &mut [u8; 32]) -> &std::ffi::CStr {
             break;
         }
     }
-    let end = PREFIX.len() + digits.len() - i;
-    buf[PREFIX.len()..end].copy_from_slice(&digits[i..]);
-    buf[end] = 0;
-    std::ffi::CStr::from_bytes_with_nul(&buf[..=end]).expect("digits hold no NUL")
+    let len = digits.len() - i;
+    buf[..len].copy_from_slice(&digits[i..]);
+    buf[len] = 0;
+    std::ffi::CStr::from_bytes_with_nul(&buf[..=len]).expect("digits hold no NUL")
+}
+
+/// This process's `/proc/<pid>/fd` as an `O_PATH` directory descriptor, opened at the first
+/// image and kept (`None`: it could not be opened, and the full `/proc/self/fd/<n>` path is
+/// used). A forked child drops it (a `pthread_atfork` handler): the child has a descriptor
+/// table of its own, and the parent's directory would reach the parent's descriptors.
+fn proc_fd_dir() -> Option<std::os::fd::RawFd> {
+    use std::sync::Once;
+    use std::sync::atomic::{AtomicI32, Ordering};
+    /// Not opened yet.
+    const UNSET: i32 = -2;
+    /// Could not be opened.
+    const FAILED: i32 = -1;
+    static DIR: AtomicI32 = AtomicI32::new(UNSET);
+    static AT_FORK: Once = Once::new();
+    extern "C" fn in_child() {
+        let fd = DIR.swap(UNSET, Ordering::SeqCst);
+        if fd >= 0 {
+            // SAFETY: our own descriptor; close(2) is async-signal-safe.
+            unsafe { libc::close(fd) };
+        }
+    }
+    let fd = DIR.load(Ordering::SeqCst);
+    if fd != UNSET {
+        return (fd >= 0).then_some(fd);
+    }
+    AT_FORK.call_once(|| {
+        // SAFETY: registers a handler that only touches an atomic and closes a descriptor.
+        unsafe { libc::pthread_atfork(None, None, Some(in_child)) };
+    });
+    // SAFETY: a NUL-terminated literal path; the descriptor is kept in `DIR` (or closed).
+    let new = unsafe {
+        libc::open(
+            c"/proc/self/fd".as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    let new = if new >= 0 { new } else { FAILED };
+    match DIR.compare_exchange(UNSET, new, Ordering::SeqCst, Ordering::SeqCst) {
+        Ok(_) => (new >= 0).then_some(new),
+        Err(other) => {
+            // Another thread opened it first: use that one.
+            if new >= 0 {
+                // SAFETY: the descriptor just opened, never shared.
+                unsafe { libc::close(new) };
+            }
+            (other >= 0).then_some(other)
+        }
+    }
 }
 
 /// `openat2(AT_FDCWD, path, O_PATH|O_NOFOLLOW|O_CLOEXEC, RESOLVE_NO_SYMLINKS)`.
@@ -609,6 +676,20 @@ mod tests {
         assert!(kind("link/img").is_err());
         assert!(kind("real/img-link").unwrap().is_symlink());
         assert!(kind("real/fifo").unwrap().is_fifo());
+    }
+
+    #[test]
+    fn images_reopen_through_the_kept_proc_directory() {
+        let dir = proc_fd_dir().expect("/proc/self/fd opens");
+        assert_eq!(proc_fd_dir(), Some(dir), "kept");
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().canonicalize().unwrap().join("img");
+        std::fs::write(&f, b"QFI\xfb").unwrap();
+        for _ in 0..3 {
+            let mut buf = Vec::new();
+            open_image(&f).unwrap().read_to_end(&mut buf).unwrap();
+            assert_eq!(buf, b"QFI\xfb");
+        }
     }
 
     #[test]
