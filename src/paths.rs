@@ -106,6 +106,9 @@ pub struct Resolver {
     /// its name in it, and the kernel does not walk the whole path again for each. (Images are
     /// still opened by `backing::chain::open_image`, on their whole path.)
     last_dir_fd: Option<Option<OwnedFd>>,
+    /// The last path found in `last_dir` that is a regular file or block device, with the
+    /// `O_PATH` descriptor that found it (see [`Resolver::take_opened`]).
+    held: Option<(PathBuf, OwnedFd)>,
 }
 
 /// The type of file resolution saw at a path (its `S_IFMT` bits).
@@ -210,23 +213,60 @@ impl Resolver {
     }
 
     /// `lstat` of `path`, by name in `last_dir` when `path` is in it.
-    fn lstat(&self, path: &Path) -> std::io::Result<FileKind> {
+    ///
+    /// There the name is opened with `O_PATH|O_NOFOLLOW` in the directory's descriptor (itself
+    /// reached with no symlink on its path) and the type read from that descriptor (`fstat`),
+    /// which tells what `lstat` tells: a symlink is found as a symlink, never followed. A
+    /// regular file or block device keeps its descriptor (see [`Resolver::take_opened`]): the
+    /// image prober reopens it for reading instead of opening and checking the path again,
+    /// which spares a thousand-disk guest a thousand path walks and `fstat`s.
+    fn lstat(&mut self, path: &Path) -> std::io::Result<FileKind> {
         let mut buf = [0u8; 256];
         if let Some((fd, name)) = self.in_last_dir(path) {
             if let Some(c) = c_name(name, &mut buf) {
-                let mut st: libc::stat = unsafe { std::mem::zeroed() };
-                // SAFETY: `fd` is an open descriptor owned by `self`, `c` is NUL-terminated and
-                // `st` is a valid, writable `stat`.
-                let r =
-                    unsafe { libc::fstatat(fd, c.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) };
-                return if r == 0 {
-                    Ok(FileKind(st.st_mode & libc::S_IFMT))
-                } else {
-                    Err(std::io::Error::last_os_error())
+                // SAFETY: `fd` is an open directory descriptor owned by `self` and `c` is
+                // NUL-terminated; the returned descriptor is new and owned below.
+                let r = unsafe {
+                    libc::openat(
+                        fd,
+                        c.as_ptr(),
+                        libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                    )
                 };
+                if r < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // SAFETY: a fresh descriptor from the kernel.
+                let opened = unsafe { OwnedFd::from_raw_fd(r) };
+                // SAFETY: a zeroed `stat` is a valid value to be overwritten.
+                let mut st: libc::stat = unsafe { std::mem::zeroed() };
+                // SAFETY: `opened` is open and ours; `st` is a valid, writable `stat`.
+                if unsafe { libc::fstat(opened.as_raw_fd(), &mut st) } != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let kind = FileKind(st.st_mode & libc::S_IFMT);
+                if kind.is_file() || kind.is_block_device() {
+                    let mut p = self.held.take().map(|(p, _)| p).unwrap_or_default();
+                    p.clear();
+                    p.push(path);
+                    self.held = Some((p, opened));
+                }
+                return Ok(kind);
             }
         }
         std::fs::symlink_metadata(path).map(|m| FileKind::from(m.file_type()))
+    }
+
+    /// The `O_PATH` descriptor of `resolved` if resolution just found it, by name in a
+    /// directory reached with no symlink on its path, to be a regular file or block device
+    /// (taken: asked again, `None`).
+    pub fn take_opened(&mut self, resolved: &Path) -> Option<OwnedFd> {
+        match &self.held {
+            Some((p, _)) if p.as_os_str() == resolved.as_os_str() => {
+                self.held.take().map(|(_, fd)| fd)
+            }
+            _ => None,
+        }
     }
 
     /// The walk itself, using (and filling) the directory and file-type memory.
@@ -330,17 +370,110 @@ impl Resolver {
     }
 }
 
-/// An `O_PATH` descriptor of the directory `dir` (not following a symlink there), if it opens.
+/// An `O_PATH` descriptor of the directory `dir`, reached with no symlink on its path (as
+/// `backing::chain::open_image` reaches an image), if it opens and is a directory.
 fn open_dir_nofollow(dir: &str) -> Option<OwnedFd> {
-    let c = std::ffi::CString::new(dir).ok()?;
-    // SAFETY: `c` is NUL-terminated; the returned descriptor is new and owned by the `OwnedFd`.
-    let fd = unsafe {
-        libc::open(
-            c.as_ptr(),
-            libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+    let fd = open_path_no_symlinks(dir).ok()?;
+    // SAFETY: a zeroed `stat` is a valid value to be overwritten.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is open and ours; `st` is a valid, writable `stat`.
+    let r = unsafe { libc::fstat(fd.as_raw_fd(), &mut st) };
+    (r == 0 && st.st_mode & libc::S_IFMT == libc::S_IFDIR).then_some(fd)
+}
+
+/// Set once `openat2` failed with `ENOSYS`/`EPERM` (an old kernel, a seccomp filter): those do
+/// not change while the process runs, so later opens go straight to [`open_path_walk`] instead
+/// of one failing system call each.
+static NO_OPENAT2: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether `openat2` was found missing (see [`set_openat2_unavailable`]).
+pub(crate) fn openat2_unavailable() -> bool {
+    NO_OPENAT2.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Remember that `openat2` failed with `ENOSYS` or `EPERM`.
+pub(crate) fn set_openat2_unavailable() {
+    NO_OPENAT2.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// An `O_PATH` descriptor of `path` reached with no symlink anywhere on it: `openat2` with
+/// `RESOLVE_NO_SYMLINKS`, or [`open_path_walk`] where `openat2` is missing.
+fn open_path_no_symlinks(path: &str) -> std::io::Result<OwnedFd> {
+    if !openat2_unavailable() {
+        let c = std::ffi::CString::new(path).map_err(std::io::Error::other)?;
+        match openat2_path(&c) {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {
+                set_openat2_unavailable();
+            }
+            r => return r,
+        }
+    }
+    open_path_walk(Path::new(path))
+}
+
+/// `openat2(AT_FDCWD, path, O_PATH|O_NOFOLLOW|O_CLOEXEC, RESOLVE_NO_SYMLINKS)`.
+pub(crate) fn openat2_path(path: &std::ffi::CStr) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: `open_how` is plain data (non-exhaustive, so built from zeroes).
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_NO_SYMLINKS;
+    // SAFETY: valid path and `open_how` pointers with the struct's size, as openat2(2) takes.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
         )
     };
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor from the kernel.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(r as i32) })
+}
+
+/// The fallback for kernels without `openat2`: open `/`, then each component relative to the
+/// last with `O_PATH|O_NOFOLLOW` (directories also `O_DIRECTORY`), so no symlink is followed
+/// anywhere on the path.
+pub(crate) fn open_path_walk(path: &Path) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+    let open_at = |dir: libc::c_int, name: &[u8], extra: libc::c_int| -> std::io::Result<OwnedFd> {
+        let c = std::ffi::CString::new(name).map_err(std::io::Error::other)?;
+        // SAFETY: NUL-terminated name, a directory descriptor we own (or AT_FDCWD).
+        let fd = unsafe {
+            libc::openat(
+                dir,
+                c.as_ptr(),
+                libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC | extra,
+            )
+        };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: a fresh descriptor from the kernel.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    };
+    let mut cur = open_at(libc::AT_FDCWD, b"/", libc::O_DIRECTORY)?;
+    let comps: Vec<&[u8]> = path
+        .components()
+        .filter_map(|c| match c {
+            std::path::Component::Normal(n) => Some(n.as_bytes()),
+            _ => None,
+        })
+        .collect();
+    for (i, name) in comps.iter().enumerate() {
+        let last = i + 1 == comps.len();
+        cur = open_at(
+            cur.as_raw_fd(),
+            name,
+            if last { 0 } else { libc::O_DIRECTORY },
+        )?;
+    }
+    Ok(cur)
 }
 
 /// Resolve a path the way the kernel will when QEMU opens it: symlinks in the existing part are
@@ -663,17 +796,31 @@ mod tests {
                 let got = r.resolve(p.to_str().unwrap()).unwrap();
                 assert_eq!(got, p, "round {round}");
                 assert!(r.seen_file_type(&got).unwrap().is_file());
+                // From the third walk in a row in the directory on (the first one was not
+                // there yet), the file was found through an `O_PATH` descriptor, handed over
+                // once.
+                if round == 1 || i >= 3 {
+                    let fd = r.take_opened(&got).expect("held");
+                    let meta = std::fs::File::from(fd).metadata().unwrap();
+                    assert_eq!(meta.len(), 1);
+                    assert!(r.take_opened(&got).is_none(), "taken");
+                }
             }
             let link = dir.join("link.img");
             let got = r.resolve(link.to_str().unwrap()).unwrap();
             assert_eq!(got, other.join("target.img"));
             assert!(r.seen_file_type(&got).unwrap().is_file());
+            // A symlink is never held, nor is its target outside the directory.
+            assert!(r.take_opened(&link).is_none());
+            assert!(r.take_opened(&got).is_none());
             let sub = dir.join("sub");
             let got = r.resolve(sub.to_str().unwrap()).unwrap();
             assert!(r.seen_file_type(&got).unwrap().is_dir());
             let gone = dir.join("gone.img");
             assert_eq!(r.resolve(gone.to_str().unwrap()).unwrap(), gone);
             assert!(r.seen_file_type(&gone).is_none());
+            assert!(r.take_opened(&gone).is_none());
+            assert!(r.take_opened(&sub).is_none());
         }
         assert!(
             r.last_dir_fd.as_ref().is_some_and(|f| f.is_some()),

@@ -103,12 +103,12 @@ impl Probe<'_> {
     /// copy and a map entry each).
     fn read(&mut self, path: &Path, keep: bool) -> Result<Header, String> {
         if !keep {
-            return read_header(path, self.resolver);
+            return read_header(path, &mut *self.resolver);
         }
         if let Some(r) = self.headers.map.get(path.as_os_str()) {
             return r.clone();
         }
-        let r = read_header(path, self.resolver);
+        let r = read_header(path, &mut *self.resolver);
         self.headers
             .map
             .insert(path.as_os_str().to_os_string(), r.clone());
@@ -352,7 +352,7 @@ fn local_name(name: &str) -> Result<&str, String> {
 /// Read at most [`MAX_HEADER_BYTES`] from the start of a regular file or block device and parse
 /// them. Only such files are ever opened for reading (see [`open_image`]); a FIFO or a device
 /// named by an image can never hang the hook or act on hardware.
-fn read_header(path: &Path, resolver: &paths::Resolver) -> Result<Header, String> {
+fn read_header(path: &Path, resolver: &mut paths::Resolver) -> Result<Header, String> {
     // A cheap first filter from what resolution just saw; the decision that counts is made on
     // the descriptor itself, in `open_image`.
     if let Some(kind) = resolver.seen_file_type(path) {
@@ -360,7 +360,13 @@ fn read_header(path: &Path, resolver: &paths::Resolver) -> Result<Header, String
             return Err(NOT_AN_IMAGE.to_string());
         }
     }
-    let file = open_image(path)?;
+    // Resolution may have just opened this very file with `O_PATH` and found a regular file or
+    // block device on that descriptor (see `paths::Resolver::take_opened`): reopen that inode
+    // (a file's type never changes) instead of opening and checking the path again.
+    let file = match resolver.take_opened(path) {
+        Some(handle) => reopen_for_reading(&handle)?,
+        None => open_image(path)?,
+    };
     // Almost every header and backing name sits in the first 4 KiB; read more only if the
     // header points further (one image per disk is read, so this matters for big guests).
     let mut buf = Vec::with_capacity(FIRST_READ);
@@ -411,20 +417,15 @@ const NOT_AN_IMAGE: &str = "not a regular file or block device";
 /// file or block device is reopened for reading through `/proc/self/fd`, which reaches the
 /// very inode checked (non-blocking, never a controlling tty).
 pub(crate) fn open_image(path: &Path) -> Result<File, String> {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::fd::{AsRawFd, OwnedFd};
     use std::os::unix::ffi::OsStrExt;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    /// Set once `openat2` failed with `ENOSYS`/`EPERM` (an old kernel, a seccomp filter): those
-    /// do not change while the process runs, so later images go straight to the walk instead
-    /// of one failing system call each.
-    static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
     let cannot = |e: std::io::Error| format!("cannot open: {e}");
     let bytes = path.as_os_str().as_bytes();
     if bytes.contains(&0) {
         return Err("cannot open: path contains a NUL byte".to_string());
     }
-    let handle: OwnedFd = if NO_OPENAT2.load(Ordering::Relaxed) {
-        open_path_walk(path).map_err(cannot)?
+    let handle: OwnedFd = if paths::openat2_unavailable() {
+        paths::open_path_walk(path).map_err(cannot)?
     } else {
         // The path NUL-terminated on the stack when it fits (one image per disk is opened).
         let mut stack = [0u8; 256];
@@ -438,11 +439,11 @@ pub(crate) fn open_image(path: &Path) -> Result<File, String> {
                 .map_err(|_| "cannot open: path contains a NUL byte".to_string())?;
             &heap
         };
-        match openat2_path(c) {
+        match paths::openat2_path(c) {
             Ok(fd) => fd,
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {
-                NO_OPENAT2.store(true, Ordering::Relaxed);
-                open_path_walk(path).map_err(cannot)?
+                paths::set_openat2_unavailable();
+                paths::open_path_walk(path).map_err(cannot)?
             }
             Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
                 return Err("cannot open: a symbolic link appeared on the path".to_string());
@@ -461,6 +462,14 @@ pub(crate) fn open_image(path: &Path) -> Result<File, String> {
     if kind != libc::S_IFREG && kind != libc::S_IFBLK {
         return Err(NOT_AN_IMAGE.to_string());
     }
+    reopen_for_reading(&handle)
+}
+
+/// Reopen `handle`, an `O_PATH` descriptor of a regular file or block device, for reading
+/// through `/proc/self/fd`: the very inode, non-blocking, never a controlling tty.
+fn reopen_for_reading(handle: &std::os::fd::OwnedFd) -> Result<File, String> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let cannot = |e: std::io::Error| format!("cannot open: {e}");
     let reopen = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
     let fd = match proc_fd_dir() {
         // The descriptor's number in our own `/proc/<pid>/fd`, held open: the same magic link
@@ -567,71 +576,6 @@ fn proc_fd_dir() -> Option<std::os::fd::RawFd> {
     }
 }
 
-/// `openat2(AT_FDCWD, path, O_PATH|O_NOFOLLOW|O_CLOEXEC, RESOLVE_NO_SYMLINKS)`.
-fn openat2_path(path: &std::ffi::CStr) -> std::io::Result<std::os::fd::OwnedFd> {
-    use std::os::fd::FromRawFd;
-    // SAFETY: `open_how` is plain data (non-exhaustive, so built from zeroes).
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC) as u64;
-    how.resolve = libc::RESOLVE_NO_SYMLINKS;
-    // SAFETY: valid path and `open_how` pointers with the struct's size, as openat2(2) takes.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    };
-    if r < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: a fresh descriptor from the kernel.
-    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(r as i32) })
-}
-
-/// The fallback for kernels without `openat2`: open `/`, then each component relative to the
-/// last with `O_PATH|O_NOFOLLOW` (directories also `O_DIRECTORY`), so no symlink is followed
-/// anywhere on the path.
-fn open_path_walk(path: &Path) -> std::io::Result<std::os::fd::OwnedFd> {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    use std::os::unix::ffi::OsStrExt;
-    let open_at = |dir: libc::c_int, name: &[u8], extra: libc::c_int| -> std::io::Result<OwnedFd> {
-        let c = std::ffi::CString::new(name).map_err(std::io::Error::other)?;
-        // SAFETY: NUL-terminated name, a directory descriptor we own (or AT_FDCWD).
-        let fd = unsafe {
-            libc::openat(
-                dir,
-                c.as_ptr(),
-                libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC | extra,
-            )
-        };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: a fresh descriptor from the kernel.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-    };
-    let mut cur = open_at(libc::AT_FDCWD, b"/", libc::O_DIRECTORY)?;
-    let comps: Vec<&[u8]> = path
-        .components()
-        .filter_map(|c| match c {
-            std::path::Component::Normal(n) => Some(n.as_bytes()),
-            _ => None,
-        })
-        .collect();
-    for (i, name) in comps.iter().enumerate() {
-        let last = i + 1 == comps.len();
-        cur = open_at(
-            cur.as_raw_fd(),
-            name,
-            if last { 0 } else { libc::O_DIRECTORY },
-        )?;
-    }
-    Ok(cur)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -670,7 +614,8 @@ mod tests {
         assert!(open_image(&dir.join("real/missing")).is_err());
         // The fallback walk, on its own.
         let kind = |p: &str| {
-            open_path_walk(&dir.join(p)).map(|fd| File::from(fd).metadata().unwrap().file_type())
+            paths::open_path_walk(&dir.join(p))
+                .map(|fd| File::from(fd).metadata().unwrap().file_type())
         };
         assert!(kind("real/img").unwrap().is_file());
         assert!(kind("link/img").is_err());
