@@ -85,6 +85,9 @@ pub fn probe_chain(
 pub struct HeaderCache {
     // Keyed by bytes, not `Path` (see `paths::Resolver`).
     map: HashMap<OsString, Result<Header, String>>,
+    /// The buffer headers are read into, reused from image to image: a fresh 4 KiB one per
+    /// disk cost a `malloc` and a `free` each.
+    buf: Vec<u8>,
 }
 
 /// What one probe works with: the derivation's resolver and header cache.
@@ -103,12 +106,12 @@ impl Probe<'_> {
     /// copy and a map entry each).
     fn read(&mut self, path: &Path, keep: bool) -> Result<Header, String> {
         if !keep {
-            return read_header(path, &mut *self.resolver);
+            return read_header(path, &mut *self.resolver, &mut self.headers.buf);
         }
         if let Some(r) = self.headers.map.get(path.as_os_str()) {
             return r.clone();
         }
-        let r = read_header(path, &mut *self.resolver);
+        let r = read_header(path, &mut *self.resolver, &mut self.headers.buf);
         self.headers
             .map
             .insert(path.as_os_str().to_os_string(), r.clone());
@@ -352,7 +355,11 @@ fn local_name(name: &str) -> Result<&str, String> {
 /// Read at most [`MAX_HEADER_BYTES`] from the start of a regular file or block device and parse
 /// them. Only such files are ever opened for reading (see [`open_image`]); a FIFO or a device
 /// named by an image can never hang the hook or act on hardware.
-fn read_header(path: &Path, resolver: &mut paths::Resolver) -> Result<Header, String> {
+fn read_header(
+    path: &Path,
+    resolver: &mut paths::Resolver,
+    buf: &mut Vec<u8>,
+) -> Result<Header, String> {
     // A cheap first filter from what resolution just saw; the decision that counts is made on
     // the descriptor itself, in `open_image`.
     if let Some(kind) = resolver.seen_file_type(path) {
@@ -369,20 +376,21 @@ fn read_header(path: &Path, resolver: &mut paths::Resolver) -> Result<Header, St
     };
     // Almost every header and backing name sits in the first 4 KiB; read more only if the
     // header points further (one image per disk is read, so this matters for big guests).
-    let mut buf = Vec::with_capacity(FIRST_READ);
+    buf.clear();
+    buf.reserve(FIRST_READ);
     let mut file: File = file;
     (&mut file)
         .take(FIRST_READ as u64)
-        .read_to_end(&mut buf)
+        .read_to_end(buf)
         .map_err(|e| format!("cannot read: {e}"))?;
-    match parse_header(&buf) {
+    match parse_header(buf) {
         Err(HeaderError::Truncated { .. } | HeaderError::OutOfRange { .. })
             if buf.len() == FIRST_READ =>
         {
             file.take((MAX_HEADER_BYTES - FIRST_READ) as u64)
-                .read_to_end(&mut buf)
+                .read_to_end(buf)
                 .map_err(|e| format!("cannot read: {e}"))?;
-            parse_header(&buf).map_err(|e| e.to_string())
+            parse_header(buf).map_err(|e| e.to_string())
         }
         // A VMDK text descriptor lists its extents all through the text: read on to its end.
         Ok(h)
@@ -392,9 +400,9 @@ fn read_header(path: &Path, resolver: &mut paths::Resolver) -> Result<Header, St
                 && !buf.contains(&0) =>
         {
             file.take((MAX_HEADER_BYTES - FIRST_READ) as u64)
-                .read_to_end(&mut buf)
+                .read_to_end(buf)
                 .map_err(|e| format!("cannot read: {e}"))?;
-            parse_header(&buf).map_err(|e| e.to_string())
+            parse_header(buf).map_err(|e| e.to_string())
         }
         r => r.map_err(|e| e.to_string()),
     }
