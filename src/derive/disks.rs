@@ -252,16 +252,28 @@ impl Cx<'_> {
             self.reach = Some(state);
         }
         let st = self.reach.as_mut().expect("just set");
-        let verdict = match st.verdicts.get(resolved.as_os_str()) {
-            Some(v) => v.clone(),
-            None => {
-                let c = reach::Candidate::stat(resolved);
-                let v = reach::judge(&c, &st.dirs, &st.others, this);
-                st.verdicts
-                    .insert(resolved.as_os_str().to_os_string(), v.clone());
-                v
-            }
+        // A thousand disks over one base ask about the same file a thousand times in a row:
+        // the last answer is checked first (a byte comparison instead of hashing the path).
+        let verdict = match st.last_allowed.as_deref() {
+            Some(last) if last == resolved.as_os_str() => Ok(()),
+            _ => match st.verdicts.get(resolved.as_os_str()) {
+                Some(v) => v.clone(),
+                None => {
+                    let c = reach::Candidate::stat(resolved);
+                    let v = reach::judge(&c, &st.dirs, &st.others, this);
+                    st.verdicts
+                        .insert(resolved.as_os_str().to_os_string(), v.clone());
+                    v
+                }
+            },
         };
+        if verdict.is_ok() {
+            let last = st.last_allowed.get_or_insert_with(Default::default);
+            if last.as_os_str() != resolved.as_os_str() {
+                last.clear();
+                last.push(resolved.as_os_str());
+            }
+        }
         verdict.map_err(|why| GrantError {
             device: crate::rules::one_line(label),
             cause: PathError::Unreachable(Box::new(reach::Refused {
@@ -298,6 +310,15 @@ impl Cx<'_> {
         // the same answer, already in `own`.
         let mut last_parent: Option<&str> = None;
         for p in &named {
+            // `<last parent>/<name>`: its parent is the last one (checked on the string, before
+            // `Path::parent` splits it into components).
+            if let Some(lp) = last_parent.filter(|lp| !lp.ends_with('/')) {
+                if let Some(name) = p.strip_prefix(lp).and_then(|r| r.strip_prefix('/')) {
+                    if !name.contains('/') && !matches!(name, "" | "." | "..") {
+                        continue;
+                    }
+                }
+            }
             let Some(parent) = Path::new(p).parent().and_then(|d| d.to_str()) else {
                 continue;
             };
@@ -328,6 +349,7 @@ impl Cx<'_> {
             dirs: reach::TrustedDirs { own, image_dirs },
             others,
             verdicts: Default::default(),
+            last_allowed: None,
         }
     }
 

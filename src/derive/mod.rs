@@ -279,6 +279,8 @@ struct ReachState {
     dirs: crate::reach::TrustedDirs,
     others: crate::reach::WritableDisks,
     verdicts: std::collections::HashMap<std::ffi::OsString, Result<(), crate::reach::Distrust>>,
+    /// The file of the last verdict that allowed it (also in `verdicts`).
+    last_allowed: Option<std::ffi::OsString>,
 }
 
 impl<'a> Cx<'a> {
