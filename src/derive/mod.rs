@@ -255,7 +255,15 @@ fn label_of(kind: &str, el: &Element, index: usize) -> String {
     }
     .or_else(|| el.child("alias").and_then(|a| a.attr_nonempty("name")));
     match ident {
-        Some(id) => format!("{kind} '{id}'"),
+        // Built by hand: one per disk, and `format!` cost several times as much.
+        Some(id) => {
+            let mut label = String::with_capacity(kind.len() + id.len() + 3);
+            label.push_str(kind);
+            label.push_str(" '");
+            label.push_str(id);
+            label.push('\'');
+            label
+        }
         None => format!("{kind} #{}", index + 1),
     }
 }
