@@ -7,8 +7,9 @@
 //!   (identity, profile name, labels, our metadata);
 //! - **derive:** [`derive`] (device → grants, one file per device family, host lookups in
 //!   `derive/host.rs`), [`rules`] (dedup/merge; `RuleLine`, the one writer and reader of a rule
-//!   line), [`paths`] (resolve through one `Resolver` per derivation, escape, the host policy
-//!   `HostPolicy` built from the config in force), [`backing`] (image headers: `header`, `vmdk`;
+//!   line), [`paths`] (`resolve.rs`: one `Resolver` per derivation; `escape.rs`: a path as an
+//!   AppArmor pattern; `policy.rs`: the host policy `HostPolicy` built from the config in
+//!   force), [`backing`] (image headers: `header`, `vmdk`;
 //!   the chain walk: `chain`, one `probe_chain`), [`reach`] (which header-named backing files a
 //!   guest may be granted; whose writable disk a file is), [`distrust`] (its verdicts, which
 //!   `paths`'s errors carry);
