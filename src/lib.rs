@@ -45,7 +45,8 @@
 //!   place of virt-aa-helper: `args.rs` the command line, `extras.rs` the files libvirt names and
 //!   their `.files` rules, `delegate.rs` guests handed to libvirt's own helper), [`wrapper`]
 //!   (emulator wrapper); the binaries in `src/main.rs` (no libvirt linked) and
-//!   `src/bin/virt-aa-hook-libvirt/` (`main.rs` + `admin/`) (commands that talk to libvirt).
+//!   `src/bin/virt-aa-hook-libvirt/` (`main.rs` + `admin/`) (commands that talk to libvirt;
+//!   `admin/doctor/`: the facts gathered once, the checks by subject, the table and report).
 //!
 //! No import cycles: no entry point imports another, nothing below the entry points imports
 //! one, and `host` is imported by the entry points and the binaries only.
