@@ -177,6 +177,17 @@ impl Config {
         Self::from_toml(&text, path)
     }
 
+    /// The default configuration with every path under `root`: test support shared by the
+    /// library's tests and the admin binary's (which cannot see the library's `cfg(test)`
+    /// items), not an API.
+    #[doc(hidden)]
+    pub fn rooted_at(root: &Path) -> Config {
+        Config {
+            root: root.into(),
+            ..Config::default()
+        }
+    }
+
     /// A configured path under `root`.
     pub fn rooted(&self, p: &Path) -> PathBuf {
         match p.strip_prefix("/") {
@@ -221,6 +232,15 @@ impl Config {
     pub fn caps_path(&self) -> PathBuf {
         self.rooted(&self.state_dir).join("caps.json")
     }
+}
+
+/// Tests: a fresh temporary directory and the default configuration rooted in it (keep the
+/// directory alive as long as the configuration is used).
+#[cfg(test)]
+pub(crate) fn test_root() -> (tempfile::TempDir, Config) {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = Config::rooted_at(d.path());
+    (d, cfg)
 }
 
 #[cfg(test)]

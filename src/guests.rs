@@ -112,11 +112,7 @@ mod tests {
 
     #[test]
     fn live_status_wins_over_config() {
-        let d = tempfile::tempdir().unwrap();
-        let cfg = Config {
-            root: d.path().into(),
-            ..Config::default()
-        };
+        let (_d, cfg) = crate::config::test_root();
         let etc = cfg.rooted(Path::new(QEMU_CONFIG_DIR));
         let run = cfg.rooted(Path::new(QEMU_STATUS_DIR));
         std::fs::create_dir_all(&etc).unwrap();
@@ -148,11 +144,7 @@ mod tests {
 
     #[test]
     fn pool_target_directories() {
-        let d = tempfile::tempdir().unwrap();
-        let cfg = Config {
-            root: d.path().into(),
-            ..Config::default()
-        };
+        let (_d, cfg) = crate::config::test_root();
         let pools = cfg.rooted(Path::new(layout::STORAGE_POOL_DIR));
         std::fs::create_dir_all(&pools).unwrap();
         let pool = |t: &str, p: &str| {

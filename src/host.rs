@@ -160,11 +160,7 @@ mod tests {
 
     #[test]
     fn helper_installed_only_when_the_helper_path_links_to_us() {
-        let d = tempfile::tempdir().unwrap();
-        let cfg = Config {
-            root: d.path().to_path_buf(),
-            ..Config::default()
-        };
+        let (d, cfg) = crate::config::test_root();
         assert!(!helper_installed(&cfg));
         let dir = d.path().join("usr/lib/libvirt");
         std::fs::create_dir_all(&dir).unwrap();

@@ -230,11 +230,7 @@ mod tests {
     /// alone, makes the cache untrusted.
     #[test]
     fn cache_is_trusted_only_while_its_key_holds() {
-        let d = tempfile::tempdir().unwrap();
-        let cfg = Config {
-            root: d.path().into(),
-            ..Default::default()
-        };
+        let (d, cfg) = crate::config::test_root();
         host(d.path(), false, Some((4242, "100")));
         let key_then = HostKey::current(d.path());
         assert_eq!(key_then.boot_id, "boot-1");
@@ -314,11 +310,7 @@ mod tests {
 
     #[test]
     fn guess_without_cache() {
-        let d = tempfile::tempdir().unwrap();
-        let cfg = Config {
-            root: d.path().into(),
-            ..Default::default()
-        };
+        let (d, cfg) = crate::config::test_root();
         let k = Kernel {
             root: d.path().into(),
         };

@@ -202,6 +202,47 @@ pub fn check_extras_argv(
     })
 }
 
+/// Pieces the property tests append to a path to build hostile `-f`/`-F` arguments: pattern
+/// metacharacters, `..` and `//`, quotes, control characters, variables and a rule injection.
+/// Test support shared by the unit property test and the fuzz crate's replay test, not an API.
+#[doc(hidden)]
+pub const EXTRAS_PATH_PIECES: &[&str] = &[
+    "/",
+    "/{,**}",
+    "{,**}",
+    "/**",
+    "*",
+    "?",
+    "[a-z]",
+    "{a,b}",
+    ",",
+    "\"",
+    "'",
+    "\n",
+    "\r",
+    "..",
+    "/..",
+    "/.",
+    "//",
+    "@{HOME}",
+    "#x",
+    "#include",
+    "\\",
+    "\\\"",
+    "^",
+    " ",
+    "x",
+    "domain-3-hp",
+    "3-hp",
+    "\u{1b}",
+    "\t",
+    "\u{0}",
+    "é",
+    "\u{2028}",
+    "rwk,",
+    "\" rwk,\n  /etc/** rw,",
+];
+
 /// Do `main`'s rules already grant what an extra file would (`rwk`, and for a subtree the
 /// directory `r` and everything below `rwk`)?
 fn covered(main: &RuleSet, resolved: &Path, scope: Scope) -> bool {
@@ -256,11 +297,7 @@ mod tests {
 
     /// A guest with id 3 named `hp`, and a root whose per-domain directory exists.
     fn subtree_guest() -> (tempfile::TempDir, Config, Domain, PathBuf) {
-        let d = tempfile::tempdir().unwrap();
-        let cfg = Config {
-            root: d.path().to_path_buf(),
-            ..Config::default()
-        };
+        let (d, cfg) = crate::config::test_root();
         let xml = "<domain type='kvm' id='3'><name>hp</name>\
                    <uuid>66666666-6666-4666-8666-666666666666</uuid></domain>";
         let dom = Domain::parse(xml.as_bytes()).unwrap();
@@ -450,37 +487,7 @@ mod tests {
             "/".into(),
             String::new(),
         ];
-        let pieces = [
-            "/",
-            "/{,**}",
-            "{,**}",
-            "/**",
-            "*",
-            "?",
-            "[a-z]",
-            "{a,b}",
-            ",",
-            "\"",
-            "'",
-            "\n",
-            "\r",
-            "..",
-            "/..",
-            "/.",
-            "//",
-            "@{HOME}",
-            "#x",
-            "\\",
-            "^",
-            " ",
-            "x",
-            "domain-3-hp",
-            "\u{1b}",
-            "\t",
-            "é",
-            "rwk,",
-            "\" rwk,\n  /etc/** rw,",
-        ];
+        let pieces = EXTRAS_PATH_PIECES;
         // xorshift64*: deterministic, no dependency.
         let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
         let mut next = |n: usize| {

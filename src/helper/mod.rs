@@ -73,7 +73,8 @@ mod extras;
 
 pub use args::{ArgError, Args, Command, ExtraFile, Plan, parse_args, plan, valid_profile_name};
 pub use extras::{
-    ArgvRules, FILES_MARKER, Subtrees, check_extras_argv, parse_extras, render_extras,
+    ArgvRules, EXTRAS_PATH_PIECES, FILES_MARKER, Subtrees, check_extras_argv, parse_extras,
+    render_extras,
 };
 
 use crate::config::Config;

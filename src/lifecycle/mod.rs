@@ -329,11 +329,7 @@ mod tests {
 
     #[test]
     fn remove_keeps_files_that_are_not_ours() {
-        let d = tempfile::tempdir().unwrap();
-        let cfg = Config {
-            root: d.path().into(),
-            ..Default::default()
-        };
+        let (_d, cfg) = crate::config::test_root();
         let pr = Profiles::new(&cfg);
         let p = pr.path("libvirt-x");
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();

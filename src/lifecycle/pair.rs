@@ -159,9 +159,8 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let name = "libvirt-1b4e28ba-2fa1-11d2-883f-0016d3cca427";
         let failing = Config {
-            root: d.path().join("root"),
             apparmor_parser: Some(parser(d.path(), "echo 'syntax error' >&2; exit 1")),
-            ..Default::default()
+            ..Config::rooted_at(&d.path().join("root"))
         };
         let pr = Profiles::new(&failing);
         let (main, files) = (pr.path(name), failing.files_path(name));

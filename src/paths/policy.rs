@@ -250,10 +250,7 @@ mod tests {
         assert!(!refused(&moved, "/srv/images/a.img"));
         assert!(!refused(&default, "/srv/vah-state/caps.json"));
         // Rooted like every path we own (tests).
-        let rooted = crate::config::Config {
-            root: "/tmp/r".into(),
-            ..Default::default()
-        };
+        let rooted = crate::config::Config::rooted_at(Path::new("/tmp/r"));
         assert!(refused(
             &HostPolicy::new(&rooted),
             "/tmp/r/var/lib/virt-aa-hook/x"

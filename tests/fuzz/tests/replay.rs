@@ -699,42 +699,7 @@ fn helper_args_mutations() {
         "/",
         "",
     ];
-    const PIECES: &[&str] = &[
-        "/",
-        "/{,**}",
-        "{,**}",
-        "/**",
-        "*",
-        "?",
-        "[a-z]",
-        "{a,b}",
-        ",",
-        "\"",
-        "'",
-        "\n",
-        "\r",
-        "..",
-        "/..",
-        "/.",
-        "//",
-        "@{HOME}",
-        "#x",
-        "#include",
-        "\\",
-        "\\\"",
-        "^",
-        " ",
-        "x",
-        "domain-3-hp",
-        "3-hp",
-        "\u{1b}",
-        "\t",
-        "\u{0}",
-        "é",
-        "\u{2028}",
-        "rwk,",
-        "\" rwk,\n  /etc/** rw,",
-    ];
+    const PIECES: &[&str] = virt_aa_hook::helper::EXTRAS_PATH_PIECES;
     let seeds = seeds("helper_args", 12);
     let iterations = env_count("FUZZ_HELPER_MUTATIONS", 20_000);
     let mut rng = Rng(0x6A09_E667_F3BC_C909);

@@ -346,10 +346,9 @@ mod tests {
     fn apply_writes_only_allowed_rules_of_defined_guests() {
         let d = tempfile::tempdir().unwrap();
         let cfg = Config {
-            root: d.path().into(),
             apparmor_parser: Some("/nonexistent/apparmor_parser".into()),
             probe_backing: false,
-            ..Config::default()
+            ..Config::rooted_at(d.path())
         };
         let etc = cfg.rooted(Path::new(layout::QEMU_CONFIG_DIR));
         std::fs::create_dir_all(&etc).unwrap();

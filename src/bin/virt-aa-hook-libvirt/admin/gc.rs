@@ -337,10 +337,7 @@ mod tests {
     #[serial_test::serial]
     fn removes_only_stale_files_of_ours() {
         let d = tempfile::tempdir().unwrap();
-        let cfg = Config {
-            root: d.path().into(),
-            ..Default::default()
-        };
+        let cfg = Config::rooted_at(d.path());
         let dir = cfg.rooted(&cfg.profile_dir);
         std::fs::create_dir_all(&dir).unwrap();
         let test_guest = "6695eb01-f6a4-8304-79aa-97f2502e193f";

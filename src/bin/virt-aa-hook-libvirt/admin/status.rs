@@ -382,10 +382,7 @@ mod tests {
     #[serial_test::serial]
     fn rows_from_the_test_driver() {
         let d = tempfile::tempdir().unwrap();
-        let cfg = Config {
-            root: d.path().into(),
-            ..Default::default()
-        };
+        let cfg = Config::rooted_at(d.path());
         let lv = Libvirt::new("test:///default", Duration::from_secs(20));
         let guests = lv.run(conn::list_guests).unwrap();
         let u = "6695eb01-f6a4-8304-79aa-97f2502e193f";

@@ -348,10 +348,7 @@ mod tests {
             classify_hook(root, &hooks.join("e")),
             HookEntry::Dangling(_)
         ));
-        let cfg = Config {
-            root: root.into(),
-            ..Default::default()
-        };
+        let cfg = Config::rooted_at(root);
         let c = hook_check(&cfg, "hook installed");
         assert_eq!(c.state, State::Fail, "{c:?}");
         assert!(c.detail.contains("plain copy"), "{c:?}");

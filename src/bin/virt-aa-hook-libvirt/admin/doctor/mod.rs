@@ -140,10 +140,7 @@ mod tests {
     #[test]
     fn report_on_a_host_without_apparmor_and_without_daemon() {
         let d = tempfile::tempdir().unwrap();
-        let cfg = Config {
-            root: d.path().into(),
-            ..Default::default()
-        };
+        let cfg = Config::rooted_at(d.path());
         let lv = Libvirt::new(
             "qemu+unix:///system?socket=/nonexistent/vah.sock",
             Duration::from_secs(20),
