@@ -222,11 +222,7 @@ mod tests {
     }
 
     fn rules(d: &Domain) -> GuestRules {
-        let opts = crate::derive::Options {
-            probe_backing: false,
-            ..Default::default()
-        };
-        let derived = crate::derive::derive(d, &opts).ok();
+        let derived = crate::derive::derive_unprobed(d);
         GuestRules::of(d, derived.as_ref().map(|x| &x.rules))
     }
 

@@ -7,40 +7,33 @@
 
 use super::{HeaderError, ImageFormat};
 
-/// Big-endian u32 at `at`; 0 if out of range (callers check lengths first).
-pub(super) fn be32(buf: &[u8], at: usize) -> u32 {
-    let mut b = [0u8; 4];
-    if let Some(s) = buf.get(at..at.saturating_add(4)) {
+/// The `N` bytes at `at`; zeros if out of range (callers check lengths first).
+fn fixed_at<const N: usize>(buf: &[u8], at: usize) -> [u8; N] {
+    let mut b = [0u8; N];
+    if let Some(s) = buf.get(at..at.saturating_add(N)) {
         b.copy_from_slice(s);
     }
-    u32::from_be_bytes(b)
+    b
+}
+
+/// Big-endian u32 at `at`; 0 if out of range (callers check lengths first).
+pub(super) fn be32(buf: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes(fixed_at(buf, at))
 }
 
 /// Big-endian u64 at `at`; 0 if out of range (callers check lengths first).
 pub(super) fn be64(buf: &[u8], at: usize) -> u64 {
-    let mut b = [0u8; 8];
-    if let Some(s) = buf.get(at..at.saturating_add(8)) {
-        b.copy_from_slice(s);
-    }
-    u64::from_be_bytes(b)
+    u64::from_be_bytes(fixed_at(buf, at))
 }
 
 /// Little-endian u32 at `at`; 0 if out of range (callers check lengths first).
 pub(super) fn le32(buf: &[u8], at: usize) -> u32 {
-    let mut b = [0u8; 4];
-    if let Some(s) = buf.get(at..at.saturating_add(4)) {
-        b.copy_from_slice(s);
-    }
-    u32::from_le_bytes(b)
+    u32::from_le_bytes(fixed_at(buf, at))
 }
 
 /// Little-endian u64 at `at`; 0 if out of range (callers check lengths first).
 pub(super) fn le64(buf: &[u8], at: usize) -> u64 {
-    let mut b = [0u8; 8];
-    if let Some(s) = buf.get(at..at.saturating_add(8)) {
-        b.copy_from_slice(s);
-    }
-    u64::from_le_bytes(b)
+    u64::from_le_bytes(fixed_at(buf, at))
 }
 
 /// Fail with `Truncated` unless the buffer holds the `need` bytes of a fixed header.

@@ -374,6 +374,17 @@ impl<'a> Cx<'a> {
     }
 }
 
+/// Tests: `dom`'s rules under the default options without probing backing files (no image on
+/// the test host), `None` when derivation refuses the guest.
+#[cfg(test)]
+pub(crate) fn derive_unprobed(dom: &Domain) -> Option<Derived> {
+    let opts = Options {
+        probe_backing: false,
+        ..Default::default()
+    };
+    derive(dom, &opts).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

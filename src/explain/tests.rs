@@ -19,11 +19,7 @@ fn dom(name: &str, uuid: &str, devs: &str) -> Domain {
 }
 
 fn claims(d: &Domain) -> Claims {
-    let opts = crate::derive::Options {
-        probe_backing: false,
-        ..Default::default()
-    };
-    let derived = crate::derive::derive(d, &opts).ok();
+    let derived = crate::derive::derive_unprobed(d);
     Claims::of(d, derived.as_ref().map(|x| &x.rules))
 }
 
