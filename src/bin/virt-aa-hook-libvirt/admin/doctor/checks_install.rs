@@ -180,7 +180,7 @@ fn existing_ancestor(p: &Path) -> Option<&Path> {
     p.ancestors().find(|a| a.is_dir())
 }
 
-pub(super) fn dir_check(title: &str, dir: &Path) -> Check {
+fn dir_check(title: &str, dir: &Path) -> Check {
     if dir.is_dir() {
         return match writable_dir(dir) {
             Ok(()) => check(

@@ -68,7 +68,7 @@ impl<'a> Facts<'a> {
     }
 
     /// Why libvirt did not answer (for "not checked" lines).
-    pub(super) fn unreachable_why(&self) -> Option<String> {
+    fn unreachable_why(&self) -> Option<String> {
         match &self.libvirt {
             Ok(_) => None,
             Err(LvError::Unreachable(_)) => Some("daemon unreachable".to_string()),
