@@ -22,8 +22,8 @@ mkdir -p $D
 for g in c e; do qemu-img create -q -f qcow2 $D/$g.qcow2 16M; done
 qemu-img create -q -f qcow2 $D/outside.qcow2 16M
 chown libvirt-qemu: $D/outside.qcow2   # QEMU's user may open it: only AppArmor decides
-guest_xml $GC $UC "$(disk_xml $D/c.qcow2)" \
-  '<metadata><vah:guest xmlns:vah="http://virt-aa-hook.dev/xmlns/domain/1" mode="complain"/></metadata>' >/tmp/$GC.xml
+METADATA='<metadata><vah:guest xmlns:vah="http://virt-aa-hook.dev/xmlns/domain/1" mode="complain"/></metadata>' \
+  guest_xml $GC $UC "$(disk_xml $D/c.qcow2)" >/tmp/$GC.xml
 guest_xml $GE $UE "$(disk_xml $D/e.qcow2)" >/tmp/$GE.xml
 for g in $GC $GE; do
   if out=$($VIRSH define /tmp/$g.xml 2>&1); then ok "virsh define $g"; else fail "virsh define $g: $out"; fi
