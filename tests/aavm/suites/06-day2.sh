@@ -233,8 +233,14 @@ day2() {
   op "managedsave" $VIRSH managedsave $G
   op "start after managedsave" $VIRSH start $G
   op "save" $VIRSH save $G $D/g.save
-  op "restore" $VIRSH restore $D/g.save
-  # Standalone: a save file of the admin's choice is denied (documented); carry on with the guest.
+  if [ $MODE = standalone ]; then
+    # A save file of the admin's choice is not in the profile: `grant` it first, as for the
+    # other operations no event tells us about. Without the grant, libvirt 9.0 fails the restore
+    # (DENIED on the save file) but libvirt 11.3 hangs it (measured on Debian 13: > 10 min).
+    op "grant + restore" bash -c "virt-aa-hook grant $G $D/g.save && $VIRSH restore $D/g.save"
+  else
+    op "restore" $VIRSH restore $D/g.save
+  fi
   $VIRSH domstate $G 2>/dev/null | grep -q running || $VIRSH start $G >/dev/null 2>&1
   op "libvirtd restart (guest keeps running)" restart_libvirtd
   expect_eq "$MODE: after all of it QEMU still runs as $P" "$P (enforce)" "$(qemu_label)"
