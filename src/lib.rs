@@ -9,7 +9,7 @@
 //!   `derive/host.rs`), [`rules`] (dedup/merge; `RuleLine`, the one writer and reader of a rule
 //!   line), [`paths`] (`resolve.rs`: one `Resolver` per derivation; `escape.rs`: a path as an
 //!   AppArmor pattern; `policy.rs`: the host policy `HostPolicy` built from the config in
-//!   force), [`backing`] (image headers: `header`, `vmdk`;
+//!   force), [`backing`] (image headers: `header`, `vmdk`, over `field`'s bounds-checked reads;
 //!   the chain walk: `chain`, one `probe_chain`), [`reach`] (which header-named backing files a
 //!   guest may be granted; whose writable disk a file is), [`distrust`] (its verdicts, which
 //!   `paths`'s errors carry);
