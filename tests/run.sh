@@ -98,12 +98,15 @@ preflight() {
     # times, also in the middle of a run (2026-12-04: mid-e2e; every `virsh define` then waited
     # minutes on a capability re-probe). With libvirt-qemu in that group as well, KVM stays
     # usable to the qemu user whichever of the two groups /dev/kvm has, and libvirt's view of
-    # it does not change under the suites.
+    # it does not change under the suites. Only a gid with no name is such a group: a named one
+    # (root on machines that boot it root:root 0600) is never handed to the QEMU user.
     local boot_gid; boot_gid=$(stat -c %g /dev/kvm)
     if [ "$boot_gid" != "$(getent group kvm | cut -d: -f3)" ] && id libvirt-qemu >/dev/null 2>&1; then
       getent group "$boot_gid" >/dev/null || groupadd -g "$boot_gid" kvm-boot
-      usermod -aG "$(getent group "$boot_gid" | cut -d: -f1)" libvirt-qemu &&
-        echo "preflight: libvirt-qemu also in /dev/kvm's boot-time group (gid $boot_gid), which this machine puts back"
+      if [ "$(getent group "$boot_gid" | cut -d: -f1)" = kvm-boot ] && ! id -nG libvirt-qemu | grep -qw kvm-boot; then
+        usermod -aG kvm-boot libvirt-qemu &&
+          echo "preflight: libvirt-qemu also in /dev/kvm's boot-time group (gid $boot_gid, named kvm-boot here), which this machine puts back"
+      fi
     fi
     if [ "$(stat -c %G:%a /dev/kvm)" != kvm:660 ]; then
       echo "preflight: /dev/kvm was $(stat -c %U:%G:%a /dev/kvm); set to root:kvm 0660 as udev does on Debian" \

@@ -74,7 +74,10 @@ measure() {
 
 expect_eq "helper mode: $HELPER is our binary" /usr/lib/libvirt/virt-aa-hook "$(readlink $HELPER)"
 measure "helper mode"
-echo "  --   helper calls logged: $(grep -c "helper -F" $VAH_LOG) -F, $(grep -c "helper -r" $VAH_LOG) -r"
+# The hook log names each call by its arguments: `[name uuid] helper -c …`, `helper -r …`, and a
+# relabel of one file `helper -r -F FILE` (so -F is counted apart, wherever it stands).
+echo "  --   helper calls logged: $(grep -c '\] helper -c' $VAH_LOG) -c," \
+  "$(grep '\] helper -r' $VAH_LOG | grep -vc ' -F ') -r, $(grep '\] helper ' $VAH_LOG | grep -c ' -F ') -F"
 vah_install --no-helper-mode >/dev/null 2>&1
 if [ ! -L $HELPER ] && [ -x $HELPER ]; then ok "libvirt's own virt-aa-helper back"; else fail "--no-helper-mode"; fi
 measure "virt-aa-helper"

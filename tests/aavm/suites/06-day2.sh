@@ -313,7 +313,10 @@ fi
 
 echo "  --   summary (operation: libvirt mode with helper | standalone)"
 for k in "${!RESULT[@]}"; do
-  case $k in libvirt/*) n=${k#libvirt/}; printf '       %-48s %-10s | %s\n' "$n" "${RESULT[$k]}" "${RESULT[standalone/$n]:-}";; esac
+  # Standalone runs some operations after a `grant` (restore): that row is "grant + NAME" there.
+  case $k in libvirt/*) n=${k#libvirt/}; sa=${RESULT[standalone/$n]:-}
+    [ -z "$sa" ] && [ -n "${RESULT[standalone/grant + $n]:-}" ] && sa="${RESULT[standalone/grant + $n]} (after grant)"
+    printf '       %-48s %-10s | %s\n' "$n" "${RESULT[$k]}" "$sa";; esac
 done | sort
 if grep -q ERROR $VAH_LOG; then echo "  --   hook log ERROR lines:"; grep ERROR $VAH_LOG | sed 's/^/       /' | tail -20; fi
 expect_no_own_denials
