@@ -123,9 +123,34 @@ preflight() {
   fi
   return 0
 }
+# The /dev/kvm guard, for the whole run: this machine kind changes /dev/kvm's ownership after
+# boot, not only before the run (2026-12-05, a fresh machine: root:root 0600 at boot, root:kvm
+# 0660 once libvirt's packages were in, then gid 990 (no name) 0660 four minutes later, in the
+# middle of e2e, and libvirt re-probed QEMU at every lookup again). udev puts it back on a normal
+# host; here this does, at each attribute change (inotify; a 2 s poll without inotifywait), and
+# the summary says how often.
+kvm_fix() {
+  local now; now=$(stat -c %U:%G:%a /dev/kvm)
+  [ "${now#*:}" = kvm:660 ] && return 0
+  echo "$(date -u +%T) /dev/kvm changed to $now; set back to root:kvm 0660"
+  chgrp kvm /dev/kvm && chmod 0660 /dev/kvm
+}
+kvm_guard() {
+  exec >>"$LOGDIR/kvm-guard.log" 2>&1
+  if command -v inotifywait >/dev/null; then
+    kvm_fix
+    inotifywait -q -m -e attrib /dev/kvm | while read -r _; do kvm_fix; done
+  else
+    while kvm_fix; sleep 2; do :; done
+  fi
+}
+KVM_GUARD=
+stop_kvm_guard() { [ -n "$KVM_GUARD" ] && { pkill -P "$KVM_GUARD"; kill "$KVM_GUARD"; } 2>/dev/null; KVM_GUARD=; }
+trap stop_kvm_guard EXIT
 if [ "$(id -u)" -eq 0 ]; then
   t0=$SECONDS
   if preflight; then record preflight 1 0 $((SECONDS - t0)); else record preflight 0 1 $((SECONDS - t0)); fi
+  if [ -c /dev/kvm ] && getent group kvm >/dev/null; then kvm_guard & KVM_GUARD=$!; fi
 fi
 
 # Prefetch the distro roots of the VM suites (debroot.sh serialises builders of one suite on a
@@ -161,8 +186,12 @@ fi
 if want fuzz && [ -x tests/fuzz/short.sh ]; then run_suite fuzz tests/fuzz/short.sh; fi
 if want migrate && [ -x tests/aavm/migrate.sh ]; then run_suite migrate tests/aavm/migrate.sh; fi
 
+stop_kvm_guard
 echo
 echo "=== summary (logs in $LOGDIR)"
 for l in "${SUMMARY[@]}"; do echo "$l"; done
+if [ -s "$LOGDIR/kvm-guard.log" ]; then
+  echo "/dev/kvm guard: set back $(grep -c 'set back' "$LOGDIR/kvm-guard.log") time(s) ($LOGDIR/kvm-guard.log)"
+fi
 echo "$TOTAL_PASS passed, $TOTAL_FAIL failed"
 [ "$TOTAL_FAIL" -eq 0 ]

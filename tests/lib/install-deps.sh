@@ -9,7 +9,8 @@ missing() {
   for pair in apparmor_parser:apparmor aa-exec:apparmor-utils virsh:libvirt-clients \
               libvirtd:libvirt-daemon-system qemu-system-x86_64:qemu-system-x86 qemu-img:qemu-utils \
               pkg-config:pkg-config xz:xz-utils cpio:cpio busybox:busybox-static strace:strace \
-              debootstrap:debootstrap lintian:lintian virtnbdbackup:virtnbdbackup; do
+              debootstrap:debootstrap lintian:lintian virtnbdbackup:virtnbdbackup \
+              inotifywait:inotify-tools; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${pair%%:*}" ] || need+=("${pair##*:}")
   done
   [ -e /usr/include/libvirt/libvirt.h ] || need+=(libvirt-dev)
