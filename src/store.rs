@@ -54,8 +54,9 @@ impl Staged {
         &self.tmp
     }
 
-    /// Rename over the destination and fsync the directory.
-    pub fn commit(mut self) -> io::Result<()> {
+    /// Rename over the destination and fsync the directory. On failure the temporary file stays
+    /// until this value is dropped, so a caller that already loaded it can still unload it.
+    pub fn commit(&mut self) -> io::Result<()> {
         std::fs::rename(&self.tmp, &self.dest).map_err(|e| annotate(e, &self.dest))?;
         self.committed = true;
         if let Some(dir) = self.dest.parent() {

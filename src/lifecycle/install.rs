@@ -144,7 +144,7 @@ impl Profiles<'_> {
         }
 
         let (added, removed) = generate::rule_diff(old.as_deref().unwrap_or(""), &g.profile);
-        let staged = store::Staged::write(&path, g.profile.as_bytes()).map_err(write_err)?;
+        let mut staged = store::Staged::write(&path, g.profile.as_bytes()).map_err(write_err)?;
         match self.parser() {
             Ok(p) => {
                 if kernel_on && load {
@@ -159,11 +159,16 @@ impl Profiles<'_> {
             }
             Err(e) => return Err(parser_err(&path, e)),
         }
-        staged.commit().map_err(|source| LifecycleError::Commit {
-            profile: name.to_string(),
-            path: path.clone(),
-            source,
-        })?;
+        if let Err(source) = staged.commit() {
+            if kernel_on && load {
+                self.roll_back_load(&path, staged.path(), old.is_some());
+            }
+            return Err(LifecycleError::Commit {
+                profile: name.to_string(),
+                path: path.clone(),
+                source,
+            });
+        }
         text.push(format!(
             "{} {name}: {nrules} rules, {mode_word} (+{} -{}{})",
             if old.is_some() { "rewrote" } else { "wrote" },

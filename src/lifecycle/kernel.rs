@@ -46,6 +46,22 @@ impl Profiles<'_> {
             })
     }
 
+    /// A profile was loaded from its staged file, and then the file could not take its final
+    /// name: put the kernel back to what the disk says — the old file reloaded (its `.files`
+    /// already restored by the caller), or on a first install the staged profile unloaded — so
+    /// that a failed install never leaves a policy in force that no file shows (a hotplug that
+    /// failed must not leave its disk granted). Best effort: the commit error is what the caller
+    /// reports.
+    pub(super) fn roll_back_load(&self, path: &Path, staged: &Path, reload_old: bool) {
+        if let Ok(p) = self.parser() {
+            let _ = if reload_old {
+                p.replace(path, false)
+            } else {
+                p.remove(staged).map(|_| ())
+            };
+        }
+    }
+
     /// The profile file exists and, on a kernel with AppArmor, is loaded: its mode.
     pub fn verify(&self, name: &str) -> Result<Option<LoadedMode>, LifecycleError> {
         let path = self.path(name);

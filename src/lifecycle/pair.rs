@@ -105,12 +105,19 @@ impl Profiles<'_> {
                 source,
             });
         }
-        if let Some(s) = staged {
-            s.commit().map_err(|source| LifecycleError::Commit {
-                profile: name.to_string(),
-                path: main_path.clone(),
-                source,
-            })?;
+        if let Some(mut s) = staged {
+            if let Err(source) = s.commit() {
+                // Both old again, on disk and (when it was loaded) in the kernel.
+                restore_files();
+                if kernel_on {
+                    self.roll_back_load(&main_path, s.path(), old_main.is_some() && loaded);
+                }
+                return Err(LifecycleError::Commit {
+                    profile: name.to_string(),
+                    path: main_path.clone(),
+                    source,
+                });
+            }
         }
         Ok(report(if kernel_on {
             "loaded"
