@@ -6,7 +6,7 @@
 
 use crate::config::Config;
 use crate::domain::Domain;
-use crate::layout::{self, QEMU_CONFIG_DIR, QEMU_STATUS_DIR};
+use crate::layout::{QEMU_CONFIG_DIR, QEMU_STATUS_DIR};
 use crate::xml;
 use std::path::{Path, PathBuf};
 
@@ -64,20 +64,9 @@ pub fn load_all(cfg: &Config) -> (Vec<GuestDef>, Vec<String>) {
 }
 
 /// The target directories of libvirt's directory-backed storage pools (`dir`, `fs`, `netfs`):
-/// the places the admin configured for images, read from the pools' own files.
+/// the places the admin configured for images ([`crate::pools`]).
 pub fn pool_dirs(cfg: &Config) -> Vec<String> {
-    xml_files(&cfg.rooted(Path::new(layout::STORAGE_POOL_DIR)))
-        .iter()
-        .filter_map(|f| {
-            let bytes = crate::store::read_capped(f).ok()??;
-            let el = xml::parse(&bytes).ok()?;
-            if !matches!(el.attr("type"), Some("dir" | "fs" | "netfs")) {
-                return None;
-            }
-            let t = el.path(&["target", "path"])?.text_nonempty()?;
-            t.starts_with('/').then(|| t.to_string())
-        })
-        .collect()
+    crate::pools::dirs(&cfg.root)
 }
 
 fn read(path: &Path, status: bool) -> Result<GuestDef, String> {
@@ -140,19 +129,5 @@ mod tests {
         assert_eq!(g[1].state, "shut off");
         assert!(g[0].is(u1) && g[0].is("a") && !g[0].is("b"));
         assert!(g[0].is(&u1.to_uppercase()));
-    }
-
-    #[test]
-    fn pool_target_directories() {
-        let (_d, cfg) = crate::config::test_root();
-        let pools = cfg.rooted(Path::new(layout::STORAGE_POOL_DIR));
-        std::fs::create_dir_all(&pools).unwrap();
-        let pool = |t: &str, p: &str| {
-            format!("<pool type='{t}'><name>x</name><target><path>{p}</path></target></pool>")
-        };
-        std::fs::write(pools.join("a.xml"), pool("dir", "/data/vms")).unwrap();
-        std::fs::write(pools.join("b.xml"), pool("logical", "/dev/vg0")).unwrap();
-        std::fs::write(pools.join("c.xml"), pool("dir", "relative")).unwrap();
-        assert_eq!(pool_dirs(&cfg), vec!["/data/vms".to_string()]);
     }
 }

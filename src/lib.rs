@@ -77,6 +77,7 @@ pub mod log;
 pub mod mode;
 pub mod owner;
 pub mod paths;
+pub mod pools;
 pub mod profile;
 pub mod reach;
 pub mod rules;

@@ -130,7 +130,19 @@ impl WritableDisks {
                     Ok(Some(bytes)) => match scan_disks(&bytes) {
                         Ok(g) => {
                             w.files_read += 1;
-                            for (disk, path) in g.disks {
+                            for (disk, src) in g.disks {
+                                let path = match src {
+                                    Source::Path(p) => p,
+                                    Source::Volume { pool, volume } => {
+                                        match crate::pools::volume_path(root, &pool, &volume) {
+                                            Some(p) => p,
+                                            // Not a directory pool (LVM, iSCSI, …): a device
+                                            // node or a network disk, which the backing-file
+                                            // check refuses anyway.
+                                            None => continue,
+                                        }
+                                    }
+                                };
                                 w.insert(
                                     Path::new(&path),
                                     Owner {
@@ -250,26 +262,39 @@ pub fn judge(
     Ok(())
 }
 
-/// One guest's name, UUID and writable disks `(target dev, path)`, from a definition or status
-/// file.
+/// Where a writable disk's data is, as libvirt's file names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Source {
+    /// `<source file=…>` or `<source dev=…>`, and the NVRAM file.
+    Path(String),
+    /// `<source pool=… volume=…>`: a file of a directory-backed pool ([`crate::pools`]).
+    Volume { pool: String, volume: String },
+}
+
+/// One guest's name, UUID and writable disks `(target dev, source)`, from a definition or
+/// status file. The UEFI variable store (`<os><nvram>`) counts as a writable disk named
+/// `nvram`: the guest writes it, and another guest must not read it through a header.
 #[derive(Debug, Default)]
 struct ScannedGuest {
     name: String,
     uuid: Uuid,
-    disks: Vec<(String, String)>,
+    disks: Vec<(String, Source)>,
 }
 
 /// Read only what [`WritableDisks`] needs from one of libvirt's files: the domain's name and
-/// UUID and, for each top-level `<disk>` that is neither `<readonly/>` nor a cdrom, its
-/// `<source file=…>` or `<source dev=…>`. A streaming scan: a thousand files stay cheap.
+/// UUID, for each top-level `<disk>` that is neither `<readonly/>` nor a cdrom its `<source
+/// file=…>`, `<source dev=…>` or `<source pool=… volume=…>`, and the `<os><nvram>` file (as
+/// text, or `<source file=…>` in libvirt ≥ 8.5). A streaming scan: a thousand files stay cheap.
 fn scan_disks(bytes: &[u8]) -> Result<ScannedGuest, String> {
     use quick_xml::events::Event;
     let mut r = quick_xml::Reader::from_reader(bytes);
     let mut g = ScannedGuest::default();
     let mut stack: Vec<String> = Vec::new();
     let mut uuid_text = String::new();
-    // The disk being read: (target dev, source path, read-only).
-    let mut disk: Option<(String, Option<String>, bool)> = None;
+    // The disk being read: (target dev, source, read-only).
+    let mut disk: Option<(String, Option<Source>, bool)> = None;
+    // Inside `<os><nvram>`: its text is the file.
+    let mut in_nvram = false;
     let attr = |s: &quick_xml::events::BytesStart<'_>, k: &str| -> Option<String> {
         s.attributes()
             .flatten()
@@ -301,11 +326,29 @@ fn scan_disks(bytes: &[u8]) -> Result<ScannedGuest, String> {
                     } else if depth == dd + 3 && parent == Some("disk") {
                         if let Some(d) = disk.as_mut() {
                             match name.as_str() {
-                                "source" => d.1 = attr(s, "file").or_else(|| attr(s, "dev")),
+                                "source" => {
+                                    d.1 = match (
+                                        attr(s, "file").or_else(|| attr(s, "dev")),
+                                        attr(s, "pool"),
+                                        attr(s, "volume"),
+                                    ) {
+                                        (Some(p), _, _) => Some(Source::Path(p)),
+                                        (None, Some(pool), Some(volume)) => {
+                                            Some(Source::Volume { pool, volume })
+                                        }
+                                        _ => None,
+                                    }
+                                }
                                 "target" => d.0 = attr(s, "dev").unwrap_or_default(),
                                 "readonly" => d.2 = true,
                                 _ => {}
                             }
+                        }
+                    } else if name == "nvram" && depth == dd + 2 && parent == Some("os") {
+                        in_nvram = matches!(ev, Event::Start(_));
+                    } else if in_nvram && name == "source" && depth == dd + 3 {
+                        if let Some(p) = attr(s, "file") {
+                            g.disks.push(("nvram".into(), Source::Path(p)));
                         }
                     }
                 }
@@ -317,6 +360,9 @@ fn scan_disks(bytes: &[u8]) -> Result<ScannedGuest, String> {
             }
             Event::End(_) => {
                 let name = stack.pop().unwrap_or_default();
+                if name == "nvram" {
+                    in_nvram = false;
+                }
                 if name == "disk" && Some(stack.len()) == dom_depth.map(|d| d + 2) {
                     if let Some((t, Some(p), false)) = disk.take() {
                         g.disks.push((t, p));
@@ -331,6 +377,12 @@ fn scan_disks(bytes: &[u8]) -> Result<ScannedGuest, String> {
                             "name" => g.name.push_str(text.trim()),
                             "uuid" => uuid_text.push_str(text.trim()),
                             _ => {}
+                        }
+                    } else if in_nvram && stack.len() == dd + 3 {
+                        let text = t.xml10_content();
+                        if !text.trim().is_empty() {
+                            g.disks
+                                .push(("nvram".into(), Source::Path(text.trim().into())));
                         }
                     }
                 }
@@ -472,11 +524,16 @@ mod tests {
         );
     }
 
+    fn path(p: &str) -> Source {
+        Source::Path(p.into())
+    }
+
     #[test]
     fn scan_reads_writable_disks_only() {
         let xml = br#"<domstatus state='running'><domain type='kvm'><name>b</name>
             <uuid>00000000-0000-0000-0000-000000000002</uuid>
             <metadata><disk><source file='/not/a/disk'/></disk></metadata>
+            <os><type>hvm</type><nvram>/var/lib/libvirt/qemu/nvram/b_VARS.fd</nvram></os>
             <devices>
               <disk type='file' device='disk'><source file='/srv/b/b.qcow2'/>
                 <backingStore type='file'><source file='/srv/base.qcow2'/></backingStore>
@@ -485,6 +542,7 @@ mod tests {
               <disk type='file' device='disk'><source file='/srv/ro.img'/><readonly/><target dev='vdc'/></disk>
               <disk type='file' device='cdrom'><source file='/srv/x.iso'/><target dev='sda'/></disk>
               <disk type='network' device='disk'><source protocol='nbd' name='x'/><target dev='vdd'/></disk>
+              <disk type='volume' device='disk'><source pool='p' volume='v.qcow2'/><target dev='vde'/></disk>
             </devices></domain></domstatus>"#;
         let g = scan_disks(xml).unwrap();
         assert_eq!(g.name, "b");
@@ -492,9 +550,27 @@ mod tests {
         assert_eq!(
             g.disks,
             vec![
-                ("vda".to_string(), "/srv/b/b.qcow2".to_string()),
-                ("vdb".to_string(), "/dev/vg/b".to_string()),
+                (
+                    "nvram".to_string(),
+                    path("/var/lib/libvirt/qemu/nvram/b_VARS.fd")
+                ),
+                ("vda".to_string(), path("/srv/b/b.qcow2")),
+                ("vdb".to_string(), path("/dev/vg/b")),
+                (
+                    "vde".to_string(),
+                    Source::Volume {
+                        pool: "p".into(),
+                        volume: "v.qcow2".into()
+                    }
+                ),
             ]
+        );
+        // libvirt >= 8.5 may write the store as a `<source>` of `<nvram type='file'>`.
+        let newer = br#"<domain><name>c</name><uuid>00000000-0000-0000-0000-000000000003</uuid>
+            <os><nvram type='file'><source file='/n/c_VARS.fd'/></nvram></os></domain>"#;
+        assert_eq!(
+            scan_disks(newer).unwrap().disks,
+            vec![("nvram".to_string(), path("/n/c_VARS.fd"))]
         );
         assert!(scan_disks(b"<domain><name>x</name></domain>").is_err());
         assert!(scan_disks(b"<pool/>").is_err());
@@ -527,5 +603,44 @@ mod tests {
         assert_eq!(c.kind, FileKind::Regular);
         assert_eq!(w.owner_of(c.path, c.id, ME).unwrap().guest, "b");
         assert!(w.owner_of(c.path, c.id, B).is_none());
+    }
+
+    #[test]
+    fn a_pool_volume_is_found_as_the_file_of_its_directory_pool() {
+        let d = tempfile::tempdir().unwrap();
+        let (etc, pools, vms) = (
+            d.path().join("etc/libvirt/qemu"),
+            d.path().join("etc/libvirt/storage"),
+            d.path().join("vms"),
+        );
+        for p in [&etc, &pools, &vms] {
+            std::fs::create_dir_all(p).unwrap();
+        }
+        std::fs::write(vms.join("v.qcow2"), b"").unwrap();
+        std::fs::write(
+            pools.join("p.xml"),
+            format!(
+                "<pool type='dir'><name>p</name><target><path>{}</path></target></pool>",
+                vms.display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            etc.join("b.xml"),
+            format!(
+                "<domain><name>b</name><uuid>{B}</uuid><devices><disk type='volume'>\
+                 <source pool='p' volume='v.qcow2'/><target dev='vdb'/></disk>\
+                 <disk type='volume'><source pool='nosuch' volume='w'/></disk></devices></domain>"
+            ),
+        )
+        .unwrap();
+        let w = WritableDisks::load(d.path());
+        let v = vms.join("v.qcow2");
+        let c = Candidate::stat(&v);
+        let o = w
+            .owner_of(c.path, c.id, ME)
+            .expect("the volume is b's writable disk");
+        assert_eq!((o.guest.as_str(), o.disk.as_str()), ("b", "vdb"));
+        assert_eq!(w.len(), 1);
     }
 }

@@ -15,22 +15,9 @@ pub(super) struct Host<'a> {
 
 impl Host<'_> {
     /// A volume of a directory-backed pool (`<source pool= volume=>`), from the pool's own
-    /// definition file (no call to libvirt: hooks must not call back into the daemon).
+    /// definition file ([`crate::pools`]).
     pub(super) fn pool_volume_path(&self, pool: &str, vol: &str) -> Option<String> {
-        if pool.contains('/') || vol.contains('/') {
-            return None;
-        }
-        let f = self
-            .root
-            .join("etc/libvirt/storage")
-            .join(format!("{pool}.xml"));
-        let text = std::fs::read(&f).ok()?;
-        let el = crate::xml::parse(&text).ok()?;
-        if !matches!(el.attr("type"), Some("dir" | "fs" | "netfs")) {
-            return None;
-        }
-        let target = el.path(&["target", "path"])?.text_nonempty()?;
-        Some(format!("{}/{vol}", target.trim_end_matches('/')))
+        crate::pools::volume_path(self.root, pool, vol)
     }
 
     /// The first DRI render node (`/dev/dri/renderD*`, by name).
