@@ -112,8 +112,18 @@ check_not "$MODE: no subtree rule for $D/h in the profile or .files" subtree_of 
 cat >/tmp/adv-chardev.xml <<XML
 <channel type='file'><source path='$D/g/{,**}'/><target type='virtio' name='org.vah.adv'/></channel>
 XML
-if out=$($VIRSH attach-device $GA /tmp/adv-chardev.xml --live 2>&1); then ok "$MODE: hotplugged chardev named '…/{,**}' attached (as a literal file)"
-else echo "  --   hotplug of the '{,**}' chardev refused: $(head -c 200 <<<"$out")"; ok "$MODE: hotplugged chardev named '…/{,**}' refused (fails closed)"; fi
+# Either outcome is safe, and each must show why: attached means the relabel wrote the name as
+# one escaped literal into .files; refused means the hook log's ERROR line for that relabel says
+# why (libvirt reports a failed hotplug relabel with its own generic message).
+if out=$($VIRSH attach-device $GA /tmp/adv-chardev.xml --live 2>&1); then
+  check "$MODE: hotplugged chardev named '…/{,**}' attached, as one escaped literal in .files" \
+    grep -qF "\"$D/g/\\{\\,\\*\\*\\}\"" $F.files
+else
+  echo "  --   hotplug of the '{,**}' chardev refused: $(head -c 200 <<<"$out")"
+  if why=$(grep -F "$D/g/{,**}" $VAH_LOG | grep ERROR | tail -n 1) && [ -n "$why" ]; then
+    ok "$MODE: hotplugged chardev named '…/{,**}' refused, the hook log says why: $(head -c 200 <<<"$why")"
+  else fail "$MODE: hotplugged chardev named '…/{,**}' refused, no ERROR line for it in $VAH_LOG: $out"; fi
+fi
 subtree_of_g_or_h() { subtree_of $D/g || subtree_of $D/h; }
 check_not "$MODE: after hotplug, no subtree rule for $D/g (nor $D/h)" subtree_of_g_or_h
 denied_open $GA $D/h/secret "$MODE: a file beside the '{,**}' chardev"
