@@ -371,11 +371,14 @@ fn read_header(
             return Err(NOT_AN_IMAGE.to_string());
         }
     }
-    // Resolution may have just opened this very file with `O_PATH` and found a regular file or
-    // block device on that descriptor (see `paths::Resolver::take_opened`): reopen that inode
-    // (a file's type never changes) instead of opening and checking the path again.
-    let file = match resolver.take_opened(path) {
-        Some(handle) => reopen_for_reading(&handle)?,
+    // Resolution may have just found this very file by name in its directory (see
+    // `paths::Resolver::take_found`): reopen the `O_PATH` descriptor it found a regular file or
+    // block device on (a file's type never changes), or take the file it opened in a sealed
+    // directory, instead of opening and checking the path again.
+    let file = match resolver.take_found(path) {
+        Some(Ok(paths::Found::Handle(handle))) => reopen_for_reading(&handle)?,
+        Some(Ok(paths::Found::Opened(file))) => file,
+        Some(Err(e)) => return Err(format!("cannot open: {e}")),
         None => open_image(path)?,
     };
     // Almost every header and backing name sits in the first 4 KiB; read more only if the
@@ -482,7 +485,7 @@ pub(crate) fn open_image(path: &Path) -> Result<File, String> {
 fn reopen_for_reading(handle: &std::os::fd::OwnedFd) -> Result<File, String> {
     use std::os::fd::{AsRawFd, FromRawFd};
     let cannot = |e: std::io::Error| format!("cannot open: {e}");
-    let reopen = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
+    let reopen = paths::IMAGE_READ_FLAGS;
     let fd = match proc_fd_dir() {
         // The descriptor's number in our own `/proc/<pid>/fd`, held open: the same magic link
         // as `/proc/self/fd/<n>`, without looking up `self` and `fd` again for every image.

@@ -19,9 +19,9 @@ mod resolve;
 
 pub use escape::{escape, escape_path};
 pub use policy::{HostPolicy, READ_ONLY_OK, REFUSED, RW_OVERRIDE};
-pub use resolve::{FileKind, Resolver, resolve};
+pub use resolve::{FileKind, Found, Resolver, resolve};
 pub(crate) use resolve::{
-    open_path_walk, openat2_path, openat2_unavailable, set_openat2_unavailable,
+    IMAGE_READ_FLAGS, open_path_walk, openat2_path, openat2_unavailable, set_openat2_unavailable,
 };
 
 use std::os::unix::ffi::OsStrExt;

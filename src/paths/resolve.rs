@@ -43,9 +43,39 @@ pub struct Resolver {
     /// its name in it, and the kernel does not walk the whole path again for each. (Images are
     /// still opened by `backing::chain::open_image`, on their whole path.)
     last_dir_fd: Option<Option<OwnedFd>>,
+    /// Whether only root can change `last_dir`'s entries (see [`sealed`]).
+    last_dir_sealed: bool,
     /// The last path found in `last_dir` that is a regular file or block device, with the
-    /// `O_PATH` descriptor that found it (see [`Resolver::take_opened`]).
-    held: Option<(PathBuf, OwnedFd)>,
+    /// `O_PATH` descriptor that found it, or none when `last_dir` is sealed (see
+    /// [`Resolver::take_found`]).
+    held: Option<(PathBuf, Option<OwnedFd>)>,
+}
+
+/// How to open an image for reading: the file itself, never blocking (a FIFO swapped in must
+/// not hang the hook), never becoming our controlling terminal.
+pub(crate) const IMAGE_READ_FLAGS: libc::c_int =
+    libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
+
+/// A file resolution found by name in `last_dir` to be a regular file or block device, for the
+/// image prober (see [`Resolver::take_found`]).
+#[derive(Debug)]
+pub enum Found {
+    /// Its `O_PATH` descriptor: the prober reopens that very inode for reading.
+    Handle(OwnedFd),
+    /// Already open for reading ([`IMAGE_READ_FLAGS`], `O_NOFOLLOW`), by name in a sealed
+    /// directory, where the name still means what resolution saw.
+    Opened(std::fs::File),
+}
+
+/// Whether only root can change a directory's entries: owned by root and writable by neither
+/// group nor others (a POSIX ACL that grants anyone write shows in the group bits as its mask).
+/// There a name found to be a regular file stays one — no one but root (trusted) can swap in a
+/// device node or FIFO — so it can be opened by name for reading right away, without the
+/// `O_PATH` descriptor reopened through `/proc/self/fd` that an open directory needs: on a
+/// thousand-disk guest, one `openat` instead of `openat` + `fstat` + `openat` + `close`
+/// per image, and the `/proc` reopen was the dearest of them.
+fn sealed(st: &libc::stat) -> bool {
+    st.st_uid == 0 && st.st_mode & 0o022 == 0
 }
 
 /// The type of file resolution saw at a path (its `S_IFMT` bits).
@@ -154,13 +184,31 @@ impl Resolver {
     /// There the name is opened with `O_PATH|O_NOFOLLOW` in the directory's descriptor (itself
     /// reached with no symlink on its path) and the type read from that descriptor (`fstat`),
     /// which tells what `lstat` tells: a symlink is found as a symlink, never followed. A
-    /// regular file or block device keeps its descriptor (see [`Resolver::take_opened`]): the
+    /// regular file or block device keeps its descriptor (see [`Resolver::take_found`]): the
     /// image prober reopens it for reading instead of opening and checking the path again,
-    /// which spares a thousand-disk guest a thousand path walks and `fstat`s.
+    /// which spares a thousand-disk guest a thousand path walks and `fstat`s. In a [`sealed`]
+    /// directory the name is `fstatat`ed instead (no descriptor), and the prober's open is one
+    /// `openat` by that name.
     fn lstat(&mut self, path: &Path) -> std::io::Result<FileKind> {
         let mut buf = [0u8; 256];
         if let Some((fd, name)) = self.in_last_dir(path) {
             if let Some(c) = c_name(name, &mut buf) {
+                if self.last_dir_sealed {
+                    // SAFETY: a zeroed `stat` is a valid value to be overwritten.
+                    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+                    // SAFETY: `fd` is an open directory descriptor owned by `self`, `c` is
+                    // NUL-terminated and `st` a valid, writable `stat`.
+                    if unsafe { libc::fstatat(fd, c.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) }
+                        != 0
+                    {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    let kind = FileKind(st.st_mode & libc::S_IFMT);
+                    if kind.is_file() || kind.is_block_device() {
+                        self.hold(path, None);
+                    }
+                    return Ok(kind);
+                }
                 // SAFETY: `fd` is an open directory descriptor owned by `self` and `c` is
                 // NUL-terminated; the returned descriptor is new and owned below.
                 let r = unsafe {
@@ -183,10 +231,7 @@ impl Resolver {
                 }
                 let kind = FileKind(st.st_mode & libc::S_IFMT);
                 if kind.is_file() || kind.is_block_device() {
-                    let mut p = self.held.take().map(|(p, _)| p).unwrap_or_default();
-                    p.clear();
-                    p.push(path);
-                    self.held = Some((p, opened));
+                    self.hold(path, Some(opened));
                 }
                 return Ok(kind);
             }
@@ -194,16 +239,37 @@ impl Resolver {
         std::fs::symlink_metadata(path).map(|m| FileKind::from(m.file_type()))
     }
 
-    /// The `O_PATH` descriptor of `resolved` if resolution just found it, by name in a
-    /// directory reached with no symlink on its path, to be a regular file or block device
-    /// (taken: asked again, `None`).
-    pub fn take_opened(&mut self, resolved: &Path) -> Option<OwnedFd> {
+    /// Remember `path` as just found in `last_dir` (reusing the path buffer).
+    fn hold(&mut self, path: &Path, handle: Option<OwnedFd>) {
+        let mut p = self.held.take().map(|(p, _)| p).unwrap_or_default();
+        p.clear();
+        p.push(path);
+        self.held = Some((p, handle));
+    }
+
+    /// `resolved`, if resolution just found it by name in a directory reached with no symlink
+    /// on its path to be a regular file or block device: its `O_PATH` descriptor, or, in a
+    /// sealed directory, the file opened for reading (taken: asked again, `None`).
+    pub fn take_found(&mut self, resolved: &Path) -> Option<std::io::Result<Found>> {
         match &self.held {
-            Some((p, _)) if p.as_os_str() == resolved.as_os_str() => {
-                self.held.take().map(|(_, fd)| fd)
-            }
-            _ => None,
+            Some((p, _)) if p.as_os_str() == resolved.as_os_str() => {}
+            _ => return None,
         }
+        let (_, handle) = self.held.take()?;
+        if let Some(h) = handle {
+            return Some(Ok(Found::Handle(h)));
+        }
+        let (fd, name) = self.in_last_dir(resolved)?;
+        let mut buf = [0u8; 256];
+        let c = c_name(name, &mut buf)?;
+        // SAFETY: `fd` is an open directory descriptor owned by `self`, `c` is NUL-terminated;
+        // the returned descriptor is new and owned below.
+        let r = unsafe { libc::openat(fd, c.as_ptr(), IMAGE_READ_FLAGS | libc::O_NOFOLLOW) };
+        if r < 0 {
+            return Some(Err(std::io::Error::last_os_error()));
+        }
+        // SAFETY: a fresh descriptor from the kernel.
+        Some(Ok(Found::Opened(unsafe { std::fs::File::from_raw_fd(r) })))
     }
 
     /// The walk itself, using (and filling) the directory and file-type memory.
@@ -228,10 +294,13 @@ impl Resolver {
                     self.last_dir.push_str(dir);
                     self.last_dir_walks = 0;
                     self.last_dir_fd = None;
+                    self.last_dir_sealed = false;
                 }
                 self.last_dir_walks += 1;
                 if self.last_dir_walks >= 3 && self.last_dir_fd.is_none() {
-                    self.last_dir_fd = Some(open_dir_nofollow(dir));
+                    let opened = open_dir_nofollow(dir);
+                    self.last_dir_sealed = opened.as_ref().is_some_and(|(_, s)| *s);
+                    self.last_dir_fd = Some(opened.map(|(fd, _)| fd));
                 }
                 out.push(dir);
                 pending.push(Cow::Borrowed(OsStr::new(name)));
@@ -308,14 +377,15 @@ impl Resolver {
 }
 
 /// An `O_PATH` descriptor of the directory `dir`, reached with no symlink on its path (as
-/// `backing::chain::open_image` reaches an image), if it opens and is a directory.
-fn open_dir_nofollow(dir: &str) -> Option<OwnedFd> {
+/// `backing::chain::open_image` reaches an image), if it opens and is a directory; and whether
+/// it is [`sealed`].
+fn open_dir_nofollow(dir: &str) -> Option<(OwnedFd, bool)> {
     let fd = open_path_no_symlinks(dir).ok()?;
     // SAFETY: a zeroed `stat` is a valid value to be overwritten.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: `fd` is open and ours; `st` is a valid, writable `stat`.
     let r = unsafe { libc::fstat(fd.as_raw_fd(), &mut st) };
-    (r == 0 && st.st_mode & libc::S_IFMT == libc::S_IFDIR).then_some(fd)
+    (r == 0 && st.st_mode & libc::S_IFMT == libc::S_IFDIR).then(|| (fd, sealed(&st)))
 }
 
 /// Set once `openat2` failed with `ENOSYS`/`EPERM` (an old kernel, a seccomp filter): those do
@@ -465,10 +535,20 @@ mod tests {
 
     #[test]
     fn a_directory_walked_into_again_and_again_gives_the_same_answers() {
+        // A directory only root can change (the temporary directory as root: 0700) and one
+        // anyone can write to.
+        same_answers_in(0o700);
+        same_answers_in(0o777);
+    }
+
+    fn same_answers_in(mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
         // From the third path in a row in one directory on, names are looked up in that
         // directory's descriptor: the answers must not change.
         let d = tempfile::tempdir().unwrap();
         let dir = d.path().canonicalize().unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+        let sealed = unsafe { libc::geteuid() } == 0 && mode & 0o022 == 0;
         let other = tempfile::tempdir().unwrap();
         let other = other.path().canonicalize().unwrap();
         std::fs::write(other.join("target.img"), b"T").unwrap();
@@ -485,13 +565,24 @@ mod tests {
                 assert_eq!(got, p, "round {round}");
                 assert!(r.seen_file_type(&got).unwrap().is_file());
                 // From the third walk in a row in the directory on (the first one was not
-                // there yet), the file was found through an `O_PATH` descriptor, handed over
-                // once.
+                // there yet), the file was found by name in the directory's descriptor and is
+                // handed over once: in a sealed directory already open for reading, else as
+                // its `O_PATH` descriptor.
                 if round == 1 || i >= 3 {
-                    let fd = r.take_opened(&got).expect("held");
-                    let meta = std::fs::File::from(fd).metadata().unwrap();
-                    assert_eq!(meta.len(), 1);
-                    assert!(r.take_opened(&got).is_none(), "taken");
+                    let mut content = String::new();
+                    match r.take_found(&got).expect("held").unwrap() {
+                        Found::Opened(mut f) => {
+                            assert!(sealed, "opened by name only in a sealed directory");
+                            std::io::Read::read_to_string(&mut f, &mut content).unwrap();
+                        }
+                        Found::Handle(fd) => {
+                            assert!(!sealed, "a sealed directory's files are opened by name");
+                            let meta = std::fs::File::from(fd).metadata().unwrap();
+                            content = "x".repeat(meta.len() as usize);
+                        }
+                    }
+                    assert_eq!(content.len(), 1);
+                    assert!(r.take_found(&got).is_none(), "taken");
                 }
             }
             let link = dir.join("link.img");
@@ -499,20 +590,21 @@ mod tests {
             assert_eq!(got, other.join("target.img"));
             assert!(r.seen_file_type(&got).unwrap().is_file());
             // A symlink is never held, nor is its target outside the directory.
-            assert!(r.take_opened(&link).is_none());
-            assert!(r.take_opened(&got).is_none());
+            assert!(r.take_found(&link).is_none());
+            assert!(r.take_found(&got).is_none());
             let sub = dir.join("sub");
             let got = r.resolve(sub.to_str().unwrap()).unwrap();
             assert!(r.seen_file_type(&got).unwrap().is_dir());
             let gone = dir.join("gone.img");
             assert_eq!(r.resolve(gone.to_str().unwrap()).unwrap(), gone);
             assert!(r.seen_file_type(&gone).is_none());
-            assert!(r.take_opened(&gone).is_none());
-            assert!(r.take_opened(&sub).is_none());
+            assert!(r.take_found(&gone).is_none());
+            assert!(r.take_found(&sub).is_none());
         }
         assert!(
             r.last_dir_fd.as_ref().is_some_and(|f| f.is_some()),
             "the directory descriptor was used"
         );
+        assert_eq!(r.last_dir_sealed, sealed);
     }
 }
