@@ -8,7 +8,6 @@
 //! matters (our own metadata), by namespace URI.
 
 use quick_xml::events::{BytesStart, Event};
-use quick_xml::name::ResolveResult;
 use thiserror::Error;
 
 /// Largest document we accept; virt-aa-helper uses the same 10 MiB cap.
@@ -110,18 +109,17 @@ pub fn parse_str(text: &str) -> Result<Element, XmlError> {
     if text.len() > MAX_XML_BYTES {
         return Err(XmlError::TooLarge);
     }
-    let mut reader = quick_xml::reader::NsReader::from_str(text);
+    let mut reader = quick_xml::reader::Reader::from_str(text);
     reader.config_mut().check_end_names = true;
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
     // Attributes are gathered here, then copied into a vector of just their number: a guest
     // with thousands of disks has tens of thousands of elements, most with one or two.
     let mut attr_scratch: Vec<(String, String)> = Vec::new();
+    let mut scopes = Namespaces::default();
     loop {
         let pos = reader.buffer_position();
-        let (ns, ev) = reader
-            .read_resolved_event()
-            .map_err(|e| malformed(pos, e))?;
+        let ev = reader.read_event().map_err(|e| malformed(pos, e))?;
         match ev {
             Event::Start(ref s) | Event::Empty(ref s) => {
                 if root.is_some() {
@@ -130,8 +128,9 @@ pub fn parse_str(text: &str) -> Result<Element, XmlError> {
                 if stack.len() >= MAX_DEPTH {
                     return Err(XmlError::TooDeep);
                 }
-                let el = element_from_start(s, ns, pos, &mut attr_scratch)?;
+                let el = element_from_start(s, stack.len(), &mut scopes, pos, &mut attr_scratch)?;
                 if matches!(ev, Event::Empty(_)) {
+                    scopes.leave(stack.len());
                     close(&mut stack, &mut root, el);
                 } else {
                     stack.push(el);
@@ -141,6 +140,7 @@ pub fn parse_str(text: &str) -> Result<Element, XmlError> {
                 let mut el = stack
                     .pop()
                     .ok_or_else(|| malformed(pos, "unexpected end tag"))?;
+                scopes.leave(stack.len());
                 // A `<disk>`'s three children in room for three, not four (the vector grows
                 // by doubling): thousands of disks, hundreds of KiB fewer to touch.
                 el.children.shrink_to_fit();
@@ -188,25 +188,67 @@ fn close(stack: &mut [Element], root: &mut Option<Element>, el: Element) {
     }
 }
 
+/// The namespace declarations in scope (`xmlns="…"`, `xmlns:p="…"`), each with the depth of
+/// the element that made it. Resolved by hand rather than by quick-xml's `NsReader`, which
+/// scans every element's attributes for declarations a second time: libvirt's XML declares a
+/// namespace in a handful of places (its `<metadata>` children, `qemu:commandline`), and the
+/// element names are what a thousand-disk guest spends its parse on.
+#[derive(Default)]
+struct Namespaces {
+    /// (prefix, URI, depth); the prefix is empty for a default namespace.
+    decls: Vec<(String, String, usize)>,
+}
+
+impl Namespaces {
+    /// The URI `prefix` is bound to, `None` when unbound (or bound to the empty URI, which
+    /// undeclares a default namespace).
+    fn resolve(&self, prefix: &str) -> Option<String> {
+        self.decls
+            .iter()
+            .rev()
+            .find(|(p, _, _)| p == prefix)
+            .filter(|(_, uri, _)| !uri.is_empty())
+            .map(|(_, uri, _)| uri.clone())
+    }
+
+    /// The element at `depth` ended: its declarations go out of scope.
+    fn leave(&mut self, depth: usize) {
+        while self.decls.last().is_some_and(|(_, _, d)| *d >= depth) {
+            self.decls.pop();
+        }
+    }
+}
+
 fn element_from_start(
     s: &BytesStart<'_>,
-    ns: ResolveResult<'_>,
+    depth: usize,
+    scopes: &mut Namespaces,
     pos: u64,
     scratch: &mut Vec<(String, String)>,
 ) -> Result<Element, XmlError> {
     let name = s.local_name().as_ref().to_string();
-    let ns = match ns {
-        ResolveResult::Bound(n) => Some(n.as_ref().to_string()),
-        _ => None,
-    };
     scratch.clear();
     let attrs = scratch;
     for a in s.attributes() {
         let a = a.map_err(|e| malformed(pos, e))?;
-        let key = a.key.local_name().as_ref().to_string();
-        if a.key.as_ref().starts_with("xmlns") {
+        let full = a.key.as_ref();
+        if let Some(rest) = full.strip_prefix("xmlns") {
+            let prefix = if rest.is_empty() {
+                Some("")
+            } else {
+                rest.strip_prefix(':')
+            };
+            if let Some(prefix) = prefix {
+                let uri = a
+                    .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                    .map_err(|e| malformed(pos, e))?;
+                scopes
+                    .decls
+                    .push((prefix.to_string(), uri.into_owned(), depth));
+            }
             continue;
         }
+        let key = a.key.local_name().as_ref().to_string();
         // XML 1.0 §3.1 (AttValue) forbids a literal '<' in an attribute value; libxml2, and so
         // libvirt, rejects such a document, quick-xml does not. Be as strict: the guest must not
         // start from XML libvirt itself would have refused.
@@ -225,6 +267,11 @@ fn element_from_start(
     // Not `mem::take`: that would hand over the scratch vector's spare capacity.
     let mut exact = Vec::with_capacity(attrs.len());
     exact.append(attrs);
+    let ns = if scopes.decls.is_empty() {
+        None
+    } else {
+        scopes.resolve(s.name().prefix().map_or("", |p| p.into_inner()))
+    };
     Ok(Element {
         name,
         ns,
@@ -304,6 +351,28 @@ mod tests {
         let x = e.path(&["metadata", "x"]).unwrap();
         assert_eq!(x.ns.as_deref(), Some("urn:t"));
         assert_eq!(x.attr("m"), Some("1"));
+    }
+
+    #[test]
+    fn namespaces_are_scoped_to_the_declaring_element() {
+        let e = parse_str(
+            r#"<d xmlns:q="urn:q"><m xmlns="urn:m"><g/><q:c/><n xmlns=""/></m><g/><q:c/><x:u/></d>"#,
+        )
+        .unwrap();
+        let m = e.child("m").unwrap();
+        assert_eq!(m.ns.as_deref(), Some("urn:m"));
+        assert_eq!(m.child("g").unwrap().ns.as_deref(), Some("urn:m"));
+        assert_eq!(m.child("c").unwrap().ns.as_deref(), Some("urn:q"));
+        assert_eq!(m.child("n").unwrap().ns, None, "xmlns='' undeclares");
+        // Out of <m>: its default namespace no longer applies, <d>'s prefix still does.
+        assert_eq!(e.child("g").unwrap().ns, None);
+        assert_eq!(e.child("c").unwrap().ns.as_deref(), Some("urn:q"));
+        assert_eq!(
+            e.child("u").unwrap().ns,
+            None,
+            "an undeclared prefix is unbound"
+        );
+        assert!(m.attrs.is_empty(), "declarations are not attributes");
     }
 
     #[test]
