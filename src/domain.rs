@@ -89,7 +89,7 @@ impl Domain {
     /// Build from an already parsed tree.
     pub fn from_element(root: Element) -> Result<Domain, DomainError> {
         if root.name != "domain" {
-            return Err(DomainError::NotDomain(root.name.clone()));
+            return Err(DomainError::NotDomain(root.name.to_string()));
         }
         let uuid_text = root
             .child("uuid")

@@ -8,6 +8,7 @@
 //! matters (our own metadata), by namespace URI.
 
 use quick_xml::events::{BytesStart, Event};
+use std::borrow::Cow;
 use thiserror::Error;
 
 /// Largest document we accept; virt-aa-helper uses the same 10 MiB cap.
@@ -31,13 +32,17 @@ pub enum XmlError {
     Empty,
 }
 
+/// An element or attribute name: one of libvirt's common names borrowed from a static table,
+/// or the document's own (see [`intern`]).
+pub type Name = Cow<'static, str>;
+
 /// One element: local name, namespace URI (if any), attributes (unescaped), children and the
 /// concatenated text directly inside it (entity references resolved, so `/a&amp;b` stays whole).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Element {
-    pub name: String,
+    pub name: Name,
     pub ns: Option<String>,
-    pub attrs: Vec<(String, String)>,
+    pub attrs: Vec<(Name, String)>,
     pub children: Vec<Element>,
     pub text: String,
 }
@@ -88,6 +93,110 @@ impl Element {
     }
 }
 
+/// libvirt's common element and attribute names, shared instead of allocated per element: a
+/// thousand-disk guest has some four thousand elements and seven thousand attributes, and their
+/// names were a third of the allocations of its parse.
+const COMMON_NAMES: &[&str] = &[
+    "address",
+    "alias",
+    "arch",
+    "audio",
+    "backend",
+    "backingStore",
+    "boot",
+    "bus",
+    "channel",
+    "controller",
+    "console",
+    "cpu",
+    "currentMemory",
+    "dev",
+    "device",
+    "devices",
+    "dir",
+    "disk",
+    "domain",
+    "driver",
+    "emulator",
+    "features",
+    "file",
+    "filesystem",
+    "format",
+    "function",
+    "graphics",
+    "hostdev",
+    "id",
+    "index",
+    "input",
+    "interface",
+    "listen",
+    "loader",
+    "mac",
+    "machine",
+    "memballoon",
+    "memory",
+    "metadata",
+    "mode",
+    "model",
+    "name",
+    "nvram",
+    "os",
+    "path",
+    "pool",
+    "port",
+    "protocol",
+    "readonly",
+    "rng",
+    "seclabel",
+    "serial",
+    "shareable",
+    "slot",
+    "source",
+    "target",
+    "tpm",
+    "type",
+    "unit",
+    "uuid",
+    "vcpu",
+    "video",
+    "volume",
+];
+
+/// A slot of [`COMMON_NAMES`]' little hash table: from the length and the first, second and
+/// last bytes (factors searched for no collision among the names; a test checks it), so that a
+/// lookup is one table read and one comparison (a binary search over the names cost as much as
+/// the allocations it saved).
+fn slot(name: &[u8]) -> usize {
+    let (first, second, last) = match name {
+        [] => (0, 0, 0),
+        [only] => (*only, 0, *only),
+        [first, second, .., last] => (*first, *second, *last),
+        [first, last] => (*first, *last, *last),
+    };
+    (name.len() * 3 + first as usize * 53 + last as usize * 5 + second as usize) % 256
+}
+
+/// [`COMMON_NAMES`] by [`slot`] (a name whose slot is taken stays out: it is then allocated
+/// like any other, still correct).
+fn common_names() -> &'static [Option<&'static str>; 256] {
+    static TABLE: std::sync::OnceLock<[Option<&'static str>; 256]> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut t = [None; 256];
+        for n in COMMON_NAMES {
+            t[slot(n.as_bytes())].get_or_insert(*n);
+        }
+        t
+    })
+}
+
+/// `name` as a [`Name`]: borrowed from [`COMMON_NAMES`] when it is one of them.
+fn intern(name: &str) -> Name {
+    match common_names()[slot(name.as_bytes())] {
+        Some(n) if n == name => Cow::Borrowed(n),
+        _ => Cow::Owned(name.to_string()),
+    }
+}
+
 /// Parse a document into its root element.
 pub fn parse(input: &[u8]) -> Result<Element, XmlError> {
     if input.len() > MAX_XML_BYTES {
@@ -115,7 +224,7 @@ pub fn parse_str(text: &str) -> Result<Element, XmlError> {
     let mut root: Option<Element> = None;
     // Attributes are gathered here, then copied into a vector of just their number: a guest
     // with thousands of disks has tens of thousands of elements, most with one or two.
-    let mut attr_scratch: Vec<(String, String)> = Vec::new();
+    let mut attr_scratch: Vec<(Name, String)> = Vec::new();
     let mut scopes = Namespaces::default();
     loop {
         let pos = reader.buffer_position();
@@ -224,9 +333,9 @@ fn element_from_start(
     depth: usize,
     scopes: &mut Namespaces,
     pos: u64,
-    scratch: &mut Vec<(String, String)>,
+    scratch: &mut Vec<(Name, String)>,
 ) -> Result<Element, XmlError> {
-    let name = s.local_name().as_ref().to_string();
+    let name = intern(s.local_name().as_ref());
     scratch.clear();
     let attrs = scratch;
     for a in s.attributes() {
@@ -248,7 +357,7 @@ fn element_from_start(
             }
             continue;
         }
-        let key = a.key.local_name().as_ref().to_string();
+        let key = intern(a.key.local_name().as_ref());
         // XML 1.0 §3.1 (AttValue) forbids a literal '<' in an attribute value; libxml2, and so
         // libvirt, rejects such a document, quick-xml does not. Be as strict: the guest must not
         // start from XML libvirt itself would have refused.
@@ -320,6 +429,19 @@ pub fn element_xml(e: &Element) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_common_name_has_a_slot_of_its_own() {
+        for n in COMMON_NAMES {
+            assert!(
+                matches!(intern(n), Cow::Borrowed(b) if b == *n),
+                "{n} shares a slot"
+            );
+        }
+        for n in ["diskx", "", "x", "Disk", "dsk"] {
+            assert!(matches!(intern(n), Cow::Owned(ref o) if o == n), "{n}");
+        }
+    }
 
     #[test]
     fn entity_in_text_does_not_truncate() {

@@ -89,7 +89,7 @@ impl Claims {
 
 /// Every attribute value or text that is an absolute path, with `<a><b attr=...>` naming it.
 fn walk_paths(e: &Element, stack: &mut Vec<String>, out: &mut Vec<(String, String)>) {
-    let mut here = e.name.clone();
+    let mut here = e.name.to_string();
     if let Some(t) = e
         .child("target")
         .and_then(|t| t.attr_nonempty("dev").or(t.attr_nonempty("dir")))

@@ -30,6 +30,7 @@ pub fn new_element(old: Option<&str>, mode: Enforcement) -> Result<String> {
             e.attrs
                 .into_iter()
                 .filter(|(k, _)| k != "xmlns" && !k.starts_with("xmlns:") && k != "mode")
+                .map(|(k, v)| (k.into_owned(), v))
                 .collect()
         }
         _ => Vec::new(),
