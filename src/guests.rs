@@ -29,30 +29,17 @@ impl GuestDef {
     }
 }
 
-fn xml_files(dir: &Path) -> Vec<PathBuf> {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut v: Vec<PathBuf> = rd
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "xml") && p.is_file())
-        .collect();
-    v.sort();
-    v
-}
-
 /// Every guest, and one warning per file that could not be read.
 pub fn load_all(cfg: &Config) -> (Vec<GuestDef>, Vec<String>) {
     let mut out: Vec<GuestDef> = Vec::new();
     let mut warnings = Vec::new();
-    for f in xml_files(&cfg.rooted(Path::new(QEMU_STATUS_DIR))) {
+    for f in crate::store::xml_files(&cfg.rooted(Path::new(QEMU_STATUS_DIR))) {
         match read(&f, true) {
             Ok(g) => out.push(g),
             Err(e) => warnings.push(format!("{}: {e}", f.display())),
         }
     }
-    for f in xml_files(&cfg.rooted(Path::new(QEMU_CONFIG_DIR))) {
+    for f in crate::store::xml_files(&cfg.rooted(Path::new(QEMU_CONFIG_DIR))) {
         match read(&f, false) {
             Ok(g) if out.iter().any(|o| o.domain.uuid == g.domain.uuid) => {}
             Ok(g) => out.push(g),

@@ -29,16 +29,10 @@ fn read_target(file: &Path) -> Option<String> {
 
 /// The target directories of every directory-backed pool under `root`, in file-name order.
 pub fn dirs(root: &Path) -> Vec<String> {
-    let Ok(rd) = std::fs::read_dir(pool_files(root)) else {
-        return Vec::new();
-    };
-    let mut files: Vec<PathBuf> = rd
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "xml") && p.is_file())
-        .collect();
-    files.sort();
-    files.iter().filter_map(|f| read_target(f)).collect()
+    crate::store::xml_files(&pool_files(root))
+        .iter()
+        .filter_map(|f| read_target(f))
+        .collect()
 }
 
 /// The file of volume `vol` in the directory-backed pool `pool` (`<source pool= volume=>`):

@@ -96,6 +96,21 @@ pub fn remove_stale_temps(dest: &Path) -> usize {
         .count()
 }
 
+/// The `*.xml` files of a directory, sorted by name (libvirt's definition directories); none
+/// when it cannot be read.
+pub fn xml_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut v: Vec<PathBuf> = rd
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "xml") && p.is_file())
+        .collect();
+    v.sort();
+    v
+}
+
 /// Atomically replace `dest` with `contents`.
 pub fn write_atomic(dest: &Path, contents: &[u8]) -> io::Result<()> {
     Staged::write(dest, contents)?.commit()
