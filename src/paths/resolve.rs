@@ -73,7 +73,9 @@ pub enum Found {
 /// device node or FIFO — so it can be opened by name for reading right away, without the
 /// `O_PATH` descriptor reopened through `/proc/self/fd` that an open directory needs: on a
 /// thousand-disk guest, one `openat` instead of `openat` + `fstat` + `openat` + `close`
-/// per image, and the `/proc` reopen was the dearest of them.
+/// per image, and the `/proc` reopen was the dearest of them. (A QEMU run as root could still
+/// replace its own image in such a directory, but only with a file or FIFO: its profile grants
+/// no `mknod` capability, so no device node, and a FIFO opens non-blocking and reads empty.)
 fn sealed(st: &libc::stat) -> bool {
     st.st_uid == 0 && st.st_mode & 0o022 == 0
 }
