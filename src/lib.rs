@@ -28,8 +28,9 @@
 //!   auditd and journald we read by name), [`mode`] (libvirt vs standalone mode, daemon
 //!   confinement), [`caps`] (the cache, its host key and whether it still holds, whether
 //!   libvirt's AppArmor driver is active), [`config`] (the TOML file), [`apparmorfs`] (kernel
-//!   state);
-//! - **act:** [`store`] (atomic files, locks), [`aaparser`] (apparmor_parser with timeouts),
+//!   state), [`pools`] (libvirt's directory-backed storage pools: a volume's file, the pools'
+//!   directories);
+//! - **act:** [`store`] (atomic files, locks, libvirt's definition directories listed), [`aaparser`] (apparmor_parser with timeouts),
 //!   [`links`] (the emulator wrapper links the package makes),
 //!   [`log`] (the admin's log);
 //! - **explain:** [`denial`] (one AppArmor audit record, hostile input), [`explain`] (a denial
