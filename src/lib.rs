@@ -5,7 +5,7 @@
 //! has one owner that everyone asks:
 //! - **parse:** [`xml`] (element tree, hostile-input limits, the one XML escaper), [`domain`]
 //!   (identity, profile name, labels, our metadata);
-//! - **derive:** [`derive`] (device → grants, one file per device family, host lookups in
+//! - **derive:** [`derive`](mod@derive) (device → grants, one file per device family, host lookups in
 //!   `derive/host.rs`), [`rules`] (dedup/merge; `RuleLine`, the one writer and reader of a rule
 //!   line), [`paths`] (`resolve.rs`: one `Resolver` per derivation; `escape.rs`: a path as an
 //!   AppArmor pattern; `policy.rs`: the host policy `HostPolicy` built from the config in

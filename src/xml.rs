@@ -33,7 +33,7 @@ pub enum XmlError {
 }
 
 /// An element or attribute name: one of libvirt's common names borrowed from a static table,
-/// or the document's own (see [`intern`]).
+/// or the document's own (interned from a static table).
 pub type Name = Cow<'static, str>;
 
 /// One element: local name, namespace URI (if any), attributes (unescaped), children and the

@@ -26,7 +26,7 @@
 //! - `remove_profile`: `virt-aa-helper -D -u libvirt-<uuid>` (no stdin) from
 //!   `AppArmorRestoreSecurityAllLabel` at stop (dynamic labels only). Older libvirt used `-R`.
 //! - Result: `virCommandRun(cmd, NULL)`: any non-zero exit is an error; libvirt captures our
-//!   stderr and puts it in "Child process (…) unexpected exit status 1: <stderr>", then
+//!   stderr and puts it in `"Child process (…) unexpected exit status 1: <stderr>"`, then
 //!   "cannot load AppArmor profile" (start fails) or "cannot update AppArmor profile" (the
 //!   hotplug/job fails). stdout is only logged.
 //!
@@ -94,7 +94,7 @@ use std::time::Instant;
 pub const HELPER_PATH: &str = crate::layout::LIBVIRT_HELPER;
 /// Where `dpkg-divert --rename` moves the distribution's helper while ours is installed.
 pub const DISTRIB_PATH: &str = crate::layout::LIBVIRT_HELPER_DIVERTED;
-/// The name we answer to (argv[0]'s file name).
+/// The name we answer to (`argv[0]`'s file name).
 pub const HELPER_NAME: &str = "virt-aa-helper";
 /// Most extra files kept per guest (libvirt's helper lets `.files` grow without bound).
 pub const MAX_EXTRAS: usize = 4096;

@@ -62,7 +62,7 @@ pub(crate) const IMAGE_READ_FLAGS: libc::c_int =
 pub enum Found {
     /// Its `O_PATH` descriptor: the prober reopens that very inode for reading.
     Handle(OwnedFd),
-    /// Already open for reading ([`IMAGE_READ_FLAGS`], `O_NOFOLLOW`), by name in a sealed
+    /// Already open for reading (`IMAGE_READ_FLAGS`, `O_NOFOLLOW`), by name in a sealed
     /// directory, where the name still means what resolution saw.
     Opened(std::fs::File),
 }
