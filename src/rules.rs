@@ -5,8 +5,8 @@
 //! through [`RuleSet::fixed`]. Grants of the same pattern merge their permissions, so a thousand
 //! disks over one base image give one base-image rule, not a thousand.
 
+use crate::paths::PathMap;
 use crate::paths::{self, PathError};
-use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -177,7 +177,7 @@ pub use crate::log::one_line;
 #[derive(Debug, Default, Clone)]
 pub struct RuleSet {
     rules: Vec<Rule>,
-    index: HashMap<String, usize>,
+    index: PathMap<String, usize>,
     /// Comment lines (`# ...`) emitted before the rules; they explain fixed blocks.
     pub notes: Vec<String>,
     /// The host policy every grant is checked against (the configuration's).
@@ -205,7 +205,7 @@ impl RuleSet {
     ) -> Self {
         RuleSet {
             rules: Vec::with_capacity(rules),
-            index: HashMap::with_capacity(rules),
+            index: PathMap::with_capacity_and_hasher(rules, Default::default()),
             notes: Vec::new(),
             policy,
         }

@@ -5,7 +5,6 @@ use super::vmdk::extent_name_ok;
 use super::{Chain, Header, ImageFormat, MAX_HEADER_BYTES, parse_header};
 use crate::backing::HeaderError;
 use crate::paths;
-use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::Read;
@@ -84,7 +83,7 @@ pub fn probe_chain(
 #[derive(Debug, Default)]
 pub struct HeaderCache {
     // Keyed by bytes, not `Path` (see `paths::Resolver`).
-    map: HashMap<OsString, Result<Header, String>>,
+    map: paths::PathMap<OsString, Result<Header, String>>,
     /// The buffer headers are read into, reused from image to image: a fresh 4 KiB one per
     /// disk cost a `malloc` and a `free` each.
     buf: Vec<u8>,

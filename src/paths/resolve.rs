@@ -3,8 +3,8 @@
 //! refuse symlinks on the way.
 
 use super::{MAX_PATH_BYTES, PathError, validate};
+use super::{PathMap, PathSet};
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -26,13 +26,13 @@ const MAX_SYMLINKS: usize = 40;
 #[derive(Debug, Default)]
 pub struct Resolver {
     /// Directories seen to exist and not be symlinks.
-    plain_dirs: HashSet<OsString>,
+    plain_dirs: PathSet<OsString>,
     /// The file type seen for each existing path [`Resolver::resolve`] returned: the prober must
     /// know it *before* it opens a file (see [`Resolver::seen_file_type`]), and this saves it a
     /// second `stat`.
-    final_types: HashMap<OsString, FileKind>,
+    final_types: PathMap<OsString, FileKind>,
     /// Whole answers by the raw string, for [`Resolver::resolve_repeated`].
-    answers: HashMap<String, Result<PathBuf, PathError>>,
+    answers: PathMap<String, Result<PathBuf, PathError>>,
     /// The member of `plain_dirs` the last walk started from (see [`Resolver::walk`]): a string
     /// comparison instead of a hash for the next disk in the same directory.
     last_dir: String,
@@ -45,6 +45,11 @@ pub struct Resolver {
     last_dir_fd: Option<Option<OwnedFd>>,
     /// Whether only root can change `last_dir`'s entries (see [`sealed`]).
     last_dir_sealed: bool,
+    /// A sealed `last_dir`'s entries and their types, read once (see [`read_entries`]); a
+    /// type of `None` is one the filesystem does not report in its listing.
+    last_dir_entries: Option<PathMap<OsString, Option<FileKind>>>,
+    /// How many files this resolver was made for (see [`Resolver::with_capacity`]).
+    expected_files: usize,
     /// The last path found in `last_dir` that is a regular file or block device, with the
     /// `O_PATH` descriptor that found it, or none when `last_dir` is sealed (see
     /// [`Resolver::take_found`]).
@@ -141,7 +146,8 @@ impl Resolver {
     /// regrowing (a guest's disks: each regrowth rehashes every key).
     pub fn with_capacity(files: usize) -> Self {
         Resolver {
-            final_types: HashMap::with_capacity(files),
+            final_types: PathMap::with_capacity_and_hasher(files, Default::default()),
+            expected_files: files,
             ..Self::default()
         }
     }
@@ -196,6 +202,20 @@ impl Resolver {
         if let Some((fd, name)) = self.in_last_dir(path) {
             if let Some(c) = c_name(name, &mut buf) {
                 if self.last_dir_sealed {
+                    if let Some(entries) = &self.last_dir_entries {
+                        match entries.get(OsStr::from_bytes(name)) {
+                            Some(Some(kind)) => {
+                                let kind = *kind;
+                                if kind.is_file() || kind.is_block_device() {
+                                    self.hold(path, None);
+                                }
+                                return Ok(kind);
+                            }
+                            None => return Err(std::io::ErrorKind::NotFound.into()),
+                            // The listing did not say: ask the file itself.
+                            Some(None) => {}
+                        }
+                    }
                     // SAFETY: a zeroed `stat` is a valid value to be overwritten.
                     let mut st: libc::stat = unsafe { std::mem::zeroed() };
                     // SAFETY: `fd` is an open directory descriptor owned by `self`, `c` is
@@ -297,11 +317,17 @@ impl Resolver {
                     self.last_dir_walks = 0;
                     self.last_dir_fd = None;
                     self.last_dir_sealed = false;
+                    self.last_dir_entries = None;
                 }
                 self.last_dir_walks += 1;
                 if self.last_dir_walks >= 3 && self.last_dir_fd.is_none() {
                     let opened = open_dir_nofollow(dir);
                     self.last_dir_sealed = opened.as_ref().is_some_and(|(_, s)| *s);
+                    if self.last_dir_sealed && self.expected_files >= LIST_FROM_FILES {
+                        let fd = opened.as_ref().map(|(fd, _)| fd.as_raw_fd());
+                        self.last_dir_entries =
+                            fd.and_then(|fd| read_entries(fd, self.expected_files * 4 + 64));
+                    }
                     self.last_dir_fd = Some(opened.map(|(fd, _)| fd));
                 }
                 out.push(dir);
@@ -376,6 +402,74 @@ impl Resolver {
         }
         Ok(out)
     }
+}
+
+/// From how many files (a guest's disks) a sealed directory's listing is read once instead of
+/// `fstatat`ing each name in it.
+const LIST_FROM_FILES: usize = 16;
+
+/// The entries of the directory open as `dir` (an `O_PATH` descriptor) with the types its
+/// listing reports, or `None` when it has more than `max` entries or cannot be read.
+///
+/// Only for a [`sealed`] directory: there an entry's type changes only by root's hand, so the
+/// listing tells what `fstatat` would, for all names at once — one `getdents64` for a
+/// directory of a thousand images instead of a thousand `fstatat`s (a third of the cost). The
+/// bound keeps a huge shared directory from costing more than the lookups it replaces.
+fn read_entries(dir: libc::c_int, max: usize) -> Option<PathMap<OsString, Option<FileKind>>> {
+    // SAFETY: `dir` is an open directory descriptor; "." is NUL-terminated. The new descriptor
+    // is handed to `fdopendir`, which owns it from then on (`closedir` closes it).
+    let fd = unsafe {
+        libc::openat(
+            dir,
+            c".".as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: `fd` is a directory descriptor we just opened.
+    let stream = unsafe { libc::fdopendir(fd) };
+    if stream.is_null() {
+        // SAFETY: `fdopendir` failed, so `fd` is still ours to close.
+        unsafe { libc::close(fd) };
+        return None;
+    }
+    let mut map = PathMap::with_capacity_and_hasher(max.min(4096), Default::default());
+    let complete = loop {
+        // SAFETY: `stream` is a valid directory stream until `closedir` below.
+        let e = unsafe { libc::readdir(stream) };
+        if e.is_null() {
+            break true;
+        }
+        if map.len() >= max {
+            break false;
+        }
+        // SAFETY: `readdir` returned a valid entry whose `d_name` is NUL-terminated.
+        let (name, d_type) = unsafe {
+            (
+                std::ffi::CStr::from_ptr((*e).d_name.as_ptr()).to_bytes(),
+                (*e).d_type,
+            )
+        };
+        if name == b"." || name == b".." {
+            continue;
+        }
+        let kind = match d_type {
+            libc::DT_REG => Some(libc::S_IFREG),
+            libc::DT_DIR => Some(libc::S_IFDIR),
+            libc::DT_LNK => Some(libc::S_IFLNK),
+            libc::DT_BLK => Some(libc::S_IFBLK),
+            libc::DT_CHR => Some(libc::S_IFCHR),
+            libc::DT_FIFO => Some(libc::S_IFIFO),
+            libc::DT_SOCK => Some(libc::S_IFSOCK),
+            _ => None,
+        };
+        map.insert(OsStr::from_bytes(name).to_os_string(), kind.map(FileKind));
+    };
+    // SAFETY: `stream` came from `fdopendir` and is closed once.
+    unsafe { libc::closedir(stream) };
+    complete.then_some(map)
 }
 
 /// An `O_PATH` descriptor of the directory `dir`, reached with no symlink on its path (as
@@ -539,17 +633,35 @@ mod tests {
     fn a_directory_walked_into_again_and_again_gives_the_same_answers() {
         // A directory only root can change (the temporary directory as root: 0700) and one
         // anyone can write to.
-        same_answers_in(0o700);
-        same_answers_in(0o777);
+        for files in [0, LIST_FROM_FILES] {
+            same_answers_in(0o700, files);
+            same_answers_in(0o777, files);
+        }
     }
 
-    fn same_answers_in(mode: u32) {
+    #[test]
+    fn a_listing_longer_than_its_bound_is_not_kept() {
+        let d = tempfile::tempdir().unwrap();
+        for i in 0..10 {
+            std::fs::write(d.path().join(format!("f{i}")), b"").unwrap();
+        }
+        std::os::unix::fs::symlink("f0", d.path().join("l")).unwrap();
+        let dir = open_dir_nofollow(d.path().to_str().unwrap()).unwrap().0;
+        assert!(read_entries(dir.as_raw_fd(), 10).is_none());
+        let all = read_entries(dir.as_raw_fd(), 11).unwrap();
+        assert_eq!(all.len(), 11, "no . or ..");
+        assert!(all[OsStr::new("f3")].unwrap().is_file());
+        assert!(all[OsStr::new("l")].unwrap().is_symlink());
+    }
+
+    fn same_answers_in(mode: u32, files: usize) {
         use std::os::unix::fs::PermissionsExt;
         // From the third path in a row in one directory on, names are looked up in that
         // directory's descriptor: the answers must not change.
         let d = tempfile::tempdir().unwrap();
         let dir = d.path().canonicalize().unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+        // SAFETY: geteuid cannot fail.
         let sealed = unsafe { libc::geteuid() } == 0 && mode & 0o022 == 0;
         let other = tempfile::tempdir().unwrap();
         let other = other.path().canonicalize().unwrap();
@@ -559,7 +671,7 @@ mod tests {
         }
         std::os::unix::fs::symlink(other.join("target.img"), dir.join("link.img")).unwrap();
         std::fs::create_dir(dir.join("sub")).unwrap();
-        let mut r = Resolver::new();
+        let mut r = Resolver::with_capacity(files);
         for round in 0..2 {
             for i in 0..5 {
                 let p = dir.join(format!("f{i}.img"));
@@ -608,5 +720,10 @@ mod tests {
             "the directory descriptor was used"
         );
         assert_eq!(r.last_dir_sealed, sealed);
+        // A sealed directory of a guest with many files was listed once.
+        assert_eq!(
+            r.last_dir_entries.is_some(),
+            sealed && files >= LIST_FROM_FILES
+        );
     }
 }
