@@ -107,8 +107,10 @@ done
 echo
 echo "== hook, whole process per event (typical guest: 1 qcow2 disk over a backing file)"
 R=$W/root; mkdir -p "$R/etc/libvirt" "$R/var/lib/virt-aa-hook"; cp hooks/template.qemu "$R/etc/libvirt/virt-aa-hook.template"
-# a fresh capability cache, so the hook does not start a background refresh on every event
-printf '{"version":1,"generated_at":%s,"uri":"","libvirt_version":"","daemon_version":"","secmodels":["dac"],"emulators":[],"firmware":[],"nvram_templates":[]}' "$(date +%s)" >"$R/var/lib/virt-aa-hook/caps.json"
+# a fresh capability cache, so the hook does not start a background refresh on every event: its
+# host key is what the hook reads under this root (no boot id, AppArmor, qemu.conf or daemon
+# there); without one the cache "predates host keys" and every event forks the admin binary
+printf '{"version":1,"generated_at":%s,"uri":"","libvirt_version":"","daemon_version":"","secmodels":["dac"],"emulators":[],"firmware":[],"nvram_templates":[],"host_key":{"boot_id":"","apparmor":false,"qemu_conf":"","daemons":[]}}' "$(date +%s)" >"$R/var/lib/virt-aa-hook/caps.json"
 f=$(mkxml 1)
 printf '%s\n' "apparmor_parser = \"/bin/true\"" >"$W/noparser.conf"
 : >"$W/real.conf"
